@@ -1,0 +1,48 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app.config import api_settings, engine_options, settings_from_env
+from app.database import configure_engines
+from app.errors import register_error_handlers
+from app.extensions import db, migrate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings from the environment, then ``config`` on top."""
+    app = Flask(__name__, static_folder=None)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(settings_from_env(app.instance_path))
+    app.config.update(api_settings())
+    if config:
+        app.config.update(config)
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS",
+        engine_options(app.config["SQLALCHEMY_DATABASE_URI"], app.config),
+    )
+    logging.basicConfig(level=app.config["LOG_LEVEL"])
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db.init_app(app)
+    configure_engines(app)
+    # An absolute path: `flask db ...` and gunicorn may run from any directory.
+    migrate.init_app(
+        app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
+    )
+    from app.api import register_api
+    from app.cli import register_cli
+
+    register_api(app)
+    register_error_handlers(app)  # after the Api: ours replace flask-smorest's handler
+    register_cli(app)
+    return app

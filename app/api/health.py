@@ -1,0 +1,29 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from app.schemas import HealthOut
+from app.services import health as service
+
+blp = Blueprint("health", __name__, description="Probes")
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.response(200, HealthOut)
+    def get(self) -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200, HealthOut)
+    @blp.alt_response(503, schema=HealthOut, description="Not ready")
+    def get(self) -> tuple[dict[str, str], int]:
+        """The database is reachable and its schema is at the latest migration."""
+        report = service.readiness()
+        return report, 200 if report["status"] == "ok" else 503

@@ -1,0 +1,41 @@
+"""Per-engine settings SQLAlchemy can't express in a URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Engine, event
+
+from app.extensions import db
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy emit BEGIN itself (below): pysqlite's own transaction handling breaks
+    # SAVEPOINT and defers BEGIN in ways that surprise.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # SQLite ignores foreign keys, hence ON DELETE CASCADE, unless asked per connection.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets readers proceed while a writer commits: needed with several workers.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def configure_engine(engine: Engine) -> None:
+    """Install the connection hooks ``engine``'s dialect needs."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+
+
+def configure_engines(app: Flask) -> None:
+    """Configure every engine Flask-SQLAlchemy made for ``app``."""
+    with app.app_context():
+        for engine in db.engines.values():
+            configure_engine(engine)

@@ -1,0 +1,96 @@
+"""Domain errors, and the one JSON error shape every failure is answered with."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+
+
+class DomainError(Exception):
+    """A failure a service reports; ``errors.py`` turns it into an HTTP response."""
+
+    status_code = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class UpstreamError(DomainError):
+    """The LLM provider failed or could not be reached."""
+
+    status_code = 502
+
+
+def error_response(
+    status: int,
+    message: str | None = None,
+    errors: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build ``{code, status, message, errors}``, the shape flask-smorest uses for its own."""
+    payload: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase}
+    if message is not None:
+        payload["message"] = message
+    if errors is not None:
+        payload["errors"] = errors
+    response = jsonify(payload)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _handle_domain_error(error: DomainError) -> Response:
+    return error_response(error.status_code, error.message, headers=error.headers)
+
+
+def _handle_http_exception(error: HTTPException) -> Response:
+    # Same payload as flask-smorest's handler, plus werkzeug's description as the message
+    # when nobody gave a more specific one, so every error says what went wrong.
+    data = getattr(error, "data", None) or {}
+    errors = data.get("errors", data.get("messages"))
+    message = data.get("message") or (
+        "The request is invalid; see errors." if errors else error.description
+    )
+    headers = dict(data.get("headers") or {})
+    if error.code == 405 and getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)
+    return error_response(error.code or 500, message, errors, headers)
+
+
+def _handle_database_unavailable(error: sa_exc.SQLAlchemyError) -> Response:
+    # The database is down or the pool is exhausted: the client may retry, so say 503.
+    current_app.logger.error("database unavailable: %s", error.__class__.__name__, exc_info=error)
+    return error_response(
+        503, "The database is unavailable; try again shortly.", headers={"Retry-After": "1"}
+    )
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _require_json_body() -> None:
+    # webargs treats a non-JSON body as absent: a form-encoded create would silently
+    # make an empty conversation. Say so instead.
+    if request.method in _BODY_METHODS and request.content_length and not request.is_json:
+        raise UnsupportedMediaType(
+            "Send the request body as JSON (Content-Type: application/json)."
+        )
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every HTTP and domain error with the JSON error shape (call after Api.init_app)."""
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(DomainError, _handle_domain_error)
+    for error in (sa_exc.OperationalError, sa_exc.TimeoutError):
+        app.register_error_handler(error, _handle_database_unavailable)
+    app.before_request(_require_json_body)

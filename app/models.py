@@ -1,0 +1,101 @@
+"""Database models. ``migrations/`` holds the schema's history; never ``create_all``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from app.extensions import db
+
+# SQLite has no 64-bit autoincrement type of its own; INTEGER PRIMARY KEY is its rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+TITLE_MAX = 200
+MODEL_MAX = 100
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (a callable default: evaluated per row)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that reads back aware on every engine.
+
+    SQLite stores no offset, so values come back naive: they were written as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# Without AUTOINCREMENT SQLite reuses the highest id after a delete, so a stale link could
+# reach somebody's new conversation. PostgreSQL sequences never reuse ids.
+_NO_ID_REUSE = {"sqlite_autoincrement": True}
+
+
+class Conversation(TimestampMixin, db.Model):
+    __tablename__ = "conversations"
+    __table_args__ = _NO_ID_REUSE
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # NULL until the first prompt gives it a title (or the client sets one).
+    title: Mapped[str | None] = mapped_column(String(TITLE_MAX))
+    model_type: Mapped[str] = mapped_column(String(MODEL_MAX), index=True)
+
+    # passive_deletes: the database's ON DELETE CASCADE removes the messages, so deleting
+    # a conversation never loads them.
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Message.id",
+    )
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.id} {self.title!r}>"
+
+
+class Message(TimestampMixin, db.Model):
+    __tablename__ = "messages"
+    # Serves both the foreign key lookups and listing a conversation's messages in order.
+    __table_args__ = (
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        _NO_ID_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    prompt_content: Mapped[str] = mapped_column(Text)
+    response_content: Mapped[str] = mapped_column(Text, default="")
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    response_tokens: Mapped[int | None] = mapped_column(Integer)
+    total_tokens: Mapped[int | None] = mapped_column(Integer)
+    # NULL while the exchange is in progress; set once it ends.
+    is_success: Mapped[bool | None] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} of conversation {self.conversation_id}>"

@@ -1,0 +1,75 @@
+"""The repository interface, and its SQLAlchemy implementation shared by every model."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.extensions import Base
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+class Repository(ABC, Generic[ModelT]):
+    """Data access for one kind of record. Implementations never commit."""
+
+    @abstractmethod
+    def list(self, *, skip: int = 0, take: int = 100) -> list[ModelT]:
+        """Records in creation order, ``take`` of them after the first ``skip``."""
+
+    @abstractmethod
+    def get(self, uid: int) -> ModelT | None:
+        """The record with this id, or None."""
+
+    @abstractmethod
+    def create(self, record: ModelT) -> ModelT:
+        """Add a new record; its id is assigned on return."""
+
+    @abstractmethod
+    def update(self, uid: int, values: Mapping[str, Any]) -> ModelT | None:
+        """Set ``values`` on the record with this id; None if there is none."""
+
+    @abstractmethod
+    def delete(self, uid: int) -> bool:
+        """Delete the record with this id; False if there was none."""
+
+
+class SqlAlchemyRepository(Repository[ModelT]):
+    """A repository over one mapped class; subclasses name it in ``model``."""
+
+    model: ClassVar[type[Any]]
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def list(self, *, skip: int = 0, take: int = 100) -> list[ModelT]:
+        query = select(self.model).order_by(self.model.id).offset(skip).limit(take)
+        return list(self.session.scalars(query))
+
+    def get(self, uid: int) -> ModelT | None:
+        return self.session.get(self.model, uid)
+
+    def create(self, record: ModelT) -> ModelT:
+        self.session.add(record)
+        self.session.flush()
+        return record
+
+    def update(self, uid: int, values: Mapping[str, Any]) -> ModelT | None:
+        record = self.get(uid)
+        if record is None:
+            return None
+        for name, value in values.items():
+            setattr(record, name, value)
+        self.session.flush()
+        return record
+
+    def delete(self, uid: int) -> bool:
+        result = self.session.execute(
+            delete(self.model).where(self.model.id == uid),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(result.rowcount)

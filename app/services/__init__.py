@@ -1,0 +1,1 @@
+"""Use cases: one transaction each, domain errors out, no HTTP."""

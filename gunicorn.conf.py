@@ -1,0 +1,28 @@
+"""gunicorn settings: ``gunicorn -c gunicorn.conf.py wsgi:app``. Every value can be overridden
+by the environment variable named next to it."""
+
+import multiprocessing
+import os
+
+# PaaS hosts hand out $PORT and expect every interface; locally stay on loopback.
+bind = os.environ.get("GUNICORN_BIND") or (
+    f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000"
+)
+
+# gevent: one process per core, each holding many concurrent requests (long LLM streams
+# included) on cooperative greenlets. psycopg 3 and httpx yield to the loop when gevent has
+# patched the standard library, so a waiting stream costs a greenlet, not a thread.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+
+# timeout is the heartbeat deadline of a worker's arbiter loop; gevent workers keep
+# notifying while greenlets stream, so it does not cut long generations.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# On SIGTERM, in-flight requests get this long to finish (and their exchanges to be saved).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "120"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

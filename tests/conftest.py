@@ -1,0 +1,210 @@
+"""Fixtures: every database test runs on SQLite and on a real PostgreSQL.
+
+PostgreSQL comes from TEST_DATABASE_URL (default: the local server's ``test`` database); the
+suite creates a database of its own there and drops it at the end, so runs don't collide.
+Each test runs inside an outer transaction that is rolled back afterwards; the code under
+test may still commit, because the session joins it with savepoints.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.extensions import db
+
+BACKENDS = ("sqlite", "postgresql")
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+_pg_skip_reason: list[str] = []
+
+
+def _admin_url() -> sa.URL:
+    from app.config import normalize_database_url
+
+    return make_url(normalize_database_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL)))
+
+
+class PostgresServer:
+    """Creates and drops throwaway databases on the test PostgreSQL server."""
+
+    def __init__(self, admin_url: sa.URL) -> None:
+        self.admin_url = admin_url
+        self.engine = sa.create_engine(
+            admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+        )
+        self.created: list[str] = []
+
+    def create_database(self) -> str:
+        name = f"convstore_test_{uuid.uuid4().hex[:12]}"
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.engine.connect() as conn:
+            for name in self.created:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer(_admin_url())
+    try:
+        with server.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        message = (
+            f"PostgreSQL is unreachable at {server.admin_url.render_as_string()} "
+            f"(set TEST_DATABASE_URL): {exc.orig}"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"CI requires PostgreSQL. {message}", pytrace=False)
+        _pg_skip_reason.append(message)
+        pytest.skip(message)
+    yield server
+    server.drop_all()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _pg_skip_reason:
+        terminalreporter.write_sep("!", "THE POSTGRESQL HALF OF THE SUITE WAS SKIPPED", red=True)
+        terminalreporter.write_line(_pg_skip_reason[0], red=True)
+
+
+@pytest.fixture(scope="session")
+def database_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], str]:
+    """Make an empty database on a backend and return its URL."""
+
+    def make(backend: str) -> str:
+        if backend == "sqlite":
+            path = tmp_path_factory.mktemp("sqlite") / "test.db"
+            return f"sqlite:///{path}"
+        return request.getfixturevalue("postgres").create_database()
+
+    return make
+
+
+def make_app(url: str, **config: Any) -> Flask:
+    """An app on ``url`` with test settings."""
+    return create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, **config})
+
+
+@contextmanager
+def disposing(app: Flask) -> Iterator[Flask]:
+    """Yield ``app``, then close its connection pools."""
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def migrated_app(backend: str, database_factory: Callable[[str], str]) -> Iterator[Flask]:
+    """One app per backend, on a database migrated to head once per run."""
+    with disposing(make_app(database_factory(backend))) as app:
+        with app.app_context():
+            flask_migrate.upgrade()
+            # Tests commit through savepoints inside a transaction they roll back.
+            db.session.configure(join_transaction_mode="create_savepoint")
+        yield app
+
+
+@pytest.fixture
+def app(migrated_app: Flask) -> Iterator[Flask]:
+    """The app, its database bound to one connection whose transaction is rolled back."""
+    with migrated_app.app_context():
+        engines = db.engines
+    engine = engines[None]
+    connection = engine.connect()
+    transaction = connection.begin()
+    engines[None] = connection  # type: ignore[index]
+    try:
+        yield migrated_app
+    finally:
+        engines[None] = engine  # type: ignore[index]
+        transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class Database:
+    """Direct access to the test's database, each call in its own short app context."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def add(self, *records: Any) -> list[int]:
+        """Insert ORM records and return their ids."""
+        with self.app.app_context():
+            db.session.add_all(records)
+            db.session.commit()
+            return [record.id for record in records]
+
+    def scalar(self, statement: Any, **params: Any) -> Any:
+        with self.app.app_context():
+            if isinstance(statement, str):
+                statement = sa.text(statement)
+            return db.session.scalar(statement, params)
+
+    def execute(self, sql: str, **params: Any) -> None:
+        """Run raw SQL and commit (deletes through SQL bypass the ORM's cascade)."""
+        with self.app.app_context():
+            db.session.execute(sa.text(sql), params)
+            db.session.commit()
+
+    def get(self, model: type, uid: int) -> Any:
+        with self.app.app_context():
+            return db.session.get(model, uid)
+
+    @contextmanager
+    def count_statements(self) -> Iterator[list[str]]:
+        """Collect the SQL statements the app sends, savepoint bookkeeping left out."""
+        with self.app.app_context():
+            connection = db.engines[None]
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            verb = statement.lstrip().split(None, 1)[0].upper()
+            if verb not in {"SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"}:
+                statements.append(statement)
+
+        sa.event.listen(connection, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            sa.event.remove(connection, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def database(app: Flask) -> Database:
+    return Database(app)
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent

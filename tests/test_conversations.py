@@ -1,0 +1,270 @@
+"""The /conversations endpoints, as DESIGN.md's contract table specifies them."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from app.models import Conversation, Message
+
+
+def create(client, **body):
+    response = client.post("/conversations", json=body)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    assert parsed.utcoffset() is not None, f"{value} is not timezone-aware"
+    return parsed
+
+
+class TestCreate:
+    def test_returns_201_the_conversation_and_its_location(self, client, app):
+        response = client.post("/conversations", json={"title": "Trip", "model_type": "llama3"})
+
+        assert response.status_code == 201
+        body = response.json
+        assert body["title"] == "Trip"
+        assert body["model_type"] == "llama3"
+        assert set(body) == {"id", "title", "model_type", "created_at", "updated_at"}
+        assert response.headers["Location"] == f"/conversations/{body['id']}"
+        assert client.get(response.headers["Location"]).json == body
+
+    def test_defaults_model_and_leaves_title_for_the_first_prompt(self, client, app):
+        body = create(client)
+
+        assert body["model_type"] == app.config["DEFAULT_MODEL"]
+        assert body["title"] is None
+
+    def test_is_saved_in_the_database(self, client, database):
+        body = create(client, title="Saved")
+
+        row = database.get(Conversation, body["id"])
+        assert row.title == "Saved"
+
+    def test_timestamps_are_utc_and_per_row(self, client):
+        first = create(client, title="one")
+        time.sleep(0.01)
+        second = create(client, title="two")
+
+        assert parse_time(first["created_at"]) < parse_time(second["created_at"])
+        assert parse_time(first["created_at"]).utcoffset().total_seconds() == 0
+
+    @pytest.mark.parametrize(
+        ("body", "field", "message"),
+        [
+            ({"title": ""}, "title", "Length must be between 1 and 200."),
+            ({"title": "   "}, "title", "Must not be blank."),
+            ({"title": "x" * 201}, "title", "Length must be between 1 and 200."),
+            ({"title": 5}, "title", "Not a valid string."),
+            ({"title": "a\u0000b"}, "title", "Must not contain NUL characters."),
+            ({"model_type": ""}, "model_type", "Length must be between 1 and 100."),
+            ({"title": "ok", "owner": "me"}, "owner", "Unknown field."),
+        ],
+    )
+    def test_invalid_body_is_422_naming_the_field(self, client, database, body, field, message):
+        response = client.post("/conversations", json=body)
+
+        assert response.status_code == 422
+        assert response.json["code"] == 422
+        assert response.json["status"] == "Unprocessable Entity"
+        assert response.json["errors"] == {"json": {field: [message]}}
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_lone_surrogate_is_422_not_a_database_error(self, client):
+        response = client.post(
+            "/conversations", data='{"title": "\\ud800"}', content_type="application/json"
+        )
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"json": {"title": ["Must be valid Unicode text."]}}
+
+    def test_malformed_json_is_400(self, client):
+        response = client.post("/conversations", data="{nope", content_type="application/json")
+
+        assert response.status_code == 400
+        assert response.json["errors"] == {"json": ["Invalid JSON body."]}
+
+    def test_json_that_is_not_an_object_is_422(self, client):
+        response = client.post("/conversations", json=["title"])
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"json": {"_schema": ["Invalid input type."]}}
+
+    def test_form_body_is_415_rather_than_silently_ignored(self, client, database):
+        response = client.post("/conversations", data={"title": "x"})
+
+        assert response.status_code == 415
+        assert "application/json" in response.json["message"]
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_body_over_the_limit_is_413(self, client, app):
+        big = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+
+        response = client.post("/conversations", json={"title": big})
+
+        assert response.status_code == 413
+        assert response.json["code"] == 413
+
+
+class TestList:
+    def test_oldest_first(self, client):
+        ids = [create(client, title=f"c{i}")["id"] for i in range(3)]
+
+        response = client.get("/conversations")
+
+        assert response.status_code == 200
+        assert [c["id"] for c in response.json] == ids
+
+    def test_skip_and_take(self, client):
+        ids = [create(client, title=f"c{i}")["id"] for i in range(5)]
+
+        assert [c["id"] for c in client.get("/conversations?skip=1&take=2").json] == ids[1:3]
+        assert [c["id"] for c in client.get("/conversations?skip=4&take=100").json] == ids[4:]
+
+    def test_skip_past_the_end_is_an_empty_list(self, client):
+        create(client, title="only")
+
+        response = client.get("/conversations?skip=10")
+
+        assert response.status_code == 200
+        assert response.json == []
+
+    def test_take_defaults_to_100(self, client, database):
+        database.add(*[Conversation(title=f"c{i}", model_type="m") for i in range(101)])
+
+        assert len(client.get("/conversations").json) == 100
+
+    @pytest.mark.parametrize(
+        ("query", "field", "message"),
+        [
+            ("take=0", "take", "Must be greater than or equal to 1 and less than or equal to 100."),
+            (
+                "take=101",
+                "take",
+                "Must be greater than or equal to 1 and less than or equal to 100.",
+            ),
+            (
+                "take=-1",
+                "take",
+                "Must be greater than or equal to 1 and less than or equal to 100.",
+            ),
+            ("take=ten", "take", "Not a valid integer."),
+            ("take=1.5", "take", "Not a valid integer."),
+            (
+                "skip=-1",
+                "skip",
+                "Must be greater than or equal to 0 and less than or equal to 9223372036854775807.",
+            ),
+            (
+                "skip=99999999999999999999",
+                "skip",
+                "Must be greater than or equal to 0 and less than or equal to 9223372036854775807.",
+            ),
+        ],
+    )
+    def test_out_of_range_or_non_integer_is_422(self, client, query, field, message):
+        response = client.get(f"/conversations?{query}")
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"query": {field: [message]}}
+
+
+class TestGet:
+    def test_returns_the_conversation(self, client):
+        created = create(client, title="Mine")
+
+        response = client.get(f"/conversations/{created['id']}")
+
+        assert response.status_code == 200
+        assert response.json == created
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/conversations/424242",
+            "/conversations/0",
+            "/conversations/abc",
+            "/conversations/99999999999999999999",
+        ],
+    )
+    def test_unknown_or_impossible_id_is_404(self, client, path):
+        response = client.get(path)
+
+        assert response.status_code == 404
+        assert response.json["code"] == 404
+        assert response.json["status"] == "Not Found"
+
+    def test_unknown_id_says_which(self, client):
+        assert client.get("/conversations/424242").json["message"] == (
+            "Conversation 424242 does not exist."
+        )
+
+
+class TestUpdate:
+    def test_returns_202_with_the_new_values(self, client, database):
+        created = create(client, title="Old", model_type="m1")
+
+        response = client.put(
+            f"/conversations/{created['id']}", json={"title": "New", "model_type": "m2"}
+        )
+
+        assert response.status_code == 202
+        assert response.json["title"] == "New"
+        assert response.json["model_type"] == "m2"
+        assert response.json["created_at"] == created["created_at"]
+        row = database.get(Conversation, created["id"])
+        assert (row.title, row.model_type) == ("New", "m2")
+
+    def test_updated_at_moves(self, client):
+        created = create(client, title="Old")
+        time.sleep(0.01)
+
+        updated = client.put(
+            f"/conversations/{created['id']}", json={"title": "New", "model_type": "m"}
+        ).json
+
+        assert parse_time(updated["updated_at"]) > parse_time(created["updated_at"])
+        assert updated["created_at"] == created["created_at"]
+
+    def test_both_fields_are_required(self, client):
+        created = create(client, title="Old")
+
+        response = client.put(f"/conversations/{created['id']}", json={"title": "New"})
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {
+            "json": {"model_type": ["Missing data for required field."]}
+        }
+
+    def test_unknown_id_is_404(self, client):
+        response = client.put("/conversations/424242", json={"title": "t", "model_type": "m"})
+
+        assert response.status_code == 404
+
+
+class TestDelete:
+    def test_returns_204_without_a_body(self, client, database):
+        created = create(client, title="Bye")
+
+        response = client.delete(f"/conversations/{created['id']}")
+
+        assert response.status_code == 204
+        assert response.data == b""
+        assert database.get(Conversation, created["id"]) is None
+        assert client.get(f"/conversations/{created['id']}").status_code == 404
+
+    def test_takes_the_messages_with_it(self, client, database):
+        created = create(client, title="Bye")
+        database.add(Message(conversation_id=created["id"], prompt_content="hi"))
+
+        client.delete(f"/conversations/{created['id']}")
+
+        assert database.scalar("SELECT count(*) FROM messages") == 0
+
+    def test_unknown_id_is_404(self, client):
+        assert client.delete("/conversations/424242").status_code == 404

@@ -1,0 +1,47 @@
+"""Each endpoint issues a fixed number of SQL statements, however many rows there are."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.models import Conversation, Message
+
+
+def seed(database, conversations: int, messages_each: int) -> int:
+    ids = database.add(*[Conversation(title=f"c{i}", model_type="m") for i in range(conversations)])
+    database.add(
+        *[
+            Message(conversation_id=cid, prompt_content="p")
+            for cid in ids
+            for _ in range(messages_each)
+        ]
+    )
+    return ids[0]
+
+
+def statements_for(client, database, method: str, path: str, **kwargs) -> int:
+    with database.count_statements() as statements:
+        response = getattr(client, method)(path, **kwargs)
+    assert response.status_code < 400, response.json
+    return len(statements)
+
+
+ENDPOINTS = [
+    ("get", "/conversations", {}, 1),
+    ("get", "/conversations/{id}", {}, 1),
+    ("get", "/conversations/{id}/messages", {}, 2),
+    ("post", "/conversations", {"json": {"title": "t"}}, 1),
+    ("put", "/conversations/{id}", {"json": {"title": "t", "model_type": "m"}}, 2),
+    ("delete", "/conversations/{id}", {}, 1),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "expected"), ENDPOINTS)
+def test_statement_count_is_constant_as_rows_grow(client, database, method, path, kwargs, expected):
+    small_id = seed(database, conversations=1, messages_each=1)
+    small = statements_for(client, database, method, path.format(id=small_id), **kwargs)
+
+    large_id = seed(database, conversations=30, messages_each=20)
+    large = statements_for(client, database, method, path.format(id=large_id), **kwargs)
+
+    assert small == large == expected
