@@ -26,3 +26,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# gunicorn >= 25's control socket lives at one path per user: two instances on one host
+# (blue/green, tests) would fight over it, and nothing here uses it.
+control_socket_disable = True

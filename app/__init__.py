@@ -14,6 +14,7 @@ from app.config import api_settings, engine_options, settings_from_env
 from app.database import configure_engines
 from app.errors import register_error_handlers
 from app.extensions import db, migrate
+from app.llm import init_llm
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -39,6 +40,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(
         app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
     )
+    init_llm(app)
+
     from app.api import register_api
     from app.cli import register_cli
 

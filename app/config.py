@@ -77,6 +77,25 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "DEFAULT_MODEL": env.get("DEFAULT_MODEL") or "gpt-4o-mini",
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         "SQLALCHEMY_ECHO": _bool(env, "SQLALCHEMY_ECHO", False),
+        # LLM upstream (any OpenAI-compatible server).
+        "OPENAI_API_KEY": env.get("OPENAI_API_KEY") or None,
+        "OPENAI_BASE_URL": env.get("OPENAI_BASE_URL") or None,
+        "OPENAI_CONNECT_TIMEOUT": _float(env, "OPENAI_CONNECT_TIMEOUT", 5.0),
+        "OPENAI_READ_TIMEOUT": _float(env, "OPENAI_READ_TIMEOUT", 60.0),
+        "OPENAI_MAX_RETRIES": _int(env, "OPENAI_MAX_RETRIES", 2),
+        "OPENAI_MAX_CONNECTIONS": _int(env, "OPENAI_MAX_CONNECTIONS", 1000),
+        "OPENAI_STREAM_USAGE": _bool(env, "OPENAI_STREAM_USAGE", True),
+        # Generation.
+        "HISTORY_MAX_MESSAGES": _int(env, "HISTORY_MAX_MESSAGES", 20),
+        "HISTORY_MAX_CHARS": _int(env, "HISTORY_MAX_CHARS", 24000),
+        "SSE_KEEPALIVE_SECONDS": _float(env, "SSE_KEEPALIVE_SECONDS", 15.0),
+        "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5),
+        "SAVE_RETRY_DELAY": _float(env, "SAVE_RETRY_DELAY", 0.5),
+        "REAP_AFTER_SECONDS": _int(env, "REAP_AFTER_SECONDS", 900),
+        # Titles.
+        "TITLE_MODEL": env.get("TITLE_MODEL") or None,
+        "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24),
+        "TITLE_TIMEOUT": _float(env, "TITLE_TIMEOUT", 10.0),
     }
     return settings
 

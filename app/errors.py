@@ -25,12 +25,6 @@ class NotFound(DomainError):
     status_code = 404
 
 
-class UpstreamError(DomainError):
-    """The LLM provider failed or could not be reached."""
-
-    status_code = 502
-
-
 def error_response(
     status: int,
     message: str | None = None,

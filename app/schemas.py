@@ -11,6 +11,8 @@ from app.models import MODEL_MAX, TITLE_MAX
 # Bound OFFSET to what a signed 64-bit integer holds: PostgreSQL rejects anything larger.
 MAX_OFFSET = 2**63 - 1
 MAX_PAGE = 100
+MAX_ID = 2**63 - 1
+PROMPT_MAX = 100_000
 
 
 class Text(fields.String):
@@ -68,6 +70,25 @@ class ConversationCreate(Schema):
 class ConversationUpdate(Schema):
     title = _title(required=True)
     model_type = _model_type(required=True)
+
+
+def _prompt(**kwargs: Any) -> Text:
+    return Text(
+        required=True, validate=[validate.Length(min=1, max=PROMPT_MAX), not_blank], **kwargs
+    )
+
+
+class MessageCreate(Schema):
+    prompt = _prompt(metadata={"description": "The user's message."})
+    stream = fields.Boolean(
+        load_default=False,
+        metadata={"description": "true: answer as Server-Sent Events while the LLM writes."},
+    )
+
+
+class GenerateArgs(Schema):
+    prompt = _prompt()
+    conversation_id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class ConversationOut(Schema):

@@ -24,6 +24,8 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
+from app.llm import LLMClient
+from tests.fake_llm import FakeLLMServer
 
 BACKENDS = ("sqlite", "postgresql")
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -100,9 +102,36 @@ def database_factory(
     return make
 
 
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[FakeLLMServer]:
+    """A real OpenAI-compatible HTTP server on loopback, steered by each test."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The fake LLM server, reset to its default behaviour for this test."""
+    llm_server.reset()
+    yield llm_server
+    llm_server.reset()
+
+
+# Fail fast in tests: no client-side retries, short time-outs, quick save retries.
+TEST_SETTINGS = {
+    "TESTING": True,
+    "OPENAI_API_KEY": "test-key",
+    "OPENAI_MAX_RETRIES": 0,
+    "OPENAI_READ_TIMEOUT": 2.0,
+    "OPENAI_CONNECT_TIMEOUT": 2.0,
+    "TITLE_TIMEOUT": 2.0,
+    "SAVE_RETRY_DELAY": 0.01,
+}
+
+
 def make_app(url: str, **config: Any) -> Flask:
-    """An app on ``url`` with test settings."""
-    return create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, **config})
+    """An app on ``url`` with test settings (its LLM is the fake server when one runs)."""
+    return create_app({"SQLALCHEMY_DATABASE_URI": url, **TEST_SETTINGS, **config})
 
 
 @contextmanager
@@ -122,9 +151,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated_app(backend: str, database_factory: Callable[[str], str]) -> Iterator[Flask]:
+def migrated_app(
+    backend: str, database_factory: Callable[[str], str], llm_server: FakeLLMServer
+) -> Iterator[Flask]:
     """One app per backend, on a database migrated to head once per run."""
-    with disposing(make_app(database_factory(backend))) as app:
+    url = database_factory(backend)
+    with disposing(make_app(url, OPENAI_BASE_URL=llm_server.base_url)) as app:
         with app.app_context():
             flask_migrate.upgrade()
             # Tests commit through savepoints inside a transaction they roll back.
@@ -152,6 +184,22 @@ def app(migrated_app: Flask) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def configure(app: Flask) -> Iterator[Callable[..., None]]:
+    """Change app settings for one test (the LLM client is rebuilt from them)."""
+    saved = dict(app.config)
+    llm = app.extensions["llm"]
+
+    def apply(**settings: Any) -> None:
+        app.config.update(settings)
+        app.extensions["llm"] = LLMClient(app.config)
+
+    yield apply
+    app.config.clear()
+    app.config.update(saved)
+    app.extensions["llm"] = llm
 
 
 class Database:

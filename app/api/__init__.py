@@ -21,12 +21,13 @@ def _id_schema(_converter: IdConverter) -> dict[str, object]:
 def register_api(app: Flask) -> Api:
     """Create the app's Api and register the URL converter and every Blueprint on it."""
     from app.api.conversations import blp as conversations
+    from app.api.generation import blp as generation
     from app.api.health import blp as health
     from app.api.messages import blp as messages
 
     app.url_map.converters["id"] = IdConverter
     api = Api(app)
     api.register_converter(IdConverter, _id_schema)
-    for blueprint in (conversations, messages, health):
+    for blueprint in (conversations, messages, generation, health):
         api.register_blueprint(blueprint)
     return api

@@ -1,15 +1,25 @@
-"""/conversations/<id>/messages: a conversation's exchanges."""
+"""/conversations/<id>/messages: a conversation's exchanges, and new ones."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.models import Message
-from app.schemas import MessageOut, PageArgs
-from app.services import conversations as service
+from app.schemas import MessageCreate, MessageOut, PageArgs
+from app.services import conversations as conversations_service
+from app.services import generation
+from app.streaming import sse_response
 
 blp = Blueprint("messages", __name__, url_prefix="/conversations", description="Messages")
+
+SSE_DESCRIPTION = (
+    "With stream: true, Server-Sent Events: `delta` events `{text}`, then `done` "
+    "`{message}` (the saved MessageOut) or `error` `{code, message}`."
+)
 
 
 @blp.route("/<id:conversation_id>/messages")
@@ -18,4 +28,17 @@ class Messages(MethodView):
     @blp.response(200, MessageOut(many=True))
     def get(self, page: dict[str, int], conversation_id: int) -> list[Message]:
         """List a conversation's messages in creation order."""
-        return service.list_messages(conversation_id, **page)
+        return conversations_service.list_messages(conversation_id, **page)
+
+    @blp.arguments(MessageCreate)
+    @blp.response(201, MessageOut)
+    @blp.alt_response(
+        200, success=True, content_type="text/event-stream", description=SSE_DESCRIPTION
+    )
+    def post(self, body: dict[str, Any], conversation_id: int) -> Message | Response:
+        """Send a prompt; the exchange is saved whatever happens to the stream."""
+        if body["stream"]:
+            return sse_response(
+                generation.stream_reply(conversation_id, body["prompt"], keepalive=True)
+            )
+        return generation.reply(conversation_id, body["prompt"])

@@ -1,0 +1,180 @@
+"""The OpenAI-compatible client, configured once per app, and provider errors mapped to ours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import openai
+from flask import Flask, current_app
+
+from app.errors import DomainError
+
+try:  # openai >= 3 ships on httpx2; earlier releases on httpx.
+    from httpx2 import HTTPError as TransportError
+    from httpx2 import Limits
+except ImportError:  # pragma: no cover
+    from httpx import HTTPError as TransportError  # type: ignore[assignment,no-redef]
+    from httpx import Limits  # type: ignore[assignment,no-redef]
+
+# What a broken upstream stream raises while being read: openai wraps transport failures in
+# APIConnectionError today, but raw transport errors have escaped in other versions.
+STREAM_ERRORS: tuple[type[Exception], ...] = (openai.APIError, TransportError)
+
+ChatMessage = Mapping[str, str]
+
+
+class UpstreamError(DomainError):
+    """The LLM provider failed or could not be reached (502)."""
+
+    status_code = 502
+
+
+class UpstreamRateLimited(UpstreamError):
+    status_code = 429
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+
+
+class LLMNotConfigured(DomainError):
+    status_code = 503
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of an upstream stream: some text, and/or the usage report."""
+
+    text: str = ""
+    usage: Usage | None = None
+
+
+class ChatStream(Protocol):
+    def __iter__(self) -> Iterator[Chunk]: ...
+    def close(self) -> None: ...
+
+
+def map_error(error: Exception) -> UpstreamError:
+    """Turn an openai/transport exception into the error our clients see."""
+    if isinstance(error, openai.RateLimitError):
+        retry_after = error.response.headers.get("retry-after")
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return UpstreamRateLimited(
+            "The LLM provider is rate limiting; retry later.", headers=headers
+        )
+    if isinstance(error, openai.APITimeoutError):
+        return UpstreamTimeout("The LLM provider did not answer in time.")
+    if isinstance(error, openai.APIConnectionError | TransportError):
+        return UpstreamError("The LLM provider could not be reached or broke off.")
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        return UpstreamError("The LLM provider rejected this service's credentials.")
+    if isinstance(error, openai.APIStatusError):
+        return UpstreamError(f"The LLM provider answered {error.status_code}: {error.message}")
+    return UpstreamError("The LLM provider failed.")
+
+
+def upstream_status(error: DomainError, cause: BaseException | None) -> int:
+    """The status code to record for a failed exchange: the upstream's own when it gave one."""
+    if isinstance(cause, openai.APIStatusError):
+        return cause.status_code
+    return error.status_code
+
+
+class _OpenAIChatStream:
+    """Adapts openai's chunk objects to ``Chunk``; the usage chunk has empty ``choices``."""
+
+    def __init__(self, stream: openai.Stream[Any]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for event in self._stream:
+            usage = event.usage
+            text = "".join(c.delta.content or "" for c in event.choices if c.index == 0)
+            if usage is not None:
+                yield Chunk(
+                    text,
+                    Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens),
+                )
+            elif text:
+                yield Chunk(text)
+
+    def close(self) -> None:
+        # Leaving the loop alone would leak the pooled HTTP connection.
+        self._stream.close()
+
+
+class LLMClient:
+    """Chat completions against the configured OpenAI-compatible server."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        key, base_url = config["OPENAI_API_KEY"], config["OPENAI_BASE_URL"]
+        self.configured = bool(key or base_url)
+        self.stream_usage = config["OPENAI_STREAM_USAGE"]
+        self.title_timeout = config["TITLE_TIMEOUT"]
+        # Local servers (Ollama, vLLM, llama.cpp) take any key; the client insists on one.
+        self._client = openai.OpenAI(
+            api_key=key or "not-needed",
+            base_url=base_url,
+            max_retries=config["OPENAI_MAX_RETRIES"],
+            timeout=openai.Timeout(
+                config["OPENAI_READ_TIMEOUT"], connect=config["OPENAI_CONNECT_TIMEOUT"]
+            ),
+            http_client=openai.DefaultHttpxClient(
+                limits=Limits(
+                    max_connections=config["OPENAI_MAX_CONNECTIONS"],
+                    max_keepalive_connections=min(100, config["OPENAI_MAX_CONNECTIONS"]),
+                )
+            ),
+        )
+
+    def _check_configured(self) -> None:
+        if not self.configured:
+            raise LLMNotConfigured(
+                "No LLM is configured: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server."
+            )
+
+    def stream_chat(self, model: str, messages: Iterable[ChatMessage]) -> ChatStream:
+        """Open a streamed chat completion; raises UpstreamError if it cannot start."""
+        self._check_configured()
+        extra: dict[str, Any] = {}
+        if self.stream_usage:
+            extra["stream_options"] = {"include_usage": True}
+        try:
+            stream = self._client.chat.completions.create(
+                model=model, messages=list(messages), stream=True, **extra
+            )
+        except STREAM_ERRORS as error:
+            raise map_error(error) from error
+        return _OpenAIChatStream(stream)
+
+    def complete(self, model: str, messages: Iterable[ChatMessage], max_tokens: int) -> str:
+        """A short non-streamed completion (titles); raises UpstreamError on failure."""
+        self._check_configured()
+        try:
+            completion = self._client.with_options(
+                timeout=self.title_timeout, max_retries=0
+            ).chat.completions.create(model=model, messages=list(messages), max_tokens=max_tokens)
+        except STREAM_ERRORS as error:
+            raise map_error(error) from error
+        if not completion.choices:
+            return ""
+        return completion.choices[0].message.content or ""
+
+
+def init_llm(app: Flask) -> None:
+    """Create the app's LLM client (one per process: it holds the HTTP connection pool)."""
+    app.extensions["llm"] = LLMClient(app.config)
+
+
+def get_llm() -> LLMClient:
+    """The current app's LLM client."""
+    return current_app.extensions["llm"]

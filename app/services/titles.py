@@ -1,0 +1,75 @@
+"""Conversation titles generated from the first prompt, with a plain fallback."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask
+
+from app.errors import DomainError
+from app.llm import get_llm
+from app.repositories import ConversationRepository
+from app.services.persistence import save_with_retry
+
+log = logging.getLogger(__name__)
+
+TITLE_CHARS = 80
+FALLBACK_WORDS = 8
+INSTRUCTION = (
+    "Write a title of at most six words for a conversation that starts with the user's "
+    "message. Answer with the title alone: no quotes, no punctuation at the end."
+)
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
+_LABEL = re.compile(r"^\s*title\s*:\s*", re.IGNORECASE)
+_MARKUP = re.compile(r"[*_`#>]+")
+_QUOTES = "\"'“”‘’«»"
+
+
+def _cap(text: str) -> str:
+    if len(text) <= TITLE_CHARS:
+        return text
+    cut = text[:TITLE_CHARS].rsplit(" ", 1)[0]
+    return cut or text[:TITLE_CHARS]
+
+
+def clean_title(raw: str) -> str | None:
+    """A model's answer made into a title: reasoning, markdown, quotes dropped; None if empty."""
+    text = _THINK.sub("", raw)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    title = _MARKUP.sub("", _LABEL.sub("", lines[0]))
+    title = " ".join(title.split()).strip(_QUOTES + " ").rstrip(".:;,")
+    title = title.strip(_QUOTES + " ")
+    return _cap(title) or None
+
+
+def fallback_title(prompt: str) -> str:
+    """The first words of the prompt."""
+    return _cap(" ".join(prompt.split()[:FALLBACK_WORDS])) or "Untitled"
+
+
+def title_conversation(app: Flask, conversation_id: int, model: str, prompt: str) -> None:
+    """Title an untitled conversation from its first prompt (runs after the exchange)."""
+    with app.app_context():
+        title = None
+        try:
+            raw = get_llm().complete(
+                app.config["TITLE_MODEL"] or model,
+                [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": prompt}],
+                max_tokens=app.config["TITLE_MAX_TOKENS"],
+            )
+            title = clean_title(raw)
+        except DomainError as error:
+            log.info("title call failed (%s); using the prompt's first words", error.message)
+        title = title or fallback_title(prompt)
+
+    save_with_retry(
+        app,
+        lambda session: ConversationRepository(session).set_title_if_missing(
+            conversation_id, title
+        ),
+        {"conversation_id": conversation_id, "title": title},
+        f"title of conversation {conversation_id}",
+    )
