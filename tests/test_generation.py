@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.models import Message
+from app.streaming import StreamBroken
 from tests.fake_llm import Behavior
 
 TOKENS = ["Hello", ", ", "wor", "ld", "!"]
@@ -136,10 +137,10 @@ class TestPlainTextStream:
         fake_llm.behavior = Behavior(tokens=TOKENS, break_after=2)
 
         response = stream_text(client, conversation_id, buffered=False)
-        received = []
-        with pytest.raises(Exception, match="broke off"):
-            for piece in response.response:
-                received.append(piece)
+        pieces = iter(response.response)
+        received = [next(pieces), next(pieces)]
+        with pytest.raises(StreamBroken, match="broke off"):
+            next(pieces)
         response.close()
 
         assert b"".join(received) == b"Hello, "
@@ -347,10 +348,7 @@ class TestUpstreamQuirks:
 
 class TestHistory:
     def send(self, client, conversation_id, prompt):
-        response = client.post(
-            f"/conversations/{conversation_id}/messages", json={"prompt": prompt}
-        )
-        return response
+        return client.post(f"/conversations/{conversation_id}/messages", json={"prompt": prompt})
 
     def test_earlier_successful_exchanges_are_sent_oldest_first(
         self, client, fake_llm, conversation_id

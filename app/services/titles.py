@@ -23,7 +23,7 @@ INSTRUCTION = (
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 _LABEL = re.compile(r"^\s*title\s*:\s*", re.IGNORECASE)
 _MARKUP = re.compile(r"[*_`#>]+")
-_QUOTES = "\"'“”‘’«»"
+_QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"  # straight, curly and angle quotes
 
 
 def _cap(text: str) -> str:
