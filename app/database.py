@@ -9,6 +9,12 @@ from sqlalchemy import Engine, event
 
 from app.extensions import db
 
+# Execution option set by a unit of work that will write. SQLite then begins with
+# BEGIN IMMEDIATE: a deferred transaction that reads and then writes cannot wait for the
+# write lock (the upgrade fails at once with "database is locked" under concurrency),
+# whereas BEGIN IMMEDIATE waits up to the busy timeout. Other databases ignore it.
+WRITE_TRANSACTION = "convstore_write_transaction"
+
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy emit BEGIN itself (below): pysqlite's own transaction handling breaks
@@ -24,7 +30,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    writes = connection.get_execution_options().get(WRITE_TRANSACTION)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def configure_engine(engine: Engine) -> None:

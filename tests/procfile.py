@@ -1,0 +1,110 @@
+"""Run the Procfile's process types as a deployment would: release, then web under gunicorn."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def procfile_command(process: str) -> str:
+    """The command line of one Procfile process type."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return command.strip()
+    raise KeyError(process)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "FLASK_"))}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **extra}
+
+
+def release(env: Mapping[str, str]) -> None:
+    """Run the release step (migrations)."""
+    subprocess.run(
+        ["bash", "-c", procfile_command("release")],
+        cwd=ROOT,
+        env=_env(env),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+class WebProcess:
+    """The Procfile's web process on a free loopback port; ``stop()`` sends SIGTERM."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = _env({"PORT": str(self.port), **env})
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> WebProcess:
+        # The Procfile binds every interface for a PaaS; tests only ever talk to loopback.
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            ["bash", "-c", f"exec {procfile_command('web')}"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn never became ready: {self.log_path.read_text()[-3000:]}")
+
+    def connection(self, timeout: float = 60) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        connection = self.connection(timeout=5)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (graceful shutdown), then wait; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+    def __enter__(self) -> WebProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,127 @@
+"""End to end: the Procfile's release and web commands, real gunicorn, real streams."""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+
+from tests.fake_llm import Behavior
+from tests.procfile import WebProcess, release
+
+STREAMS = 200
+CONVERSATIONS = 10
+
+
+@pytest.fixture
+def served(backend, database_factory, llm_server, tmp_path):
+    """The service under gunicorn on a fresh database migrated by the release step."""
+    url = database_factory(backend)
+    env = {
+        "DATABASE_URL": url,
+        "OPENAI_BASE_URL": llm_server.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MAX_RETRIES": "0",
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    release(env)
+    engine = sa.create_engine(url)
+    with WebProcess(env, tmp_path / "gunicorn.log") as web:
+        yield web, engine
+    engine.dispose()
+
+
+def create_conversation(web, title="e2e"):
+    connection = web.connection()
+    connection.request(
+        "POST",
+        "/conversations",
+        body=f'{{"title": "{title}"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    assert response.status == 201
+    body = response.read()
+    connection.close()
+    import json
+
+    return json.loads(body)["id"]
+
+
+def stream(web, conversation_id, prompt) -> tuple[int, bytes]:
+    connection = web.connection(timeout=120)
+    query = urlencode({"prompt": prompt, "conversation_id": conversation_id})
+    connection.request("GET", f"/text/generate/stream?{query}")
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, body
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_200_concurrent_streams_are_all_relayed_and_saved(served, fake_llm):
+    web, engine = served
+    fake_llm.behavior = Behavior(n_tokens=20, delay=0.05)
+    expected = "".join(f"tok{i} " for i in range(20)).encode()
+    conversations = [create_conversation(web) for _ in range(CONVERSATIONS)]
+
+    with ThreadPoolExecutor(max_workers=STREAMS) as pool:
+        results = list(
+            pool.map(
+                lambda n: stream(web, conversations[n % CONVERSATIONS], f"prompt {n}"),
+                range(STREAMS),
+            )
+        )
+
+    assert [status for status, _ in results] == [200] * STREAMS
+    assert all(body == expected for _, body in results)
+    with engine.connect() as connection:
+        saved = connection.execute(
+            sa.text(
+                "SELECT prompt_content, response_content, is_success, status_code FROM messages"
+            )
+        ).all()
+    assert len(saved) == STREAMS
+    assert {row.prompt_content for row in saved} == {f"prompt {n}" for n in range(STREAMS)}
+    assert all(row.response_content == expected.decode() for row in saved)
+    assert all((row.is_success, row.status_code) == (True, 200) for row in saved)
+
+
+def test_a_client_hanging_up_is_saved_as_499_and_the_upstream_closed(served, fake_llm):
+    web, engine = served
+    fake_llm.behavior = Behavior(n_tokens=200, delay=0.02)
+    conversation_id = create_conversation(web)
+
+    with socket.create_connection(("127.0.0.1", web.port)) as sock:
+        query = urlencode({"prompt": "hang up", "conversation_id": conversation_id})
+        sock.sendall(f"GET /text/generate/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        while received.count(b"tok") < 5:
+            received += sock.recv(65536)
+
+    def row():
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.text("SELECT response_content, is_success, status_code FROM messages")
+            ).one()
+
+    assert wait_until(lambda: row().status_code is not None)
+    text, is_success, status_code = row()
+    assert (is_success, status_code) == (False, 499)
+    assert text.startswith("tok0 tok1 tok2 tok3 tok4 ")
+    assert len(text) < len("".join(f"tok{i} " for i in range(200)))
+    assert fake_llm.wait_for(lambda server: server.client_disconnects == 1, timeout=10)
