@@ -31,3 +31,28 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # gunicorn >= 25's control socket lives at one path per user: two instances on one host
 # (blue/green, tests) would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+
+def when_ready(server: object) -> None:
+    """Before workers start: close the exchanges a killed worker left in progress.
+
+    A worker SIGKILLed mid-stream (past graceful_timeout) never runs its close hook. Runs
+    `flask messages reap` in a child process so the master never imports the app (gevent
+    must patch the standard library in each worker before the app's imports).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "messages", "reap"]
+    try:
+        done = subprocess.run(
+            command, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        server.log.warning("reaping interrupted exchanges timed out")  # type: ignore[attr-defined]
+        return
+    if done.returncode == 0:
+        server.log.info(done.stdout.strip())  # type: ignore[attr-defined]
+    else:
+        server.log.warning("reaping interrupted exchanges failed: %s", done.stderr[-2000:])  # type: ignore[attr-defined]

@@ -125,3 +125,56 @@ def test_a_client_hanging_up_is_saved_as_499_and_the_upstream_closed(served, fak
     assert text.startswith("tok0 tok1 tok2 tok3 tok4 ")
     assert len(text) < len("".join(f"tok{i} " for i in range(200)))
     assert fake_llm.wait_for(lambda server: server.client_disconnects == 1, timeout=10)
+
+
+def test_start_up_reaps_exchanges_a_killed_worker_left_in_progress(
+    backend, database_factory, llm_server, tmp_path
+):
+    url = database_factory(backend)
+    env = {"DATABASE_URL": url, "OPENAI_BASE_URL": llm_server.base_url, "LOG_LEVEL": "INFO"}
+    release(env)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO conversations (title, model_type, created_at, updated_at)"
+                " VALUES ('t', 'm', :t, :t)"
+            ),
+            {"t": "2000-01-01 00:00:00+00:00"},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                " created_at, updated_at) VALUES (1, 'killed mid-stream', '', :t, :t)"
+            ),
+            {"t": "2000-01-01 00:00:00+00:00"},
+        )
+
+    with WebProcess(env, tmp_path / "gunicorn.log"):
+        with engine.connect() as connection:
+            row = connection.execute(sa.text("SELECT is_success, status_code FROM messages")).one()
+    engine.dispose()
+
+    assert (row.is_success, row.status_code) == (False, 500)
+    assert "marked 1 interrupted exchange(s)" in (tmp_path / "gunicorn.log").read_text()
+
+
+def test_sigterm_lets_in_flight_streams_finish_and_be_saved(served, fake_llm):
+    web, engine = served
+    fake_llm.behavior = Behavior(n_tokens=30, delay=0.05)  # about 1.5 s per stream
+    expected = "".join(f"tok{i} " for i in range(30)).encode()
+    conversation_id = create_conversation(web)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        futures = [pool.submit(stream, web, conversation_id, f"p{n}") for n in range(20)]
+        assert fake_llm.wait_for(lambda server: server.active_streams == 20, timeout=10)
+        exit_code = web.stop()
+        results = [future.result() for future in futures]
+
+    assert exit_code == 0
+    assert results == [(200, expected)] * 20
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", web.port), timeout=2)
+    with engine.connect() as connection:
+        statuses = connection.execute(sa.text("SELECT status_code FROM messages")).scalars().all()
+    assert statuses == [200] * 20

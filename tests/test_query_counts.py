@@ -31,7 +31,7 @@ ENDPOINTS = [
     ("get", "/conversations/{id}", {}, 1),
     ("get", "/conversations/{id}/messages", {}, 2),
     ("post", "/conversations", {"json": {"title": "t"}}, 1),
-    ("put", "/conversations/{id}", {"json": {"title": "t", "model_type": "m"}}, 2),
+    ("put", "/conversations/{id}", {"json": {"title": "t", "model_type": "m"}}, 1),
     ("delete", "/conversations/{id}", {}, 1),
 ]
 

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import Base
@@ -59,13 +59,16 @@ class SqlAlchemyRepository(Repository[ModelT]):
         return record
 
     def update(self, uid: int, values: Mapping[str, Any]) -> ModelT | None:
-        record = self.get(uid)
-        if record is None:
-            return None
-        for name, value in values.items():
-            setattr(record, name, value)
-        self.session.flush()
-        return record
+        # One UPDATE ... RETURNING rather than SELECT then UPDATE: a round trip less, and
+        # no window between reading and writing. Column onupdate defaults still apply.
+        query = (
+            update(self.model)
+            .where(self.model.id == uid)
+            .values(**values)
+            .returning(self.model)
+            .execution_options(synchronize_session=False)
+        )
+        return self.session.scalars(query).one_or_none()
 
     def delete(self, uid: int) -> bool:
         result = self.session.execute(

@@ -1,0 +1,328 @@
+"""Streaming benchmark: N concurrent streams through the service vs straight to the LLM.
+
+Starts the fake OpenAI-compatible server (its own process), migrates a fresh database,
+serves the app with the Procfile's web command (gunicorn), then for each N opens N
+concurrent streams with an asyncio client: once to the service's /text/generate/stream and
+once straight to the fake server. Reports time to first token and total time (p50/p99),
+errors, rows saved and the service's peak memory, as a Markdown table.
+
+    .venv/bin/python -m bench.streaming                      # PostgreSQL (TEST_DATABASE_URL)
+    .venv/bin/python -m bench.streaming --database sqlite --levels 1,50,200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.procfile import WebProcess, free_port, release  # noqa: E402
+
+
+@dataclass
+class Sample:
+    ttft: float | None = None  # seconds to the first body bytes carrying text
+    total: float | None = None
+    error: str | None = None
+    body: bytes = b""
+
+
+@dataclass
+class Run:
+    mode: str
+    target: str
+    n: int
+    wall: float
+    samples: list[Sample] = field(default_factory=list)
+    saved: int | None = None
+    peak_rss_mb: float | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for s in self.samples if s.error)
+
+    def pct(self, name: str, q: float) -> float:
+        values = sorted(getattr(s, name) for s in self.samples if getattr(s, name) is not None)
+        if not values:
+            return float("nan")
+        index = min(len(values) - 1, round(q * (len(values) - 1)))
+        return values[index] * 1000
+
+
+async def _read_chunked(reader: asyncio.StreamReader, sample: Sample, started: float) -> None:
+    """Read a chunked body, timing the first chunk that carries text."""
+    while True:
+        size_line = await reader.readline()
+        size = int(size_line.strip().split(b";")[0], 16)
+        if size == 0:
+            await reader.readline()
+            return
+        data = await reader.readexactly(size + 2)
+        if sample.ttft is None and data.strip():
+            sample.ttft = time.perf_counter() - started
+        sample.body += data[:-2]
+
+
+async def one_stream(host: str, port: int, request: bytes) -> Sample:
+    sample = Sample()
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+        writer.write(request)
+        await writer.drain()
+        status = await reader.readline()
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            key, _, value = line.decode().partition(":")
+            headers[key.strip().lower()] = value.strip()
+        if b" 200 " not in status:
+            sample.error = status.decode().strip()
+        elif headers.get("transfer-encoding") == "chunked":
+            await _read_chunked(reader, sample, started)
+        else:
+            sample.body = await reader.read()
+            sample.ttft = time.perf_counter() - started
+        sample.total = time.perf_counter() - started
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+        sample.error = repr(error)
+    return sample
+
+
+async def burst(host: str, port: int, requests: list[list[bytes]], spread: float) -> list[Sample]:
+    """Every client opens its first stream at the same instant."""
+    return await asyncio.gather(*(one_stream(host, port, r[0]) for r in requests))
+
+
+async def steady(host: str, port: int, requests: list[list[bytes]], spread: float) -> list[Sample]:
+    """Client i starts at i/N of ``spread`` and streams its requests back to back, so N
+    streams stay open at once while new ones arrive at an even rate."""
+
+    async def client(i: int, mine: list[bytes]) -> list[Sample]:
+        await asyncio.sleep(spread * i / len(requests))
+        return [await one_stream(host, port, r) for r in mine]
+
+    results = await asyncio.gather(*(client(i, r) for i, r in enumerate(requests)))
+    return [sample for samples in results for sample in samples]
+
+
+MODES = {"burst": (burst, 1), "steady": (steady, 3)}
+
+
+def service_request(port: int, conversation_id: int, prompt: str) -> bytes:
+    query = urlencode({"prompt": prompt, "conversation_id": conversation_id})
+    return (
+        f"GET /text/generate/stream?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+
+
+def upstream_request(port: int, prompt: str) -> bytes:
+    body = json.dumps(
+        {
+            "model": "bench",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": prompt}],
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+def rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and its children, in MiB."""
+    pids = [root_pid]
+    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total / 1024
+
+
+class PeakMemory:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.1)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def create_database(kind: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='convstore-bench-')}/bench.db"
+    admin = sa.create_engine(
+        os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+        isolation_level="AUTOCOMMIT",
+    )
+    name = f"convstore_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    admin.dispose()
+    return url
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="1,50,200,1000")
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--tokens", type=int, default=20)
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds between tokens")
+    parser.add_argument("--workers", default=str(os.cpu_count() or 2))
+    parser.add_argument("--modes", default="steady,burst")
+    args = parser.parse_args(argv)
+    levels = [int(n) for n in args.levels.split(",")]
+
+    llm_port = free_port()
+    llm = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_llm", "--port", str(llm_port),
+         "--tokens", str(args.tokens), "--delay", str(args.delay)],
+        cwd=ROOT, stdout=subprocess.DEVNULL,
+    )
+    url = create_database(args.database)
+    env = {
+        "DATABASE_URL": url,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+        "OPENAI_API_KEY": "bench",
+        "WEB_CONCURRENCY": args.workers,
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    release(env)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        conversation_id = connection.execute(
+            sa.text(
+                "INSERT INTO conversations (title, model_type, created_at, updated_at) "
+                "VALUES ('bench', 'bench', :t, :t) RETURNING id"
+            ),
+            {"t": "2026-01-01 00:00:00+00:00"},
+        ).scalar_one()
+
+    runs: list[Run] = []
+    stream_seconds = args.tokens * args.delay
+    log = Path(tempfile.mkdtemp(prefix="convstore-bench-")) / "gunicorn.log"
+    with WebProcess(env, log) as web:
+        assert web.process is not None
+        # Warm every worker up (imports, first connections) before measuring.
+        warm = [[service_request(web.port, conversation_id, "warm-up")] for _ in range(20)]
+        asyncio.run(burst("127.0.0.1", web.port, warm, 0))
+        for mode in args.modes.split(","):
+            run_clients, rounds = MODES[mode]
+            for n in levels:
+                tag = uuid.uuid4().hex[:8]
+                requests = [
+                    [upstream_request(llm_port, f"{tag}-{i}-{r}") for r in range(rounds)]
+                    for i in range(n)
+                ]
+                started = time.perf_counter()
+                samples = asyncio.run(run_clients("127.0.0.1", llm_port, requests, stream_seconds))
+                runs.append(Run(mode, "direct", n, time.perf_counter() - started, samples))
+
+                requests = [
+                    [service_request(web.port, conversation_id, f"{tag}-{i}-{r}")
+                     for r in range(rounds)]
+                    for i in range(n)
+                ]
+                with PeakMemory(web.process.pid) as memory:
+                    started = time.perf_counter()
+                    samples = asyncio.run(
+                        run_clients("127.0.0.1", web.port, requests, stream_seconds)
+                    )
+                    wall = time.perf_counter() - started
+                run = Run(mode, "service", n, wall, samples, peak_rss_mb=memory.peak)
+                run.saved = count_saved(engine, tag, len(samples) - run.errors)
+                runs.append(run)
+                print(f"{mode} N={n}: service errors={run.errors} saved={run.saved}/"
+                      f"{len(samples)}", file=sys.stderr)
+    llm.terminate()
+    engine.dispose()
+    report(runs, args)
+
+
+def count_saved(engine: sa.Engine, tag: str, expected: int) -> int:
+    """Complete exchanges saved for this run, waiting briefly for the last close hooks."""
+    deadline = time.monotonic() + 30
+    while True:
+        with engine.connect() as connection:
+            saved = connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM messages WHERE prompt_content LIKE :p "
+                    "AND is_success AND status_code = 200"
+                ),
+                {"p": f"{tag}-%"},
+            ).scalar_one()
+        if saved >= expected or time.monotonic() > deadline:
+            return saved
+        time.sleep(0.2)
+
+
+def report(runs: list[Run], args: argparse.Namespace) -> None:
+    print(f"Streaming benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, database "
+          f"{args.database}, {args.workers} gunicorn gevent workers, {args.tokens} tokens "
+          f"{args.delay * 1000:.0f} ms apart per stream.\n")
+    print("| mode | N | target | streams | TTFT p50 ms | TTFT p99 ms | total p50 ms "
+          "| total p99 ms | wall s | errors | saved | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        saved = "" if run.saved is None else f"{run.saved}/{len(run.samples)}"
+        rss = "" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f}"
+        print(f"| {run.mode} | {run.n} | {run.target} | {len(run.samples)} "
+              f"| {run.pct('ttft', .5):.1f} | {run.pct('ttft', .99):.1f} "
+              f"| {run.pct('total', .5):.0f} | {run.pct('total', .99):.0f} | {run.wall:.2f} "
+              f"| {run.errors} | {saved} | {rss} |")
+    print("\n| mode | N | added TTFT p50 ms | added TTFT p99 ms |")
+    print("|---|---|---|---|")
+    by_key = {(r.mode, r.n, r.target): r for r in runs}
+    for mode, n in sorted({(r.mode, r.n) for r in runs}, key=lambda k: (k[0] != "steady", k[1])):
+        service, direct = by_key[(mode, n, "service")], by_key[(mode, n, "direct")]
+        print(f"| {mode} | {n} | {service.pct('ttft', .5) - direct.pct('ttft', .5):.1f} "
+              f"| {service.pct('ttft', .99) - direct.pct('ttft', .99):.1f} |")
+    errors = [s.error for r in runs for s in r.samples if s.error]
+    if errors:
+        print("\nFirst errors:", statistics.multimode(errors)[:3])
+
+
+if __name__ == "__main__":
+    main()
