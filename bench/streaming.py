@@ -53,6 +53,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     saved: int | None = None
     peak_rss_mb: float | None = None
+    cpu_ms_per_stream: float | None = None
 
     @property
     def errors(self) -> int:
@@ -151,14 +152,31 @@ def upstream_request(port: int, prompt: str) -> bytes:
     return head + body
 
 
-def rss_mb(root_pid: int) -> float:
-    """Resident memory of a process and its children, in MiB."""
+def family(root_pid: int) -> list[int]:
     pids = [root_pid]
     children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
     if children.exists():
         pids += [int(p) for p in children.read_text().split()]
+    return pids
+
+
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU time of a process and its children so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in pids:
+    for pid in family(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and its children, in MiB."""
+    total = 0
+    for pid in family(root_pid):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -215,9 +233,19 @@ def main(argv: list[str] | None = None) -> None:
 
     llm_port = free_port()
     llm = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_llm", "--port", str(llm_port),
-         "--tokens", str(args.tokens), "--delay", str(args.delay)],
-        cwd=ROOT, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tests.fake_llm",
+            "--port",
+            str(llm_port),
+            "--tokens",
+            str(args.tokens),
+            "--delay",
+            str(args.delay),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
     url = create_database(args.database)
     env = {
@@ -260,10 +288,13 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append(Run(mode, "direct", n, time.perf_counter() - started, samples))
 
                 requests = [
-                    [service_request(web.port, conversation_id, f"{tag}-{i}-{r}")
-                     for r in range(rounds)]
+                    [
+                        service_request(web.port, conversation_id, f"{tag}-{i}-{r}")
+                        for r in range(rounds)
+                    ]
                     for i in range(n)
                 ]
+                cpu_before = cpu_seconds(web.process.pid)
                 with PeakMemory(web.process.pid) as memory:
                     started = time.perf_counter()
                     samples = asyncio.run(
@@ -271,10 +302,14 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     wall = time.perf_counter() - started
                 run = Run(mode, "service", n, wall, samples, peak_rss_mb=memory.peak)
+                cpu = cpu_seconds(web.process.pid) - cpu_before
+                run.cpu_ms_per_stream = cpu * 1000 / len(samples)
                 run.saved = count_saved(engine, tag, len(samples) - run.errors)
                 runs.append(run)
-                print(f"{mode} N={n}: service errors={run.errors} saved={run.saved}/"
-                      f"{len(samples)}", file=sys.stderr)
+                print(
+                    f"{mode} N={n}: service errors={run.errors} saved={run.saved}/{len(samples)}",
+                    file=sys.stderr,
+                )
     llm.terminate()
     engine.dispose()
     report(runs, args)
@@ -298,27 +333,36 @@ def count_saved(engine: sa.Engine, tag: str, expected: int) -> int:
 
 
 def report(runs: list[Run], args: argparse.Namespace) -> None:
-    print(f"Streaming benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}, database "
-          f"{args.database}, {args.workers} gunicorn gevent workers, {args.tokens} tokens "
-          f"{args.delay * 1000:.0f} ms apart per stream.\n")
-    print("| mode | N | target | streams | TTFT p50 ms | TTFT p99 ms | total p50 ms "
-          "| total p99 ms | wall s | errors | saved | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"Streaming benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, database "
+        f"{args.database}, {args.workers} gunicorn gevent workers, {args.tokens} tokens "
+        f"{args.delay * 1000:.0f} ms apart per stream.\n"
+    )
+    print(
+        "| mode | N | target | streams | TTFT p50 ms | TTFT p99 ms | total p50 ms "
+        "| total p99 ms | wall s | errors | saved | peak RSS MiB | service CPU ms/stream |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         saved = "" if run.saved is None else f"{run.saved}/{len(run.samples)}"
         rss = "" if run.peak_rss_mb is None else f"{run.peak_rss_mb:.0f}"
-        print(f"| {run.mode} | {run.n} | {run.target} | {len(run.samples)} "
-              f"| {run.pct('ttft', .5):.1f} | {run.pct('ttft', .99):.1f} "
-              f"| {run.pct('total', .5):.0f} | {run.pct('total', .99):.0f} | {run.wall:.2f} "
-              f"| {run.errors} | {saved} | {rss} |")
+        cpu = "" if run.cpu_ms_per_stream is None else f"{run.cpu_ms_per_stream:.1f}"
+        print(
+            f"| {run.mode} | {run.n} | {run.target} | {len(run.samples)} "
+            f"| {run.pct('ttft', 0.5):.1f} | {run.pct('ttft', 0.99):.1f} "
+            f"| {run.pct('total', 0.5):.0f} | {run.pct('total', 0.99):.0f} | {run.wall:.2f} "
+            f"| {run.errors} | {saved} | {rss} | {cpu} |"
+        )
     print("\n| mode | N | added TTFT p50 ms | added TTFT p99 ms |")
     print("|---|---|---|---|")
     by_key = {(r.mode, r.n, r.target): r for r in runs}
     for mode, n in sorted({(r.mode, r.n) for r in runs}, key=lambda k: (k[0] != "steady", k[1])):
         service, direct = by_key[(mode, n, "service")], by_key[(mode, n, "direct")]
-        print(f"| {mode} | {n} | {service.pct('ttft', .5) - direct.pct('ttft', .5):.1f} "
-              f"| {service.pct('ttft', .99) - direct.pct('ttft', .99):.1f} |")
+        print(
+            f"| {mode} | {n} | {service.pct('ttft', 0.5) - direct.pct('ttft', 0.5):.1f} "
+            f"| {service.pct('ttft', 0.99) - direct.pct('ttft', 0.99):.1f} |"
+        )
     errors = [s.error for r in runs for s in r.samples if s.error]
     if errors:
         print("\nFirst errors:", statistics.multimode(errors)[:3])

@@ -150,9 +150,8 @@ def test_start_up_reaps_exchanges_a_killed_worker_left_in_progress(
             {"t": "2000-01-01 00:00:00+00:00"},
         )
 
-    with WebProcess(env, tmp_path / "gunicorn.log"):
-        with engine.connect() as connection:
-            row = connection.execute(sa.text("SELECT is_success, status_code FROM messages")).one()
+    with WebProcess(env, tmp_path / "gunicorn.log"), engine.connect() as connection:
+        row = connection.execute(sa.text("SELECT is_success, status_code FROM messages")).one()
     engine.dispose()
 
     assert (row.is_success, row.status_code) == (False, 500)
