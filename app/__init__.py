@@ -15,6 +15,7 @@ from app.database import configure_engines
 from app.errors import register_error_handlers
 from app.extensions import db, migrate
 from app.llm import init_llm
+from app.services.auth import init_key_cache
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -41,10 +42,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
     )
     init_llm(app)
+    init_key_cache(app)
 
     from app.api import register_api
+    from app.api.auth import init_auth
     from app.cli import register_cli
 
+    init_auth(app)  # first: an anonymous request learns nothing else
     register_api(app)
     register_error_handlers(app)  # after the Api: ours replace flask-smorest's handler
     register_cli(app)

@@ -92,6 +92,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5),
         "SAVE_RETRY_DELAY": _float(env, "SAVE_RETRY_DELAY", 0.5),
         "REAP_AFTER_SECONDS": _int(env, "REAP_AFTER_SECONDS", 900),
+        # Authentication: how long a process trusts what a key resolved to (revocation delay).
+        "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 30.0),
         # Titles.
         "TITLE_MODEL": env.get("TITLE_MODEL") or None,
         "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24),
@@ -110,6 +112,15 @@ def api_settings() -> dict[str, Any]:
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "docs",
         "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        # Every operation takes a bearer API key unless it says otherwise (security=[]).
+        "API_SPEC_OPTIONS": {
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "API key"}
+                }
+            },
+            "security": [{"bearerAuth": []}],
+        },
         # Sorted keys would reorder our error payloads; keep insertion order.
         "JSON_SORT_KEYS": False,
     }

@@ -25,6 +25,26 @@ class NotFound(DomainError):
     status_code = 404
 
 
+class Unauthorized(DomainError):
+    """No valid API key: the client must authenticate (RFC 6750's Bearer scheme)."""
+
+    status_code = 401
+
+    def __init__(self, message: str, *, invalid_token: bool = False) -> None:
+        challenge = 'Bearer realm="convstore"'
+        if invalid_token:
+            challenge += ', error="invalid_token"'
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(DomainError):
+    status_code = 403
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
 def error_response(
     status: int,
     message: str | None = None,

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -15,6 +26,9 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 TITLE_MAX = 200
 MODEL_MAX = 100
+USER_NAME_MAX = 64
+KEY_PREFIX_LENGTH = 12
+ROLES = ("user", "admin")
 
 
 def utcnow() -> datetime:
@@ -52,11 +66,61 @@ class TimestampMixin:
 _NO_ID_REUSE = {"sqlite_autoincrement": True}
 
 
-class Conversation(TimestampMixin, db.Model):
-    __tablename__ = "conversations"
+class User(TimestampMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLES!r}", name="role"),
+        _NO_ID_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(USER_NAME_MAX), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    # An inactive user's keys stop working; their conversations are kept.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+    api_keys: Mapped[list[ApiKey]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.name!r}>"
+
+
+class ApiKey(db.Model):
+    """A bearer key. Only its SHA-256 is stored; the prefix lets people tell keys apart."""
+
+    __tablename__ = "api_keys"
     __table_args__ = _NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    prefix: Mapped[str] = mapped_column(String(KEY_PREFIX_LENGTH), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(back_populates="api_keys")
+
+    def __repr__(self) -> str:
+        return f"<ApiKey {self.prefix} of user {self.user_id}>"
+
+
+class Conversation(TimestampMixin, db.Model):
+    __tablename__ = "conversations"
+    # Serves listing one owner's conversations in id order, either direction.
+    __table_args__ = (Index("ix_conversations_owner_id_id", "owner_id", "id"), _NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # No cascade: deleting a user who still owns conversations fails rather than lose them.
+    owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"))
     # NULL until the first prompt gives it a title (or the client sets one).
     title: Mapped[str | None] = mapped_column(String(TITLE_MAX))
     model_type: Mapped[str] = mapped_column(String(MODEL_MAX), index=True)

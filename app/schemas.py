@@ -56,6 +56,28 @@ class PageArgs(Schema):
     )
 
 
+class Owner(fields.Field):
+    """``me``, ``all`` or a user id."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | int:
+        text = str(value).strip()
+        if text in {"me", "all"}:
+            return text
+        if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
+            return int(text)
+        raise ValidationError("Must be me, all, or a user id.")
+
+
+class ConversationListArgs(PageArgs):
+    owner = Owner(
+        load_default="me",
+        metadata={
+            "description": "Whose conversations: me (default); admins also all or a user id.",
+            "type": "string",
+        },
+    )
+
+
 class ConversationCreate(Schema):
     title = _title(
         load_default=None,
@@ -93,6 +115,7 @@ class GenerateArgs(Schema):
 
 class ConversationOut(Schema):
     id = fields.Integer()
+    owner_id = fields.Integer()
     title = fields.String(allow_none=True)
     model_type = fields.String()
     created_at = fields.AwareDateTime()

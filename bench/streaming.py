@@ -33,7 +33,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.procfile import WebProcess, free_port, release  # noqa: E402
+from tests.procfile import WebProcess, create_user, free_port, release  # noqa: E402
 
 
 @dataclass
@@ -127,11 +127,11 @@ async def steady(host: str, port: int, requests: list[list[bytes]], spread: floa
 MODES = {"burst": (burst, 1), "steady": (steady, 3)}
 
 
-def service_request(port: int, conversation_id: int, prompt: str) -> bytes:
+def service_request(port: int, key: str, conversation_id: int, prompt: str) -> bytes:
     query = urlencode({"prompt": prompt, "conversation_id": conversation_id})
     return (
         f"GET /text/generate/stream?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Connection: close\r\n\r\n"
+        f"Authorization: Bearer {key}\r\nConnection: close\r\n\r\n"
     ).encode()
 
 
@@ -257,12 +257,14 @@ def main(argv: list[str] | None = None) -> None:
         "LOG_LEVEL": "WARNING",
     }
     release(env)
+    key = create_user(env, "bench")
     engine = sa.create_engine(url)
     with engine.begin() as connection:
         conversation_id = connection.execute(
             sa.text(
-                "INSERT INTO conversations (title, model_type, created_at, updated_at) "
-                "VALUES ('bench', 'bench', :t, :t) RETURNING id"
+                "INSERT INTO conversations (title, model_type, owner_id, created_at, updated_at) "
+                "VALUES ('bench', 'bench', (SELECT id FROM users WHERE name = 'bench'), :t, :t) "
+                "RETURNING id"
             ),
             {"t": "2026-01-01 00:00:00+00:00"},
         ).scalar_one()
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     with WebProcess(env, log) as web:
         assert web.process is not None
         # Warm every worker up (imports, first connections) before measuring.
-        warm = [[service_request(web.port, conversation_id, "warm-up")] for _ in range(20)]
+        warm = [[service_request(web.port, key, conversation_id, "warm-up")] for _ in range(20)]
         asyncio.run(burst("127.0.0.1", web.port, warm, 0))
         for mode in args.modes.split(","):
             run_clients, rounds = MODES[mode]
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
 
                 requests = [
                     [
-                        service_request(web.port, conversation_id, f"{tag}-{i}-{r}")
+                        service_request(web.port, key, conversation_id, f"{tag}-{i}-{r}")
                         for r in range(rounds)
                     ]
                     for i in range(n)

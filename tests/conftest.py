@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from app.extensions import db
 from app.llm import LLMClient
+from app.models import User
+from app.services import users as users_service
 from tests.fake_llm import FakeLLMServer
 
 BACKENDS = ("sqlite", "postgresql")
@@ -173,6 +176,7 @@ def app(migrated_app: Flask) -> Iterator[Flask]:
     connection = engine.connect()
     transaction = connection.begin()
     engines[None] = connection  # type: ignore[index]
+    migrated_app.extensions["api_key_cache"].clear()
     try:
         yield migrated_app
     finally:
@@ -181,8 +185,67 @@ def app(migrated_app: Flask) -> Iterator[Flask]:
         connection.close()
 
 
+@dataclass(frozen=True)
+class Account:
+    """A user made for a test, with an API key."""
+
+    user_id: int
+    name: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+# Shaped like a real key, so it gets as far as the database lookup.
+UNKNOWN_KEY = "cs_000000000_" + "0" * 43
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def keyed_client(app: Flask, key: str) -> FlaskClient:
+    """A test client that sends ``key`` with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
+
+
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def make_account(app: Flask) -> Callable[..., Account]:
+    """Create a user (``admin=True`` for the admin role) and return it with its key."""
+
+    def make(name: str, *, admin: bool = False) -> Account:
+        with app.app_context():
+            key = users_service.create_user(name, admin=admin)
+            user_id = db.session.scalar(sa.select(User.id).where(User.name == name))
+        return Account(user_id, name, key.secret)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_account: Callable[..., Account]) -> Account:
+    return make_account("alice")
+
+
+@pytest.fixture
+def owner_id(alice: Account) -> int:
+    """The user that owns the conversations a test adds straight to the database."""
+    return alice.user_id
+
+
+@pytest.fixture
+def client(app: Flask, alice: Account) -> FlaskClient:
+    """A client authenticated as alice (a user without the admin role)."""
+    return keyed_client(app, alice.key)
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
+    """A client that sends no API key."""
     return app.test_client()
 
 

@@ -48,6 +48,26 @@ def release(env: Mapping[str, str]) -> None:
     )
 
 
+def flask_command(env: Mapping[str, str], *args: str) -> str:
+    """Run a ``flask`` CLI command against the deployment's environment; returns its output."""
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=_env(env),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout
+
+
+def create_user(env: Mapping[str, str], name: str, *, admin: bool = False) -> str:
+    """Create a user with ``flask users create`` and return its API key (the last line)."""
+    output = flask_command(env, "users", "create", name, *(["--admin"] if admin else []))
+    return output.strip().splitlines()[-1]
+
+
 class WebProcess:
     """The Procfile's web process on a free loopback port; ``stop()`` sends SIGTERM."""
 
@@ -56,6 +76,8 @@ class WebProcess:
         self.env = _env({"PORT": str(self.port), **env})
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        # Headers a test sends with every request it makes through this process (its API key).
+        self.headers: dict[str, str] = {}
 
     def start(self, timeout: float = 30) -> WebProcess:
         # The Procfile binds every interface for a PaaS; tests only ever talk to loopback.

@@ -30,7 +30,7 @@ class TestCreate:
         body = response.json
         assert body["title"] == "Trip"
         assert body["model_type"] == "llama3"
-        assert set(body) == {"id", "title", "model_type", "created_at", "updated_at"}
+        assert set(body) == {"id", "owner_id", "title", "model_type", "created_at", "updated_at"}
         assert response.headers["Location"] == f"/conversations/{body['id']}"
         assert client.get(response.headers["Location"]).json == body
 
@@ -134,8 +134,10 @@ class TestList:
         assert response.status_code == 200
         assert response.json == []
 
-    def test_take_defaults_to_100(self, client, database):
-        database.add(*[Conversation(title=f"c{i}", model_type="m") for i in range(101)])
+    def test_take_defaults_to_100(self, client, database, owner_id):
+        database.add(
+            *[Conversation(title=f"c{i}", model_type="m", owner_id=owner_id) for i in range(101)]
+        )
 
         assert len(client.get("/conversations").json) == 100
 

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from app.models import Conversation, Message
 
 
-def test_deleting_through_sql_cascades_to_messages(database):
+def test_deleting_through_sql_cascades_to_messages(database, owner_id):
     keep, drop = database.add(
-        Conversation(title="keep", model_type="m"), Conversation(title="drop", model_type="m")
+        Conversation(title="keep", model_type="m", owner_id=owner_id),
+        Conversation(title="drop", model_type="m", owner_id=owner_id),
     )
     database.add(
         Message(conversation_id=drop, prompt_content="a"),
@@ -35,10 +36,10 @@ def test_a_message_needs_an_existing_conversation(database):
         database.add(Message(conversation_id=424242, prompt_content="orphan"))
 
 
-def test_created_at_is_set_per_row_and_timezone_aware(database):
-    first_id = database.add(Conversation(title="a", model_type="m"))[0]
+def test_created_at_is_set_per_row_and_timezone_aware(database, owner_id):
+    first_id = database.add(Conversation(title="a", model_type="m", owner_id=owner_id))[0]
     time.sleep(0.01)
-    second_id = database.add(Conversation(title="b", model_type="m"))[0]
+    second_id = database.add(Conversation(title="b", model_type="m", owner_id=owner_id))[0]
 
     first, second = database.get(Conversation, first_id), database.get(Conversation, second_id)
 
@@ -46,10 +47,10 @@ def test_created_at_is_set_per_row_and_timezone_aware(database):
     assert first.created_at < second.created_at
 
 
-def test_updated_at_moves_on_update_and_created_at_does_not(app, database):
+def test_updated_at_moves_on_update_and_created_at_does_not(app, database, owner_id):
     from app.extensions import db
 
-    conversation_id = database.add(Conversation(title="a", model_type="m"))[0]
+    conversation_id = database.add(Conversation(title="a", model_type="m", owner_id=owner_id))[0]
     before = database.get(Conversation, conversation_id)
     time.sleep(0.01)
     with app.app_context():
@@ -61,10 +62,10 @@ def test_updated_at_moves_on_update_and_created_at_does_not(app, database):
     assert after.created_at == before.created_at
 
 
-def test_ids_are_not_reused_after_a_delete(database):
-    first = database.add(Conversation(title="a", model_type="m"))[0]
+def test_ids_are_not_reused_after_a_delete(database, owner_id):
+    first = database.add(Conversation(title="a", model_type="m", owner_id=owner_id))[0]
     database.execute("DELETE FROM conversations WHERE id = :id", id=first)
 
-    second = database.add(Conversation(title="b", model_type="m"))[0]
+    second = database.add(Conversation(title="b", model_type="m", owner_id=owner_id))[0]
 
     assert second > first

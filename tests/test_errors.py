@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import flask_migrate
 import pytest
 
-from tests.conftest import make_app
+from app.services import users as users_service
+from tests.conftest import bearer, disposing, make_app
 
 
 def test_unknown_route_is_json_404(client):
@@ -32,7 +34,10 @@ def test_unexpected_exception_is_json_500_without_internals(backend, database_fa
     def boom():
         raise RuntimeError("secret connection string postgres://user:pw@host")
 
-    response = app.test_client().get("/boom")
+    with disposing(app), app.app_context():
+        flask_migrate.upgrade()
+        key = users_service.create_user("alice").secret
+        response = app.test_client().get("/boom", headers=bearer(key))
 
     assert response.status_code == 500
     assert response.is_json

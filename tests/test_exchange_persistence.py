@@ -11,8 +11,9 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Conversation, Message, utcnow
+from app.services import users as users_service
 from app.services.persistence import save_with_retry
-from tests.conftest import disposing, make_app
+from tests.conftest import disposing, keyed_client, make_app
 from tests.fake_llm import Behavior
 
 
@@ -22,6 +23,7 @@ def pooled_app(backend, database_factory, llm_server):
     with disposing(make_app(database_factory(backend), OPENAI_BASE_URL=llm_server.base_url)) as app:
         with app.app_context():
             flask_migrate.upgrade()
+            app.config["TEST_KEY"] = users_service.create_user("alice").secret
         yield app
 
 
@@ -33,7 +35,7 @@ def checked_out(app) -> int:
 @pytest.mark.parametrize("stream", ["sse", "text"])
 def test_no_pooled_connection_is_held_while_streaming(pooled_app, fake_llm, stream):
     fake_llm.behavior = Behavior(n_tokens=4, delay=0.05)
-    client = pooled_app.test_client()
+    client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
     conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
 
     if stream == "sse":
@@ -104,8 +106,10 @@ class TestSaveWithRetry:
 
 class TestReaper:
     @pytest.fixture
-    def rows(self, database):
-        conversation_id = database.add(Conversation(title="t", model_type="m"))[0]
+    def rows(self, database, owner_id):
+        conversation_id = database.add(Conversation(title="t", model_type="m", owner_id=owner_id))[
+            0
+        ]
         long_ago = utcnow() - timedelta(hours=1)
         return database.add(
             Message(

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
-from tests.procfile import WebProcess, release
+from tests.procfile import WebProcess, create_user, release
 
 STREAMS = 200
 CONVERSATIONS = 10
@@ -31,8 +31,10 @@ def served(backend, database_factory, llm_server, tmp_path):
         "LOG_LEVEL": "WARNING",
     }
     release(env)
+    key = create_user(env, "e2e")
     engine = sa.create_engine(url)
     with WebProcess(env, tmp_path / "gunicorn.log") as web:
+        web.headers = {"Authorization": f"Bearer {key}"}
         yield web, engine
     engine.dispose()
 
@@ -43,7 +45,7 @@ def create_conversation(web, title="e2e"):
         "POST",
         "/conversations",
         body=f'{{"title": "{title}"}}',
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **web.headers},
     )
     response = connection.getresponse()
     assert response.status == 201
@@ -57,7 +59,7 @@ def create_conversation(web, title="e2e"):
 def stream(web, conversation_id, prompt) -> tuple[int, bytes]:
     connection = web.connection(timeout=120)
     query = urlencode({"prompt": prompt, "conversation_id": conversation_id})
-    connection.request("GET", f"/text/generate/stream?{query}")
+    connection.request("GET", f"/text/generate/stream?{query}", headers=web.headers)
     response = connection.getresponse()
     body = response.read()
     connection.close()
@@ -108,7 +110,11 @@ def test_a_client_hanging_up_is_saved_as_499_and_the_upstream_closed(served, fak
 
     with socket.create_connection(("127.0.0.1", web.port)) as sock:
         query = urlencode({"prompt": "hang up", "conversation_id": conversation_id})
-        sock.sendall(f"GET /text/generate/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        authorization = web.headers["Authorization"]
+        sock.sendall(
+            f"GET /text/generate/stream?{query} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {authorization}\r\n\r\n".encode()
+        )
         received = b""
         while received.count(b"tok") < 5:
             received += sock.recv(65536)
@@ -133,12 +139,13 @@ def test_start_up_reaps_exchanges_a_killed_worker_left_in_progress(
     url = database_factory(backend)
     env = {"DATABASE_URL": url, "OPENAI_BASE_URL": llm_server.base_url, "LOG_LEVEL": "INFO"}
     release(env)
+    create_user(env, "owner")
     engine = sa.create_engine(url)
     with engine.begin() as connection:
         connection.execute(
             sa.text(
-                "INSERT INTO conversations (title, model_type, created_at, updated_at)"
-                " VALUES ('t', 'm', :t, :t)"
+                "INSERT INTO conversations (title, model_type, owner_id, created_at, updated_at)"
+                " VALUES ('t', 'm', 1, :t, :t)"
             ),
             {"t": "2000-01-01 00:00:00+00:00"},
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask_migrate
 
 from app.extensions import db
-from tests.conftest import disposing, make_app
+from tests.conftest import UNKNOWN_KEY, bearer, disposing, make_app
 
 
 def test_healthz(client):
@@ -50,7 +50,7 @@ def test_readyz_is_503_when_the_database_is_unreachable():
 
 def test_requests_get_503_when_the_database_is_unreachable():
     with disposing(make_app(UNREACHABLE)) as app:
-        response = app.test_client().get("/conversations")
+        response = app.test_client().get("/conversations", headers=bearer(UNKNOWN_KEY))
 
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
@@ -82,7 +82,7 @@ def test_docs_page(client):
 def test_no_tables_are_created_outside_migrations(backend, database_factory):
     url = database_factory(backend)
     with disposing(make_app(url, PROPAGATE_EXCEPTIONS=False)) as app:
-        response = app.test_client().get("/conversations")
+        response = app.test_client().get("/conversations", headers=bearer(UNKNOWN_KEY))
         with app.app_context():
             tables = db.inspect(db.engine).get_table_names()
 

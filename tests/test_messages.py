@@ -8,8 +8,8 @@ from app.models import Conversation, Message
 
 
 @pytest.fixture
-def conversation_id(database):
-    return database.add(Conversation(title="chat", model_type="m"))[0]
+def conversation_id(database, owner_id):
+    return database.add(Conversation(title="chat", model_type="m", owner_id=owner_id))[0]
 
 
 def test_lists_messages_in_creation_order_with_every_field(client, database, conversation_id):
@@ -51,8 +51,8 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
     assert second["response_content"] == ""
 
 
-def test_only_this_conversations_messages(client, database, conversation_id):
-    other = database.add(Conversation(title="other", model_type="m"))[0]
+def test_only_this_conversations_messages(client, database, conversation_id, owner_id):
+    other = database.add(Conversation(title="other", model_type="m", owner_id=owner_id))[0]
     database.add(
         Message(conversation_id=other, prompt_content="elsewhere"),
         Message(conversation_id=conversation_id, prompt_content="here"),

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from app.extensions import db
 from tests.conftest import disposing, make_app
 
-APP_TABLES = {"conversations", "messages"}
+APP_TABLES = {"api_keys", "conversations", "messages", "users"}
 
 
 def tables() -> set[str]:
@@ -52,3 +52,50 @@ def test_cascade_and_indexes_exist_after_upgrade(backend, database_factory):
     assert foreign_key["options"].get("ondelete") == "CASCADE"
     assert message_indexes["ix_messages_conversation_id_id"] == ["conversation_id", "id"]
     assert "ix_conversations_model_type" in conversation_indexes
+
+
+def test_existing_conversations_go_to_a_legacy_owner_and_keep_their_messages(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision="0001")
+        with db.engine.begin() as connection:
+            for title in ("old one", "old two"):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO conversations (title, model_type, created_at, updated_at)"
+                        " VALUES (:title, 'm', :t, :t)"
+                    ),
+                    {"title": title, "t": "2026-01-01 00:00:00+00:00"},
+                )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " created_at, updated_at) VALUES (1, 'kept?', 'yes', :t, :t)"
+                ),
+                {"t": "2026-01-01 00:00:00+00:00"},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            users = connection.execute(sa.text("SELECT id, name, role FROM users")).all()
+            owners = connection.execute(sa.text("SELECT owner_id FROM conversations")).scalars()
+            prompts = connection.execute(sa.text("SELECT prompt_content FROM messages")).scalars()
+            owners, prompts = list(owners), list(prompts)
+        assert [(name, role) for _, name, role in users] == [("legacy", "user")]
+        assert owners == [users[0].id] * 2
+        # SQLite rebuilds the table to add the owner: the messages must survive that.
+        assert prompts == ["kept?"]
+
+        flask_migrate.downgrade(revision="0001")
+        with db.engine.connect() as connection:
+            count = connection.execute(sa.text("SELECT count(*) FROM messages")).scalar()
+        assert count == 1
+
+
+def test_an_empty_database_gets_no_legacy_owner(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM users")).scalar() == 0

@@ -8,8 +8,14 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.api.auth import current_principal
 from app.models import Conversation
-from app.schemas import ConversationCreate, ConversationOut, ConversationUpdate, PageArgs
+from app.schemas import (
+    ConversationCreate,
+    ConversationListArgs,
+    ConversationOut,
+    ConversationUpdate,
+)
 from app.services import conversations as service
 
 blp = Blueprint("conversations", __name__, url_prefix="/conversations", description="Conversations")
@@ -17,17 +23,17 @@ blp = Blueprint("conversations", __name__, url_prefix="/conversations", descript
 
 @blp.route("")
 class Conversations(MethodView):
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(ConversationListArgs, location="query")
     @blp.response(200, ConversationOut(many=True))
-    def get(self, page: dict[str, int]) -> list[Conversation]:
-        """List conversations, oldest first."""
-        return service.list_conversations(**page)
+    def get(self, args: dict[str, Any]) -> list[Conversation]:
+        """List your conversations (admins: anyone's), oldest first."""
+        return service.list_conversations(current_principal(), **args)
 
     @blp.arguments(ConversationCreate)
     @blp.response(201, ConversationOut, headers={"Location": {"schema": {"type": "string"}}})
     def post(self, body: dict[str, Any]) -> tuple[Conversation, dict[str, str]]:
         """Create a conversation."""
-        conversation = service.create_conversation(**body)
+        conversation = service.create_conversation(current_principal(), **body)
         location = url_for("conversations.ConversationById", conversation_id=conversation.id)
         return conversation, {"Location": location}
 
@@ -37,15 +43,15 @@ class ConversationById(MethodView):
     @blp.response(200, ConversationOut)
     def get(self, conversation_id: int) -> Conversation:
         """Read a conversation."""
-        return service.get_conversation(conversation_id)
+        return service.get_conversation(current_principal(), conversation_id)
 
     @blp.arguments(ConversationUpdate)
     @blp.response(202, ConversationOut)
     def put(self, body: dict[str, Any], conversation_id: int) -> Conversation:
         """Replace a conversation's title and model."""
-        return service.update_conversation(conversation_id, **body)
+        return service.update_conversation(current_principal(), conversation_id, **body)
 
     @blp.response(204)
     def delete(self, conversation_id: int) -> None:
         """Delete a conversation and its messages."""
-        service.delete_conversation(conversation_id)
+        service.delete_conversation(current_principal(), conversation_id)

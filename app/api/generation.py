@@ -8,6 +8,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.api.auth import current_principal
 from app.schemas import GenerateArgs
 from app.services import generation
 from app.streaming import text_response
@@ -26,5 +27,7 @@ class GenerateStream(MethodView):
     def get(self, args: dict[str, Any]) -> Response:
         """Stream the answer to a prompt in a conversation; the exchange is saved."""
         return text_response(
-            generation.stream_reply(args["conversation_id"], args["prompt"], keepalive=False)
+            generation.stream_reply(
+                current_principal(), args["conversation_id"], args["prompt"], keepalive=False
+            )
         )

@@ -13,6 +13,7 @@ blp = Blueprint("health", __name__, description="Probes")
 
 @blp.route("/healthz")
 class Liveness(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, HealthOut)
     def get(self) -> dict[str, str]:
         """The process is up and serving."""
@@ -21,6 +22,7 @@ class Liveness(MethodView):
 
 @blp.route("/readyz")
 class Readiness(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, HealthOut)
     @blp.alt_response(503, schema=HealthOut, description="Not ready")
     def get(self) -> tuple[dict[str, str], int]:

@@ -8,6 +8,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.api.auth import current_principal
 from app.models import Message
 from app.schemas import MessageCreate, MessageOut, PageArgs
 from app.services import conversations as conversations_service
@@ -28,7 +29,7 @@ class Messages(MethodView):
     @blp.response(200, MessageOut(many=True))
     def get(self, page: dict[str, int], conversation_id: int) -> list[Message]:
         """List a conversation's messages in creation order."""
-        return conversations_service.list_messages(conversation_id, **page)
+        return conversations_service.list_messages(current_principal(), conversation_id, **page)
 
     @blp.arguments(MessageCreate)
     @blp.response(201, MessageOut)
@@ -39,6 +40,8 @@ class Messages(MethodView):
         """Send a prompt; the exchange is saved whatever happens to the stream."""
         if body["stream"]:
             return sse_response(
-                generation.stream_reply(conversation_id, body["prompt"], keepalive=True)
+                generation.stream_reply(
+                    current_principal(), conversation_id, body["prompt"], keepalive=True
+                )
             )
-        return generation.reply(conversation_id, body["prompt"])
+        return generation.reply(current_principal(), conversation_id, body["prompt"])

@@ -3,5 +3,13 @@
 from app.repositories.base import Repository, SqlAlchemyRepository
 from app.repositories.conversations import ConversationRepository
 from app.repositories.messages import MessageRepository
+from app.repositories.users import ApiKeyRepository, UserRepository
 
-__all__ = ["ConversationRepository", "MessageRepository", "Repository", "SqlAlchemyRepository"]
+__all__ = [
+    "ApiKeyRepository",
+    "ConversationRepository",
+    "MessageRepository",
+    "Repository",
+    "SqlAlchemyRepository",
+    "UserRepository",
+]

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import Base
@@ -46,12 +46,25 @@ class SqlAlchemyRepository(Repository[ModelT]):
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def _scope(self) -> list[ColumnElement[bool]]:
+        """Conditions every query of this repository adds (none here; see subclasses)."""
+        return []
+
     def list(self, *, skip: int = 0, take: int = 100) -> list[ModelT]:
-        query = select(self.model).order_by(self.model.id).offset(skip).limit(take)
+        query = (
+            select(self.model)
+            .where(*self._scope())
+            .order_by(self.model.id)
+            .offset(skip)
+            .limit(take)
+        )
         return list(self.session.scalars(query))
 
     def get(self, uid: int) -> ModelT | None:
-        return self.session.get(self.model, uid)
+        scope = self._scope()
+        if not scope:
+            return self.session.get(self.model, uid)
+        return self.session.scalar(select(self.model).where(self.model.id == uid, *scope))
 
     def create(self, record: ModelT) -> ModelT:
         self.session.add(record)
@@ -63,7 +76,7 @@ class SqlAlchemyRepository(Repository[ModelT]):
         # no window between reading and writing. Column onupdate defaults still apply.
         query = (
             update(self.model)
-            .where(self.model.id == uid)
+            .where(self.model.id == uid, *self._scope())
             .values(**values)
             .returning(self.model)
             .execution_options(synchronize_session=False)
@@ -72,7 +85,7 @@ class SqlAlchemyRepository(Repository[ModelT]):
 
     def delete(self, uid: int) -> bool:
         result = self.session.execute(
-            delete(self.model).where(self.model.id == uid),
+            delete(self.model).where(self.model.id == uid, *self._scope()),
             execution_options={"synchronize_session": False},
         )
         return bool(result.rowcount)

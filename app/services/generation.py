@@ -19,6 +19,7 @@ from app.llm import ChatMessage, get_llm, upstream_status
 from app.models import Message
 from app.repositories import ConversationRepository, MessageRepository
 from app.schemas import MessageOut
+from app.services.auth import Principal
 from app.services.persistence import save_with_retry
 from app.services.titles import title_conversation
 from app.services.unit_of_work import unit_of_work
@@ -55,11 +56,11 @@ def _history(exchanges: list[tuple[str, str]], max_chars: int) -> list[ChatMessa
     return messages
 
 
-def begin_exchange(conversation_id: int, prompt: str) -> PendingExchange:
+def begin_exchange(actor: Principal, conversation_id: int, prompt: str) -> PendingExchange:
     """Save the prompt as an exchange in progress and gather the context to send."""
     config = current_app.config
     with unit_of_work() as session:
-        conversation = ConversationRepository(session).get(conversation_id)
+        conversation = ConversationRepository(session, actor.scope).get(conversation_id)
         if conversation is None:
             raise NotFound(f"Conversation {conversation_id} does not exist.")
         messages = MessageRepository(session)
@@ -129,18 +130,18 @@ def _open_relay(
     return relay
 
 
-def stream_reply(conversation_id: int, prompt: str, *, keepalive: bool) -> Relay:
+def stream_reply(actor: Principal, conversation_id: int, prompt: str, *, keepalive: bool) -> Relay:
     """Start an exchange and return the relay to stream; it saves itself when it ends."""
-    pending = begin_exchange(conversation_id, prompt)
+    pending = begin_exchange(actor, conversation_id, prompt)
     seconds = current_app.config["SSE_KEEPALIVE_SECONDS"] if keepalive else None
     relay = _open_relay(pending, seconds, _complete_as_json)
     after_response(relay.finish)
     return relay
 
 
-def reply(conversation_id: int, prompt: str) -> Message:
+def reply(actor: Principal, conversation_id: int, prompt: str) -> Message:
     """Run a whole exchange and return the saved message; raises if the upstream broke off."""
-    pending = begin_exchange(conversation_id, prompt)
+    pending = begin_exchange(actor, conversation_id, prompt)
     relay = _open_relay(pending, None, complete_exchange)
     for _ in relay:
         pass
