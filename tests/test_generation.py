@@ -201,6 +201,29 @@ class TestServerSentEvents:
         assert [d["text"] for kind, d in events if kind == "delta"] == ["a", "b"]
 
 
+@pytest.mark.parametrize("endpoint", ["text", "sse", "json"])
+def test_consecutive_exchanges_reuse_one_upstream_connection(
+    client, fake_llm, conversation_id, endpoint
+):
+    # A new connection per exchange would cost a TCP and TLS handshake before every answer.
+    fake_llm.behavior = Behavior(n_tokens=3)
+    before = fake_llm.connections
+
+    for prompt in ("one", "two", "three"):
+        if endpoint == "text":
+            response = stream_text(client, conversation_id, prompt=prompt)
+        elif endpoint == "sse":
+            response = post_stream(client, conversation_id, prompt=prompt)
+        else:
+            response = client.post(
+                f"/conversations/{conversation_id}/messages", json={"prompt": prompt}
+            )
+        assert response.status_code in {200, 201}
+        response.close()
+
+    assert fake_llm.connections - before <= 1
+
+
 class TestClientHangsUp:
     @pytest.mark.parametrize("endpoint", ["text", "sse"])
     def test_partial_text_is_saved_as_499_and_the_upstream_closed(

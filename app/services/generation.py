@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
@@ -94,7 +94,14 @@ def complete_exchange(
         # None: the conversation was deleted while the answer streamed.
         return MessageRepository(session).update(pending.message_id, values)
 
-    record = {**asdict(pending), **values}
+    # What an operator needs to restore the exchange by hand (the history is in the database).
+    record = {
+        "message_id": pending.message_id,
+        "conversation_id": pending.conversation_id,
+        "model": pending.model,
+        "prompt_content": pending.prompt,
+        **values,
+    }
     return save_with_retry(app, save, record, f"exchange {pending.message_id}")
 
 
