@@ -54,6 +54,14 @@ class PageArgs(Schema):
         validate=validate.Range(min=1, max=MAX_PAGE),
         metadata={"description": f"Rows to return (1 to {MAX_PAGE})."},
     )
+    after = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=0, max=MAX_ID),
+        metadata={
+            "description": "Only rows with a larger id: pass the last id of the previous page "
+            "(as fast on the millionth row as on the first, unlike skip)."
+        },
+    )
 
 
 class Owner(fields.Field):

@@ -126,6 +126,24 @@ class TestList:
         assert [c["id"] for c in client.get("/conversations?skip=1&take=2").json] == ids[1:3]
         assert [c["id"] for c in client.get("/conversations?skip=4&take=100").json] == ids[4:]
 
+    def test_after_pages_by_id(self, client):
+        ids = [create(client, title=f"c{i}")["id"] for i in range(5)]
+
+        first = client.get("/conversations?take=2").json
+        second = client.get(f"/conversations?take=2&after={first[-1]['id']}").json
+        last = client.get(f"/conversations?take=2&after={second[-1]['id']}").json
+        beyond = client.get(f"/conversations?after={ids[-1]}").json
+
+        assert [c["id"] for c in first + second + last] == ids
+        assert beyond == []
+
+    @pytest.mark.parametrize("after", ["-1", "x", str(2**63)])
+    def test_bad_after_is_422(self, client, after):
+        response = client.get(f"/conversations?after={after}")
+
+        assert response.status_code == 422
+        assert "after" in response.json["errors"]["query"]
+
     def test_skip_past_the_end_is_an_empty_list(self, client):
         create(client, title="only")
 

@@ -75,7 +75,17 @@ def test_skip_and_take(client, database, conversation_id):
     assert past_end == []
 
 
-@pytest.mark.parametrize("query", ["take=0", "take=101", "take=x", "skip=-1"])
+def test_after_pages_by_id(client, database, conversation_id):
+    ids = database.add(
+        *[Message(conversation_id=conversation_id, prompt_content=f"p{i}") for i in range(5)]
+    )
+
+    page = client.get(f"/conversations/{conversation_id}/messages?after={ids[1]}&take=2").json
+
+    assert [m["id"] for m in page] == ids[2:4]
+
+
+@pytest.mark.parametrize("query", ["take=0", "take=101", "take=x", "skip=-1", "after=-1"])
 def test_bad_paging_is_422(client, conversation_id, query):
     response = client.get(f"/conversations/{conversation_id}/messages?{query}")
 

@@ -35,8 +35,10 @@ def statements_for(client, database, method: str, path: str, **kwargs) -> int:
 
 ENDPOINTS = [
     ("get", "/conversations", {}, 1),
+    ("get", "/conversations?after=1&take=20", {}, 1),
     ("get", "/conversations/{id}", {}, 1),
     ("get", "/conversations/{id}/messages", {}, 2),
+    ("get", "/conversations/{id}/messages?after=1", {}, 2),
     ("post", "/conversations", {"json": {"title": "t"}}, 1),
     ("put", "/conversations/{id}", {"json": {"title": "t", "model_type": "m"}}, 1),
     ("delete", "/conversations/{id}", {}, 1),

@@ -14,12 +14,17 @@ from app.extensions import Base
 ModelT = TypeVar("ModelT", bound=Base)
 
 
+def keyset(id_column: Any, after: int | None) -> list[ColumnElement[bool]]:
+    """The condition for rows past id ``after`` (keyset paging: an index seek, however deep)."""
+    return [] if after is None else [id_column > after]
+
+
 class Repository(ABC, Generic[ModelT]):
     """Data access for one kind of record. Implementations never commit."""
 
     @abstractmethod
-    def list(self, *, skip: int = 0, take: int = 100) -> list[ModelT]:
-        """Records in creation order, ``take`` of them after the first ``skip``."""
+    def list(self, *, skip: int = 0, take: int = 100, after: int | None = None) -> list[ModelT]:
+        """Records in creation order: ``take`` of them, past id ``after``, after ``skip``."""
 
     @abstractmethod
     def get(self, uid: int) -> ModelT | None:
@@ -50,15 +55,9 @@ class SqlAlchemyRepository(Repository[ModelT]):
         """Conditions every query of this repository adds (none here; see subclasses)."""
         return []
 
-    def list(self, *, skip: int = 0, take: int = 100) -> list[ModelT]:
-        query = (
-            select(self.model)
-            .where(*self._scope())
-            .order_by(self.model.id)
-            .offset(skip)
-            .limit(take)
-        )
-        return list(self.session.scalars(query))
+    def list(self, *, skip: int = 0, take: int = 100, after: int | None = None) -> list[ModelT]:
+        query = select(self.model).where(*self._scope(), *keyset(self.model.id, after))
+        return list(self.session.scalars(query.order_by(self.model.id).offset(skip).limit(take)))
 
     def get(self, uid: int) -> ModelT | None:
         scope = self._scope()

@@ -7,19 +7,19 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from app.models import Message, utcnow
-from app.repositories.base import SqlAlchemyRepository
+from app.repositories.base import SqlAlchemyRepository, keyset
 
 
 class MessageRepository(SqlAlchemyRepository[Message]):
     model = Message
 
     def list_for_conversation(
-        self, conversation_id: int, *, skip: int = 0, take: int = 100
+        self, conversation_id: int, *, skip: int = 0, take: int = 100, after: int | None = None
     ) -> list[Message]:
         """One conversation's messages in creation order."""
         query = (
             select(Message)
-            .where(Message.conversation_id == conversation_id)
+            .where(Message.conversation_id == conversation_id, *keyset(Message.id, after))
             .order_by(Message.id)
             .offset(skip)
             .limit(take)

@@ -32,11 +32,16 @@ def _list_scope(actor: Principal, owner: str | int) -> int | None:
 
 
 def list_conversations(
-    actor: Principal, *, skip: int, take: int, owner: str | int = OWNER_ME
+    actor: Principal,
+    *,
+    skip: int,
+    take: int,
+    after: int | None = None,
+    owner: str | int = OWNER_ME,
 ) -> list[Conversation]:
     """Conversations, oldest first: the actor's own, or (admins) anyone's or everyone's."""
     repository = ConversationRepository(db.session, owner_id=_list_scope(actor, owner))
-    return repository.list(skip=skip, take=take)
+    return repository.list(skip=skip, take=take, after=after)
 
 
 def get_conversation(actor: Principal, conversation_id: int) -> Conversation:
@@ -78,10 +83,12 @@ def delete_conversation(actor: Principal, conversation_id: int) -> None:
             raise _not_found(conversation_id)
 
 
-def list_messages(actor: Principal, conversation_id: int, *, skip: int, take: int) -> list[Message]:
+def list_messages(
+    actor: Principal, conversation_id: int, *, skip: int, take: int, after: int | None = None
+) -> list[Message]:
     """A conversation's messages in creation order, or NotFound."""
     if not ConversationRepository(db.session, actor.scope).exists(conversation_id):
         raise _not_found(conversation_id)
     return MessageRepository(db.session).list_for_conversation(
-        conversation_id, skip=skip, take=take
+        conversation_id, skip=skip, take=take, after=after
     )
