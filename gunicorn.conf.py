@@ -15,6 +15,8 @@ bind = os.environ.get("GUNICORN_BIND") or (
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# Only for the gthread worker class (kept for comparisons: see BENCHMARKS.md).
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 
 # timeout is the heartbeat deadline of a worker's arbiter loop; gevent workers keep
 # notifying while greenlets stream, so it does not cut long generations.

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds, create_database, drop_database, rss_mb  # noqa: E402
 from tests.procfile import WebProcess, create_user, free_port, release  # noqa: E402
 
 
@@ -152,40 +153,6 @@ def upstream_request(port: int, prompt: str) -> bytes:
     return head + body
 
 
-def family(root_pid: int) -> list[int]:
-    pids = [root_pid]
-    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    return pids
-
-
-def cpu_seconds(root_pid: int) -> float:
-    """User + system CPU time of a process and its children so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in family(root_pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def rss_mb(root_pid: int) -> float:
-    """Resident memory of a process and its children, in MiB."""
-    total = 0
-    for pid in family(root_pid):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
-
-
 class PeakMemory:
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
@@ -205,21 +172,6 @@ class PeakMemory:
         self._thread.join()
 
 
-def create_database(kind: str) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp(prefix='convstore-bench-')}/bench.db"
-    admin = sa.create_engine(
-        os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
-        isolation_level="AUTOCOMMIT",
-    )
-    name = f"convstore_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    admin.dispose()
-    return url
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,50,200,1000")
@@ -227,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=20)
     parser.add_argument("--delay", type=float, default=0.05, help="seconds between tokens")
     parser.add_argument("--workers", default=str(os.cpu_count() or 2))
+    parser.add_argument("--worker-class", default="gevent")
+    parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
     parser.add_argument("--modes", default="steady,burst")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",")]
@@ -253,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
         "OPENAI_API_KEY": "bench",
         "WEB_CONCURRENCY": args.workers,
+        "GUNICORN_WORKER_CLASS": args.worker_class,
+        "GUNICORN_THREADS": args.threads,
         "GUNICORN_ACCESS_LOG": "",
         "LOG_LEVEL": "WARNING",
     }
@@ -314,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
     llm.terminate()
     engine.dispose()
+    drop_database(url)
     report(runs, args)
 
 
@@ -338,7 +295,8 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     print(
         f"Streaming benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, database "
-        f"{args.database}, {args.workers} gunicorn gevent workers, {args.tokens} tokens "
+        f"{args.database}, {args.workers} gunicorn {args.worker_class} workers "
+        f"(threads: {args.threads}), {args.tokens} tokens "
         f"{args.delay * 1000:.0f} ms apart per stream.\n"
     )
     print(

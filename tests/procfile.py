@@ -71,7 +71,9 @@ def create_user(env: Mapping[str, str], name: str, *, admin: bool = False) -> st
 class WebProcess:
     """The Procfile's web process on a free loopback port; ``stop()`` sends SIGTERM."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, env: Mapping[str, str], log_path: Path, app: str = "wsgi:app") -> None:
+        """``app``: the WSGI app to serve in place of the Procfile's (benchmark baselines)."""
+        self.app = app
         self.port = free_port()
         self.env = _env({"PORT": str(self.port), **env})
         self.log_path = log_path
@@ -83,7 +85,7 @@ class WebProcess:
         # The Procfile binds every interface for a PaaS; tests only ever talk to loopback.
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            ["bash", "-c", f"exec {procfile_command('web')}"],
+            ["bash", "-c", f"exec {procfile_command('web').replace('wsgi:app', self.app)}"],
             cwd=ROOT,
             env=self.env,
             stdout=log,

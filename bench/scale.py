@@ -1,0 +1,133 @@
+"""Scale benchmark: 100,000 conversations and 1,000,000 messages in PostgreSQL.
+
+Seeds the data with COPY, then times listing, reading and paging at the start of the data
+and deep in it (a large ``skip`` against ``after=<id>``), with wrk under real gunicorn.
+
+    .venv/bin/python -m bench.scale                   # needs wrk: apt-get install wrk
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import create_database, drop_database, run_wrk, wrk_script  # noqa: E402
+from tests.procfile import WebProcess, create_user, release  # noqa: E402
+
+CONVERSATIONS = 100_000
+MESSAGES_EACH = 9  # in every conversation but the big one
+BIG_MESSAGES = 100_009  # in the big one (the last): 1,000,000 messages in all
+
+
+def seed(url: str, owner_name: str) -> tuple[int, int, int]:
+    """Seed by COPY; returns (big conversation id, last message id, seconds taken)."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    libpq = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq) as connection, connection.cursor() as cursor:
+        (owner,) = cursor.execute("SELECT id FROM users WHERE name = %s", (owner_name,)).fetchone()
+        columns = "title, model_type, owner_id, created_at, updated_at"
+        with cursor.copy(f"COPY conversations ({columns}) FROM STDIN") as copy:
+            for i in range(CONVERSATIONS):
+                copy.write_row((f"conversation {i}", "m", owner, now, now))
+        first, big = cursor.execute("SELECT min(id), max(id) FROM conversations").fetchone()
+        columns = "conversation_id, prompt_content, response_content, prompt_tokens, "
+        columns += "response_tokens, total_tokens, is_success, status_code, created_at, updated_at"
+        with cursor.copy(f"COPY messages ({columns}) FROM STDIN") as copy:
+            for conversation_id in range(first, big):
+                for i in range(MESSAGES_EACH):
+                    copy.write_row(
+                        (conversation_id, f"prompt {i}", "an answer", 3, 3, 6, True, 200, now, now)
+                    )
+            for i in range(BIG_MESSAGES):
+                copy.write_row((big, f"prompt {i}", "an answer", 3, 3, 6, True, 200, now, now))
+        (last_message,) = cursor.execute("SELECT max(id) FROM messages").fetchone()
+        connection.commit()
+        connection.autocommit = True
+        cursor.execute("VACUUM ANALYZE")
+    return big, last_message, round(time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    url = create_database("postgresql")
+    env = {
+        "DATABASE_URL": url,
+        "WEB_CONCURRENCY": str(os.cpu_count() or 2),
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    try:
+        release(env)
+        key = create_user(env, "bench")
+        big, last_message, seconds = seed(url, "bench")
+        total_messages = (CONVERSATIONS - 1) * MESSAGES_EACH + BIG_MESSAGES
+        deep = CONVERSATIONS - 1000
+        deep_messages = BIG_MESSAGES - 1000
+        queries = [
+            ("list 20, first page", "/conversations?take=20"),
+            (f"list 20, skip={deep}", f"/conversations?take=20&skip={deep}"),
+            (f"list 20, after={deep}", f"/conversations?take=20&after={deep}"),
+            ("get one (random id)", "/conversations/{id}"),
+            ("messages 20, first page", f"/conversations/{big}/messages?take=20"),
+            (
+                f"messages 20, skip={deep_messages}",
+                f"/conversations/{big}/messages?take=20&skip={deep_messages}",
+            ),
+            (
+                "messages 20, after=(1,000 from the end)",
+                f"/conversations/{big}/messages?take=20&after={last_message - 1000}",
+            ),
+        ]
+        log = Path(tempfile.mkdtemp(prefix="convstore-bench-")) / "gunicorn.log"
+        rows = []
+        with WebProcess(env, log) as web:
+            base = f"http://127.0.0.1:{web.port}"
+            for name, path in queries:
+                script = wrk_script("GET", path, {"Authorization": f"Bearer {key}"})
+                run_wrk(base, script, connections=args.connections, seconds=1, ids=CONVERSATIONS)
+                result = run_wrk(
+                    base,
+                    script,
+                    connections=args.connections,
+                    seconds=args.seconds,
+                    ids=CONVERSATIONS,
+                )
+                rows.append((name, result))
+                print(f"{name}: p50 {result.p50_ms:.1f} ms", file=sys.stderr)
+    finally:
+        drop_database(url)
+
+    print(
+        f"Scale benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} "
+        f"cores, Python {platform.python_version()}; {CONVERSATIONS:,} conversations and "
+        f"{total_messages:,} messages (seeded by COPY in {seconds} s); wrk {args.connections} "
+        f"connections, {args.seconds:g} s per query.\n"
+    )
+    print("| query | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|")
+    for name, result in rows:
+        print(
+            f"| {name} | {result.requests_per_second:.0f} | {result.p50_ms:.1f} "
+            f"| {result.p99_ms:.1f} | {result.non_2xx + result.socket_errors} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
