@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -68,6 +69,20 @@ def create_user(env: Mapping[str, str], name: str, *, admin: bool = False) -> st
     return output.strip().splitlines()[-1]
 
 
+def deployment_env(database_url: str, llm_base_url: str, **settings: str) -> dict[str, str]:
+    """A test deployment's environment: two workers, the fake LLM, no client retries, quiet."""
+    return {
+        "DATABASE_URL": database_url,
+        "OPENAI_BASE_URL": llm_base_url,
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MAX_RETRIES": "0",
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
 class WebProcess:
     """The Procfile's web process on a free loopback port; ``stop()`` sends SIGTERM."""
 
@@ -108,6 +123,7 @@ class WebProcess:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def get(self, path: str) -> tuple[int, bytes]:
+        """A GET without the process's headers (probes)."""
         connection = self.connection(timeout=5)
         try:
             connection.request("GET", path)
@@ -115,6 +131,29 @@ class WebProcess:
             return response.status, response.read()
         finally:
             connection.close()
+
+    def request(
+        self, method: str, path: str, payload: object = None, timeout: float = 60
+    ) -> tuple[int, bytes]:
+        """One request with the process's headers, and ``payload`` as a JSON body if given."""
+        headers = dict(self.headers)
+        body = None
+        if payload is not None:
+            body = json.dumps(payload)
+            headers["Content-Type"] = "application/json"
+        connection = self.connection(timeout=timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def create_conversation(self, title: str = "e2e") -> int:
+        """POST a conversation; returns its id."""
+        status, body = self.request("POST", "/conversations", {"title": title})
+        assert status == 201, body
+        return json.loads(body)["id"]
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM (graceful shutdown), then wait; returns the exit code."""

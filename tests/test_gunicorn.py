@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
-from tests.procfile import WebProcess, create_user, release
+from tests.procfile import WebProcess, create_user, deployment_env, release
 
 STREAMS = 200
 CONVERSATIONS = 10
@@ -21,15 +21,7 @@ CONVERSATIONS = 10
 def served(backend, database_factory, llm_server, tmp_path):
     """The service under gunicorn on a fresh database migrated by the release step."""
     url = database_factory(backend)
-    env = {
-        "DATABASE_URL": url,
-        "OPENAI_BASE_URL": llm_server.base_url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MAX_RETRIES": "0",
-        "WEB_CONCURRENCY": "2",
-        "GUNICORN_ACCESS_LOG": "",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = deployment_env(url, llm_server.base_url)
     release(env)
     key = create_user(env, "e2e")
     engine = sa.create_engine(url)
@@ -37,23 +29,6 @@ def served(backend, database_factory, llm_server, tmp_path):
         web.headers = {"Authorization": f"Bearer {key}"}
         yield web, engine
     engine.dispose()
-
-
-def create_conversation(web, title="e2e"):
-    connection = web.connection()
-    connection.request(
-        "POST",
-        "/conversations",
-        body=f'{{"title": "{title}"}}',
-        headers={"Content-Type": "application/json", **web.headers},
-    )
-    response = connection.getresponse()
-    assert response.status == 201
-    body = response.read()
-    connection.close()
-    import json
-
-    return json.loads(body)["id"]
 
 
 def stream(web, conversation_id, prompt) -> tuple[int, bytes]:
@@ -79,7 +54,7 @@ def test_200_concurrent_streams_are_all_relayed_and_saved(served, fake_llm):
     web, engine = served
     fake_llm.behavior = Behavior(n_tokens=20, delay=0.05)
     expected = "".join(f"tok{i} " for i in range(20)).encode()
-    conversations = [create_conversation(web) for _ in range(CONVERSATIONS)]
+    conversations = [web.create_conversation() for _ in range(CONVERSATIONS)]
 
     with ThreadPoolExecutor(max_workers=STREAMS) as pool:
         results = list(
@@ -106,7 +81,7 @@ def test_200_concurrent_streams_are_all_relayed_and_saved(served, fake_llm):
 def test_a_client_hanging_up_is_saved_as_499_and_the_upstream_closed(served, fake_llm):
     web, engine = served
     fake_llm.behavior = Behavior(n_tokens=200, delay=0.02)
-    conversation_id = create_conversation(web)
+    conversation_id = web.create_conversation()
 
     with socket.create_connection(("127.0.0.1", web.port)) as sock:
         query = urlencode({"prompt": "hang up", "conversation_id": conversation_id})
@@ -169,7 +144,7 @@ def test_sigterm_lets_in_flight_streams_finish_and_be_saved(served, fake_llm):
     web, engine = served
     fake_llm.behavior = Behavior(n_tokens=30, delay=0.05)  # about 1.5 s per stream
     expected = "".join(f"tok{i} " for i in range(30)).encode()
-    conversation_id = create_conversation(web)
+    conversation_id = web.create_conversation()
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         futures = [pool.submit(stream, web, conversation_id, f"p{n}") for n in range(20)]
