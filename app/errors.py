@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException, UnsupportedMediaType
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
 
 class DomainError(Exception):
@@ -93,12 +93,24 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def _require_json_body() -> None:
+    if request.method not in _BODY_METHODS:
+        return
+    # A chunked body has no Content-Length (gunicorn passes it on, terminated).
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not (request.content_length or chunked):
+        return
     # webargs treats a non-JSON body as absent: a form-encoded create would silently
     # make an empty conversation. Say so instead.
-    if request.method in _BODY_METHODS and request.content_length and not request.is_json:
+    if not request.is_json:
         raise UnsupportedMediaType(
             "Send the request body as JSON (Content-Type: application/json)."
         )
+    # Werkzeug checks Content-Length against MAX_CONTENT_LENGTH up front, but stops reading a
+    # chunked body at the limit without a word: what was read would pass for the whole body.
+    # (Werkzeug cannot tell a body of exactly the limit from a longer one: both are 413.)
+    limit = request.max_content_length
+    if chunked and limit is not None and len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
 
 
 def register_error_handlers(app: Flask) -> None:

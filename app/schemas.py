@@ -13,6 +13,10 @@ MAX_OFFSET = 2**63 - 1
 MAX_PAGE = 100
 MAX_ID = 2**63 - 1
 PROMPT_MAX = 100_000
+# A prompt sent in a query string must leave the whole request line within the 4094 bytes
+# gunicorn accepts (its limit_request_line): at worst 12 bytes a character once percent-encoded
+# (4 UTF-8 bytes, %XX each), plus the path and the other parameter.
+QUERY_PROMPT_MAX = 300
 
 
 class Text(fields.String):
@@ -35,12 +39,38 @@ def not_blank(value: str) -> None:
         raise ValidationError("Must not be blank.")
 
 
+# What Text with not_blank accepts, for the OpenAPI document: no NUL, and at least one
+# character that is not white space as str.strip() sees it (listed: ECMA's \s differs).
+_WHITE_SPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_TEXT = rf"^[^\u0000]*[^\u0000{_WHITE_SPACE}][^\u0000]*$"
+
+
+def _not_blank_text(max_length: int, **kwargs: Any) -> Text:
+    metadata = {"pattern": NOT_BLANK_TEXT, **kwargs.pop("metadata", {})}
+    return Text(
+        validate=[validate.Length(min=1, max=max_length), not_blank], metadata=metadata, **kwargs
+    )
+
+
 def _title(**kwargs: Any) -> Text:
-    return Text(validate=[validate.Length(min=1, max=TITLE_MAX), not_blank], **kwargs)
+    return _not_blank_text(TITLE_MAX, **kwargs)
+
+
+# What names a model, at any provider (gpt-4o-mini, llama3.1:8b, Qwen/Qwen2.5-7B-Instruct):
+# printable ASCII, no white space. Anything else no LLM serves; a line break or a non-Latin-1
+# character even breaks servers that echo the name in a response header. (The empty string
+# is Length's to report.)
+MODEL_NAME = r"^[!-~]*$"
 
 
 def _model_type(**kwargs: Any) -> Text:
-    return Text(validate=[validate.Length(min=1, max=MODEL_MAX), not_blank], **kwargs)
+    return Text(
+        validate=[
+            validate.Length(min=1, max=MODEL_MAX),
+            validate.Regexp(MODEL_NAME, error="Must be a model name: printable ASCII, no spaces."),
+        ],
+        **kwargs,
+    )
 
 
 class PageArgs(Schema):
@@ -64,14 +94,34 @@ class PageArgs(Schema):
     )
 
 
+_ID_DIGITS = len(str(MAX_ID))
+
+
 class Owner(fields.Field):
     """``me``, ``all`` or a user id."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Documented as what it accepts: one of the two words, or an id.
+        schema = {
+            "oneOf": [
+                {"type": "string", "enum": ["me", "all"]},
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            ]
+        }
+        metadata = {**schema, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | int:
         text = str(value).strip()
         if text in {"me", "all"}:
             return text
-        if text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID:
+        # Count the digits first: int() refuses more than 4300 (a ValueError, so a 500).
+        if (
+            text.isascii()
+            and text.isdigit()
+            and len(text) <= _ID_DIGITS
+            and 0 < int(text) <= MAX_ID
+        ):
             return int(text)
         raise ValidationError("Must be me, all, or a user id.")
 
@@ -80,8 +130,7 @@ class ConversationListArgs(PageArgs):
     owner = Owner(
         load_default="me",
         metadata={
-            "description": "Whose conversations: me (default); admins also all or a user id.",
-            "type": "string",
+            "description": "Whose conversations: me (default); admins also all or a user id."
         },
     )
 
@@ -102,10 +151,8 @@ class ConversationUpdate(Schema):
     model_type = _model_type(required=True)
 
 
-def _prompt(**kwargs: Any) -> Text:
-    return Text(
-        required=True, validate=[validate.Length(min=1, max=PROMPT_MAX), not_blank], **kwargs
-    )
+def _prompt(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
+    return _not_blank_text(max_length, required=True, **kwargs)
 
 
 class MessageCreate(Schema):
@@ -117,7 +164,14 @@ class MessageCreate(Schema):
 
 
 class GenerateArgs(Schema):
-    prompt = _prompt()
+    prompt = _prompt(
+        QUERY_PROMPT_MAX,
+        metadata={
+            "description": f"At most {QUERY_PROMPT_MAX} characters, so that the URL fits the "
+            "request line a server accepts; longer prompts go to "
+            "POST /conversations/{conversation_id}/messages."
+        },
+    )
     conversation_id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
 
 
@@ -144,6 +198,34 @@ class MessageOut(Schema):
     status_code = fields.Integer(allow_none=True)
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
+
+
+class SseEventOut(Schema):
+    """One Server-Sent Event of a streamed answer (keep-alive comments are not events)."""
+
+    event = fields.String(required=True, validate=validate.OneOf(["delta", "done", "error"]))
+    data = fields.String(
+        required=True,
+        metadata={
+            "description": "JSON. delta: {text}, the next piece of the answer; done (last): "
+            "{message}, the saved MessageOut; error (last): {code, message}, the LLM broke off."
+        },
+    )
+
+
+class ErrorOut(Schema):
+    """The one shape of every error (app/errors.py)."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "Its reason phrase."})
+    message = fields.String(required=True, metadata={"description": "What went wrong."})
+    errors = fields.Dict(
+        keys=fields.String(),
+        metadata={
+            "description": "What is invalid (400, 422): by location (json, query), then by "
+            "field, lists of messages."
+        },
+    )
 
 
 class HealthOut(Schema):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import datetime
 
@@ -9,11 +10,23 @@ import pytest
 
 from app.models import Conversation, Message
 
+MODEL_NAME_MESSAGE = "Must be a model name: printable ASCII, no spaces."
+
 
 def create(client, **body):
     response = client.post("/conversations", json=body)
     assert response.status_code == 201, response.json
     return response.json
+
+
+def chunked(body: bytes, content_type: str) -> dict:
+    """Request arguments for a body sent as gunicorn hands a chunked one over: no
+    Content-Length, and the server vouching that the stream ends (wsgi.input_terminated)."""
+    return {
+        "input_stream": io.BytesIO(body),
+        "headers": {"Transfer-Encoding": "chunked", "Content-Type": content_type},
+        "environ_overrides": {"wsgi.input_terminated": True},
+    }
 
 
 def parse_time(value: str) -> datetime:
@@ -63,6 +76,11 @@ class TestCreate:
             ({"title": 5}, "title", "Not a valid string."),
             ({"title": "a\u0000b"}, "title", "Must not contain NUL characters."),
             ({"model_type": ""}, "model_type", "Length must be between 1 and 100."),
+            # No LLM serves such names; a line break even broke generation (502) at servers
+            # that echo the model in a response header.
+            ({"model_type": "a\nb"}, "model_type", MODEL_NAME_MESSAGE),
+            ({"model_type": "gpt 4o"}, "model_type", MODEL_NAME_MESSAGE),
+            ({"model_type": "\U0001f9b7"}, "model_type", MODEL_NAME_MESSAGE),
             ({"title": "ok", "owner": "me"}, "owner", "Unknown field."),
         ],
     )
@@ -89,6 +107,31 @@ class TestCreate:
         assert response.status_code == 400
         assert response.json["errors"] == {"json": ["Invalid JSON body."]}
 
+    @pytest.mark.parametrize(
+        "body",
+        [
+            # json.loads refuses integers of more than 4300 digits with a plain ValueError...
+            '{"title": ' + "1" * 5000 + "}",
+            # ...and arrays nested deeper than the recursion limit with a RecursionError.
+            "[" * 100_000 + "]" * 100_000,
+        ],
+        ids=["huge-integer", "deep-nesting"],
+    )
+    def test_json_python_cannot_load_is_400_not_500(self, client, database, body):
+        response = client.post("/conversations", data=body, content_type="application/json")
+
+        assert response.status_code == 400
+        assert response.json["errors"] == {"json": ["Invalid JSON body."]}
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_no_body_at_all_creates_one_with_the_defaults_as_documented(self, client, app):
+        response = client.post("/conversations")
+        documented = client.get("/openapi.json").json["paths"]["/conversations"]["post"]
+
+        assert response.status_code == 201
+        assert response.json["model_type"] == app.config["DEFAULT_MODEL"]
+        assert documented["requestBody"]["required"] is False
+
     def test_json_that_is_not_an_object_is_422(self, client):
         response = client.post("/conversations", json=["title"])
 
@@ -100,6 +143,28 @@ class TestCreate:
 
         assert response.status_code == 415
         assert "application/json" in response.json["message"]
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_chunked_form_body_is_415_too(self, client, database):
+        response = client.post(
+            "/conversations",
+            **chunked(b"title=x", "application/x-www-form-urlencoded"),
+        )
+
+        assert response.status_code == 415
+        assert response.json["code"] == 415
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_chunked_body_over_the_limit_is_413_not_cut_short(self, client, app, database):
+        # Werkzeug stops reading a chunked body at MAX_CONTENT_LENGTH without an error; the
+        # rest must not be parsed as if it were the whole body.
+        padding = b" " * app.config["MAX_CONTENT_LENGTH"]
+        response = client.post(
+            "/conversations", **chunked(b'{"title": "x"}' + padding, "application/json")
+        )
+
+        assert response.status_code == 413
+        assert response.json["code"] == 413
         assert database.scalar("SELECT count(*) FROM conversations") == 0
 
     def test_body_over_the_limit_is_413(self, client, app):
@@ -185,6 +250,8 @@ class TestList:
                 "skip",
                 "Must be greater than or equal to 0 and less than or equal to 9223372036854775807.",
             ),
+            # More digits than int() converts: a ValueError that was a 500.
+            ("owner=" + "1" * 5000, "owner", "Must be me, all, or a user id."),
         ],
     )
     def test_out_of_range_or_non_integer_is_422(self, client, query, field, message):

@@ -55,3 +55,59 @@ def test_errors_are_never_html(client, method, path):
 
     assert response.is_json
     assert b"<html" not in response.data.lower() or response.status_code == 415
+
+
+def operations(spec):
+    methods = {"get", "put", "post", "delete", "patch"}
+    return {
+        (method.upper(), path): operation
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in methods
+    }
+
+
+def test_openapi_lists_each_error_an_operation_can_answer(anonymous):
+    spec = anonymous.get("/openapi.json").json
+    documented = {key: " ".join(sorted(op["responses"])) for key, op in operations(spec).items()}
+
+    assert documented[("GET", "/conversations")] == "200 401 403 422 503"
+    assert documented[("POST", "/conversations")] == "201 400 401 413 415 422 503"
+    assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 503"
+    assert documented[("PUT", "/conversations/{conversation_id}")] == (
+        "202 400 401 404 413 415 422 503"
+    )
+    assert documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 503"
+    assert documented[("GET", "/conversations/{conversation_id}/messages")] == (
+        "200 401 404 422 503"
+    )
+    assert documented[("POST", "/conversations/{conversation_id}/messages")] == (
+        "200 201 400 401 404 413 415 422 429 502 503 504"
+    )
+    assert documented[("GET", "/text/generate/stream")] == "200 401 404 422 429 502 503 504"
+    assert documented[("GET", "/healthz")] == "200"
+    assert documented[("GET", "/readyz")] == "200 503"
+
+
+def test_openapi_error_schema_is_the_one_error_shape(anonymous):
+    spec = anonymous.get("/openapi.json").json
+    unauthorized = operations(spec)[("GET", "/conversations")]["responses"]["401"]
+    error = spec["components"]["schemas"]["ErrorOut"]
+
+    body = anonymous.get("/conversations").json
+
+    assert unauthorized == {"$ref": "#/components/responses/Error401"}
+    assert "WWW-Authenticate" in spec["components"]["responses"]["Error401"]["headers"]
+    assert set(error["required"]) == {"code", "status", "message"}
+    assert set(error["properties"]) == {"code", "status", "message", "errors"}
+    assert set(body) == {"code", "status", "message"}
+
+
+def test_openapi_gives_the_streams_their_content_types(anonymous):
+    spec = anonymous.get("/openapi.json").json
+    text = operations(spec)[("GET", "/text/generate/stream")]["responses"]["200"]
+    sse = operations(spec)[("POST", "/conversations/{conversation_id}/messages")]["responses"]
+
+    assert list(text["content"]) == ["text/plain; charset=utf-8"]
+    assert list(sse["200"]["content"]) == ["text/event-stream"]
+    assert list(sse["201"]["content"]) == ["application/json"]

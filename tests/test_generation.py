@@ -7,11 +7,13 @@ openai client; each test steers it.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
 
 from app.models import Message
+from app.schemas import QUERY_PROMPT_MAX
 from app.streaming import StreamBroken
 from tests.fake_llm import Behavior
 
@@ -456,6 +458,26 @@ class TestInput:
 
         assert response.status_code == 422
         assert field in response.json["errors"]["query"]
+
+    def test_a_query_prompt_is_bounded_so_the_url_fits_a_request_line(
+        self, client, conversation_id
+    ):
+        # gunicorn answers a request line over 4094 bytes with its own HTML 414; the
+        # document once allowed a 100,000-character prompt here.
+        longest = "\U0010ffff" * QUERY_PROMPT_MAX  # 12 bytes a character once encoded
+        query = urlencode({"prompt": longest, "conversation_id": 2**63 - 1})
+        line = f"GET /text/generate/stream?{query} HTTP/1.1"
+        documented = client.get("/openapi.json").json["paths"]["/text/generate/stream"]["get"]
+
+        response = client.get(f"/text/generate/stream?prompt={'x' * (QUERY_PROMPT_MAX + 1)}")
+
+        assert len(line.encode()) <= 4094
+        assert response.status_code == 422
+        assert response.json["errors"]["query"]["prompt"] == [
+            f"Length must be between 1 and {QUERY_PROMPT_MAX}."
+        ]
+        prompt = next(p for p in documented["parameters"] if p["name"] == "prompt")
+        assert prompt["schema"]["maxLength"] == QUERY_PROMPT_MAX
 
     def test_unknown_conversation_is_404_and_nothing_is_called(self, client, fake_llm, database):
         text = stream_text(client, 424242)

@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
-from flask import Flask
-from flask_smorest import Api
+import json
+from typing import Any
+
+import flask_smorest
+from flask import Flask, Request
+from webargs.flaskparser import FlaskParser
 from werkzeug.routing import IntegerConverter
+
+from app.api.openapi import ErrorResponses
+from app.schemas import MAX_ID, ErrorOut
 
 
 class IdConverter(IntegerConverter):
     """A positive id that fits a 64-bit column; anything else is a 404, not a database error."""
 
     def __init__(self, map: object, *args: object, **kwargs: object) -> None:
-        super().__init__(map, min=1, max=2**63 - 1)  # type: ignore[arg-type]
+        super().__init__(map, min=1, max=MAX_ID)  # type: ignore[arg-type]
 
 
 def _id_schema(_converter: IdConverter) -> dict[str, object]:
-    return {"type": "integer", "format": "int64", "minimum": 1}
+    return {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
+
+
+class ArgumentsParser(FlaskParser):
+    """webargs' parser, answering 400 for every JSON body Python cannot load.
+
+    webargs turns only syntax errors into a 400; ``json.loads`` also raises a plain
+    ValueError for an integer of more than 4300 digits, and RecursionError for arrays or
+    objects nested thousands deep, which would be 500s.
+    """
+
+    def _raw_load_json(self, req: Request) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise json.JSONDecodeError(str(exc), doc=" ", pos=0) from exc
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = ArgumentsParser()
+
+
+class Api(flask_smorest.Api):
+    # Each operation lists the errors it can answer (app/api/openapi.py) rather than one
+    # catch-all "default", and every error has the shape app/errors.py gives it.
+    DEFAULT_ERROR_RESPONSE_NAME = None
+    ERROR_SCHEMA = ErrorOut
 
 
 def register_api(app: Flask) -> Api:
@@ -26,7 +61,7 @@ def register_api(app: Flask) -> Api:
     from app.api.messages import blp as messages
 
     app.url_map.converters["id"] = IdConverter
-    api = Api(app)
+    api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
     api.register_converter(IdConverter, _id_schema)
     for blueprint in (conversations, messages, generation, health):
         api.register_blueprint(blueprint)

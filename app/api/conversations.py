@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api.auth import current_principal
+from app.api.openapi import CONVERSATION_NOT_FOUND, ErrorDoc, documents
 from app.models import Conversation
 from app.schemas import (
     ConversationCreate,
@@ -20,16 +21,19 @@ from app.services import conversations as service
 
 blp = Blueprint("conversations", __name__, url_prefix="/conversations", description="Conversations")
 
+OTHERS_FORBIDDEN = ErrorDoc(403, "Only an admin can list other users' conversations (owner).")
+
 
 @blp.route("")
 class Conversations(MethodView):
     @blp.arguments(ConversationListArgs, location="query")
     @blp.response(200, ConversationOut(many=True))
+    @documents(blp, OTHERS_FORBIDDEN)
     def get(self, args: dict[str, Any]) -> list[Conversation]:
         """List your conversations (admins: anyone's), oldest first."""
         return service.list_conversations(current_principal(), **args)
 
-    @blp.arguments(ConversationCreate)
+    @blp.arguments(ConversationCreate, required=False)
     @blp.response(201, ConversationOut, headers={"Location": {"schema": {"type": "string"}}})
     def post(self, body: dict[str, Any]) -> tuple[Conversation, dict[str, str]]:
         """Create a conversation."""
@@ -41,17 +45,20 @@ class Conversations(MethodView):
 @blp.route("/<id:conversation_id>")
 class ConversationById(MethodView):
     @blp.response(200, ConversationOut)
+    @documents(blp, CONVERSATION_NOT_FOUND)
     def get(self, conversation_id: int) -> Conversation:
         """Read a conversation."""
         return service.get_conversation(current_principal(), conversation_id)
 
     @blp.arguments(ConversationUpdate)
     @blp.response(202, ConversationOut)
+    @documents(blp, CONVERSATION_NOT_FOUND)
     def put(self, body: dict[str, Any], conversation_id: int) -> Conversation:
         """Replace a conversation's title and model."""
         return service.update_conversation(current_principal(), conversation_id, **body)
 
     @blp.response(204)
+    @documents(blp, CONVERSATION_NOT_FOUND)
     def delete(self, conversation_id: int) -> None:
         """Delete a conversation and its messages."""
         service.delete_conversation(current_principal(), conversation_id)

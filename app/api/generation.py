@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api.auth import current_principal
+from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
 from app.schemas import GenerateArgs
 from app.services import generation
 from app.streaming import text_response
@@ -21,9 +22,11 @@ class GenerateStream(MethodView):
     @blp.arguments(GenerateArgs, location="query")
     @blp.response(
         200,
+        schema={"type": "string"},
         description="The answer as text/plain, streamed piece by piece.",
         content_type="text/plain; charset=utf-8",
     )
+    @documents(blp, CONVERSATION_NOT_FOUND, *GENERATION_ERRORS)
     def get(self, args: dict[str, Any]) -> Response:
         """Stream the answer to a prompt in a conversation; the exchange is saved."""
         return text_response(

@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from app.api import Blueprint
 from app.api.auth import current_principal
+from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
 from app.models import Message
-from app.schemas import MessageCreate, MessageOut, PageArgs
+from app.schemas import MessageCreate, MessageOut, PageArgs, SseEventOut
 from app.services import conversations as conversations_service
 from app.services import generation
 from app.streaming import sse_response
@@ -19,7 +20,8 @@ blp = Blueprint("messages", __name__, url_prefix="/conversations", description="
 
 SSE_DESCRIPTION = (
     "With stream: true, Server-Sent Events: `delta` events `{text}`, then `done` "
-    "`{message}` (the saved MessageOut) or `error` `{code, message}`."
+    "`{message}` (the saved MessageOut) or `error` `{code, message}`; the schema is that "
+    "of one event."
 )
 
 
@@ -27,6 +29,7 @@ SSE_DESCRIPTION = (
 class Messages(MethodView):
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, MessageOut(many=True))
+    @documents(blp, CONVERSATION_NOT_FOUND)
     def get(self, page: dict[str, int], conversation_id: int) -> list[Message]:
         """List a conversation's messages in creation order."""
         return conversations_service.list_messages(current_principal(), conversation_id, **page)
@@ -34,8 +37,13 @@ class Messages(MethodView):
     @blp.arguments(MessageCreate)
     @blp.response(201, MessageOut)
     @blp.alt_response(
-        200, success=True, content_type="text/event-stream", description=SSE_DESCRIPTION
+        200,
+        success=True,
+        schema=SseEventOut,
+        content_type="text/event-stream",
+        description=SSE_DESCRIPTION,
     )
+    @documents(blp, CONVERSATION_NOT_FOUND, *GENERATION_ERRORS)
     def post(self, body: dict[str, Any], conversation_id: int) -> Message | Response:
         """Send a prompt; the exchange is saved whatever happens to the stream."""
         if body["stream"]:

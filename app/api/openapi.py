@@ -1,0 +1,122 @@
+"""What the OpenAPI document says about errors: which ones each operation can answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from apispec import APISpec, BasePlugin
+from flask_smorest import Blueprint
+
+from app.schemas import ErrorOut
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ErrorDoc:
+    """An error response an operation documents: its status, when it happens, its headers."""
+
+    status: int
+    description: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def component(self) -> str:
+        return f"Error{self.status}"
+
+    def response(self) -> dict[str, Any]:
+        """The OpenAPI response object (the marshmallow plugin resolves the schema)."""
+        return {
+            "description": self.description,
+            "content": {"application/json": {"schema": ErrorOut}},
+            **({"headers": self.headers} if self.headers else {}),
+        }
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying.")}
+
+# Errors that come from hooks around every view rather than from the views themselves: the
+# bearer-key check (app/api/auth.py), the JSON body checks (app/errors.py, the arguments
+# parser) and the database handler (app/errors.py). ErrorResponses documents them.
+UNAUTHORIZED = ErrorDoc(
+    401,
+    "No API key, a malformed one, or an unknown or revoked one.",
+    {"WWW-Authenticate": _header('The scheme to use: Bearer realm="convstore".')},
+)
+DATABASE_UNAVAILABLE = ErrorDoc(
+    503, "The database is unavailable; retry shortly.", headers=RETRY_AFTER
+)
+BODY_ERRORS = (
+    ErrorDoc(400, "The body is not well-formed JSON."),
+    ErrorDoc(413, "The body is larger than MAX_CONTENT_LENGTH."),
+    ErrorDoc(415, "The body is not JSON (Content-Type: application/json)."),
+)
+
+# Errors the views document where they can happen.
+CONVERSATION_NOT_FOUND = ErrorDoc(
+    404, "No such conversation, or it is somebody else's (which is not revealed)."
+)
+GENERATION_ERRORS = (
+    ErrorDoc(
+        429,
+        "The LLM provider is rate limiting (its Retry-After is passed on when it sent one).",
+        headers=RETRY_AFTER,
+    ),
+    ErrorDoc(502, "The LLM provider failed, could not be reached, or broke off."),
+    ErrorDoc(503, "No LLM is configured, or the database is unavailable.", headers=RETRY_AFTER),
+    ErrorDoc(504, "The LLM provider did not answer in time."),
+)
+
+
+def documents(blp: Blueprint, *errors: ErrorDoc) -> Callable[[F], F]:
+    """Document error responses of a view (``blp.alt_response`` for each)."""
+
+    def decorate(view: F) -> F:
+        for error in errors:
+            view = blp.alt_response(
+                error.status,
+                schema=ErrorOut,
+                description=error.description,
+                headers=error.headers or None,
+            )(view)
+        return view
+
+    return decorate
+
+
+class ErrorResponses(BasePlugin):
+    """Document the cross-cutting errors on every operation they can reach.
+
+    An operation that needs a key (it does not set ``security: []``) can answer 401, and 503
+    when the database is unavailable; one that takes a JSON body, 400, 413 and 415. A view's
+    own documentation of the same status wins.
+    """
+
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        for error in (UNAUTHORIZED, DATABASE_UNAVAILABLE, *BODY_ERRORS):
+            spec.components.response(error.component, error.response(), lazy=True)
+
+    def operation_helper(
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for operation in (operations or {}).values():
+            errors: list[ErrorDoc] = []
+            if operation.get("security") != []:
+                errors += [UNAUTHORIZED, DATABASE_UNAVAILABLE]
+            if "requestBody" in operation:
+                errors += BODY_ERRORS
+            responses = operation.setdefault("responses", {})
+            documented = {str(status) for status in responses}
+            for error in errors:
+                if str(error.status) not in documented:
+                    responses[str(error.status)] = error.component
