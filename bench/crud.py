@@ -29,6 +29,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.config import settings_from_env  # noqa: E402
 from bench.common import (  # noqa: E402
     WrkResult,
     cpu_seconds,
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", default=str(os.cpu_count() or 2))
     parser.add_argument("--worker-class", default="gevent")
+    parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated endpoint names to drive (default: all)"
+    )
     args = parser.parse_args(argv)
 
     url = create_database("postgresql")
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         "DATABASE_URL": url,
         "WEB_CONCURRENCY": args.workers,
         "GUNICORN_WORKER_CLASS": args.worker_class,
+        "GUNICORN_THREADS": args.threads,
         "GUNICORN_ACCESS_LOG": "",
         "LOG_LEVEL": "WARNING",
     }
@@ -158,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[str, tuple[WrkResult, float]] = {}
         with serving(env) as web:
             assert web.process is not None
-            for endpoint in ENDPOINTS:
+            chosen = [e for e in ENDPOINTS if not args.only or e.name in args.only.split(",")]
+            for endpoint in chosen:
                 before = cpu_seconds(web.process.pid)
                 result = drive(web, endpoint, key, args)
                 cpu = (cpu_seconds(web.process.pid) - before) * 1000 / max(1, result.requests)
@@ -178,10 +185,12 @@ def report(
     results: dict[str, tuple[WrkResult, float]],
     bare: WrkResult,
 ) -> None:
+    pool = settings_from_env(tempfile.gettempdir())  # what the served app reads
     print(
         f"CRUD benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} "
         f"cores, Python {platform.python_version()}, PostgreSQL {version}, {args.workers} "
-        f"gunicorn {args.worker_class} workers, wrk {args.connections} connections "
+        f"gunicorn {args.worker_class} workers (threads: {args.threads}), pool "
+        f"{pool['DB_POOL_SIZE']}+{pool['DB_MAX_OVERFLOW']}, wrk {args.connections} connections "
         f"{args.seconds:g} s per endpoint (wrk runs on the same cores).\n"
     )
     print(
@@ -201,8 +210,9 @@ def report(
         f"| bare Flask get one (baseline) | {bare.requests_per_second:.0f} | {bare.p50_ms:.1f} "
         f"| {bare.p99_ms:.1f} | {bare.non_2xx + bare.socket_errors} | 1 | | |"
     )
-    get_rps = results["get one"][0].requests_per_second
-    print(f"\nget one: {bare.requests_per_second / get_rps:.2f}x slower than bare Flask.")
+    if "get one" in results:
+        get_rps = results["get one"][0].requests_per_second
+        print(f"\nget one: {bare.requests_per_second / get_rps:.2f}x slower than bare Flask.")
 
 
 if __name__ == "__main__":
