@@ -45,6 +45,15 @@ class Conflict(DomainError):
     status_code = 409
 
 
+class Unavailable(DomainError):
+    """Something the service depends on is down; the client may retry (503)."""
+
+    status_code = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
 def error_response(
     status: int,
     message: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 import flask_migrate
@@ -148,3 +149,24 @@ class TestReaper:
 
         assert "marked 2 interrupted exchange(s)" in result.output
         assert database.scalar("SELECT count(*) FROM messages WHERE is_success IS NULL") == 0
+
+
+def test_a_conversation_deleted_during_a_non_streaming_reply_is_404(pooled_app, fake_llm):
+    fake_llm.behavior = Behavior(n_tokens=5, delay=0.1)
+    client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+    other = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+
+    def delete_once_answering():
+        assert fake_llm.wait_for(lambda server: server.active_streams == 1)
+        assert other.delete(f"/conversations/{conversation_id}").status_code == 204
+
+    deleter = threading.Thread(target=delete_once_answering)
+    deleter.start()
+    response = client.post(f"/conversations/{conversation_id}/messages", json={"prompt": "hi"})
+    deleter.join()
+
+    assert response.status_code == 404
+    assert response.json["message"] == (
+        f"Conversation {conversation_id} was deleted while its answer was being written."
+    )

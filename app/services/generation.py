@@ -14,7 +14,8 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from app.errors import DomainError, NotFound
+from app.errors import DomainError, NotFound, Unavailable
+from app.extensions import db
 from app.llm import ChatMessage, get_llm, upstream_status
 from app.models import Message
 from app.repositories import ConversationRepository, MessageRepository
@@ -156,5 +157,11 @@ def reply(actor: Principal, conversation_id: int, prompt: str) -> Message:
     if relay.error is not None:
         raise relay.error
     if saved is None:
-        raise DomainError("The exchange could not be saved.")
+        # The row is gone with its conversation, or the database stayed down through the
+        # save's retries (the exchange is then in the log, whole).
+        if not ConversationRepository(db.session).exists(conversation_id):
+            raise NotFound(
+                f"Conversation {conversation_id} was deleted while its answer was being written."
+            )
+        raise Unavailable("The answer could not be saved: the database is unavailable.")
     return saved
