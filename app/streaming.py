@@ -167,6 +167,12 @@ def _sse_body(relay: Relay) -> Iterator[bytes]:
     saved = relay.finish()
     if relay.error is not None:
         yield sse_event("error", {"code": relay.error.status_code, "message": relay.error.message})
+    elif saved is None:
+        # Its conversation was deleted meanwhile, or the database stayed down (then the
+        # exchange is in the log): either way there is no saved message to hand over.
+        yield sse_event(
+            "error", {"code": 503, "message": "The answer was sent but could not be saved."}
+        )
     else:
         yield sse_event("done", {"message": saved})
 

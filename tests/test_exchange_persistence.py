@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from datetime import timedelta
@@ -169,4 +170,29 @@ def test_a_conversation_deleted_during_a_non_streaming_reply_is_404(pooled_app, 
     assert response.status_code == 404
     assert response.json["message"] == (
         f"Conversation {conversation_id} was deleted while its answer was being written."
+    )
+
+
+def test_sse_for_a_conversation_deleted_mid_stream_ends_with_an_error_event(client, fake_llm):
+    fake_llm.behavior = Behavior(n_tokens=4, delay=0.02)
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    response = client.post(
+        f"/conversations/{conversation_id}/messages",
+        json={"prompt": "hi", "stream": True},
+        buffered=False,
+    )
+    pieces = iter(response.response)
+    first = next(pieces)
+
+    client.delete(f"/conversations/{conversation_id}")
+    last = list(pieces)[-1]
+    response.close()
+
+    assert first.startswith(b"event: delta")
+    assert last == (
+        b"event: error\ndata: "
+        + json.dumps(
+            {"code": 503, "message": "The answer was sent but could not be saved."}
+        ).encode()
+        + b"\n\n"
     )
