@@ -40,6 +40,12 @@ class UpstreamTimeout(UpstreamError):
     status_code = 504
 
 
+class UnknownModel(UpstreamError):
+    """The provider serves no model by the conversation's model_type: the client's to fix."""
+
+    status_code = 422
+
+
 class LLMNotConfigured(DomainError):
     status_code = 503
 
@@ -78,6 +84,11 @@ def map_error(error: Exception) -> UpstreamError:
         return UpstreamError("The LLM provider could not be reached or broke off.")
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return UpstreamError("The LLM provider rejected this service's credentials.")
+    if isinstance(error, openai.NotFoundError):
+        return UnknownModel(
+            "The LLM provider does not serve this conversation's model_type "
+            f"(change it with PUT): {error.message}"
+        )
     if isinstance(error, openai.APIStatusError):
         return UpstreamError(f"The LLM provider answered {error.status_code}: {error.message}")
     return UpstreamError("The LLM provider failed.")

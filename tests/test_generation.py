@@ -282,10 +282,18 @@ class TestUpstreamFailsBeforeTheFirstToken:
             (Behavior(error_status=429, retry_after=7), 429, 429),
             (Behavior(error_status=500), 502, 500),
             (Behavior(error_status=503), 502, 503),
+            (Behavior(error_status=404), 422, 404),
             (Behavior(hang_after_headers=True), 504, 504),
             (Behavior(headers_delay=3), 504, 504),
         ],
-        ids=["rate-limited", "upstream-500", "upstream-503", "silent-after-headers", "no-headers"],
+        ids=[
+            "rate-limited",
+            "upstream-500",
+            "upstream-503",
+            "unknown-model",
+            "silent-after-headers",
+            "no-headers",
+        ],
     )
     @pytest.mark.parametrize("endpoint", ["text", "sse", "json"])
     def test_json_error_and_a_recorded_failure(
