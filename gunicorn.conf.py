@@ -62,3 +62,30 @@ def when_ready(server: object) -> None:
         server.log.info(done.stdout.strip())  # type: ignore[attr-defined]
     else:
         server.log.warning("reaping interrupted exchanges failed: %s", done.stderr[-2000:])  # type: ignore[attr-defined]
+
+
+def _write_json_error(sock: object, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own error answer (a request line or header it cannot parse), as the JSON
+    error shape every other error has, instead of its HTML page."""
+    import json
+    from http import HTTPStatus
+
+    from gunicorn import util
+
+    try:
+        phrase = HTTPStatus(status_int).phrase
+    except ValueError:
+        phrase = reason
+    body = json.dumps({"code": status_int, "status": phrase, "message": mesg}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin1") + body)
+
+
+def post_worker_init(worker: object) -> None:
+    """In each worker: answer gunicorn's own parse errors in JSON (see _write_json_error)."""
+    from gunicorn import util
+
+    util.write_error = _write_json_error

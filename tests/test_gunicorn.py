@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -159,3 +160,27 @@ def test_sigterm_lets_in_flight_streams_finish_and_be_saved(served, fake_llm):
     with engine.connect() as connection:
         statuses = connection.execute(sa.text("SELECT status_code FROM messages")).scalars().all()
     assert statuses == [200] * 20
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        (b"NOT A REQUEST LINE\r\n\r\n", 400),
+    ],
+    ids=["request-line-too-long", "header-too-large", "malformed"],
+)
+def test_requests_gunicorn_cannot_parse_get_json_errors_too(served, request_head, status):
+    web, _ = served
+
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(request_head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["code"] == status
