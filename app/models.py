@@ -83,10 +83,6 @@ class User(TimestampMixin, db.Model):
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
     def __repr__(self) -> str:
         return f"<User {self.id} {self.name!r}>"
 

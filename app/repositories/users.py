@@ -17,6 +17,10 @@ class UserRepository(SqlAlchemyRepository[User]):
         """The user with this name, or None."""
         return self.session.scalar(select(User).where(User.name == name))
 
+    def all(self) -> list[User]:
+        """Every user, oldest first."""
+        return list(self.session.scalars(select(User).order_by(User.id)))
+
     def any(self) -> bool:
         """Whether there is at least one user."""
         return bool(self.session.scalar(select(exists().select_from(User))))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import Conflict, NotFound
+from app.extensions import db
 from app.models import ApiKey, User, utcnow
 from app.repositories import ApiKeyRepository, UserRepository
 from app.services.auth import NewKey, generate_key
@@ -55,17 +56,16 @@ def revoke_key(prefix: str) -> None:
 
 def list_users() -> list[UserSummary]:
     """Every user, with the prefixes of their unrevoked keys."""
-    with unit_of_work() as session:
-        users = UserRepository(session).list(take=10**9)
-        keys = ApiKeyRepository(session).for_users([user.id for user in users])
-        prefixes: dict[int, list[str]] = {}
-        for key in keys:
-            if key.revoked_at is None:
-                prefixes.setdefault(key.user_id, []).append(key.prefix)
-        return [
-            UserSummary(user.name, user.role, user.is_active, tuple(prefixes.get(user.id, ())))
-            for user in users
-        ]
+    users = UserRepository(db.session).all()
+    keys = ApiKeyRepository(db.session).for_users([user.id for user in users])
+    prefixes: dict[int, list[str]] = {}
+    for key in keys:
+        if key.revoked_at is None:
+            prefixes.setdefault(key.user_id, []).append(key.prefix)
+    return [
+        UserSummary(user.name, user.role, user.is_active, tuple(prefixes.get(user.id, ())))
+        for user in users
+    ]
 
 
 def create_first_user() -> NewKey | None:
