@@ -15,6 +15,7 @@ from app.database import configure_engines
 from app.errors import register_error_handlers
 from app.extensions import db, migrate
 from app.llm import init_llm
+from app.request_id import init_request_id
 from app.services.auth import init_key_cache
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -48,7 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.api.auth import init_auth
     from app.cli import register_cli
 
-    init_auth(app)  # first: an anonymous request learns nothing else
+    init_request_id(app)  # first: even a rejected request has an id to quote
+    init_auth(app)  # then: an anonymous request learns nothing else
     register_api(app)
     register_error_handlers(app)  # after the Api: ours replace flask-smorest's handler
     register_cli(app)
