@@ -42,7 +42,8 @@ control_socket_disable = True
 def when_ready(server: object) -> None:
     """Before workers start: close the exchanges a killed worker left in progress.
 
-    A worker SIGKILLed mid-stream (past graceful_timeout) never runs its close hook. Runs
+    A worker SIGKILLed mid-stream (past graceful_timeout) never runs its close hook; the
+    workers' tickers reap such rows while the service runs, and this does it at once. Runs
     `flask messages reap` in a child process so the master never imports the app (gevent
     must patch the standard library in each worker before the app's imports).
     """
@@ -85,7 +86,13 @@ def _write_json_error(sock: object, status_int: int, reason: str, mesg: str) -> 
 
 
 def post_worker_init(worker: object) -> None:
-    """In each worker: answer gunicorn's own parse errors in JSON (see _write_json_error)."""
+    """In each worker: answer gunicorn's own parse errors in JSON (see _write_json_error), and
+    start the ticker that checkpoints live exchanges and reaps those of dead workers: a
+    worker booted to replace a killed one reaps its rows even if no request comes."""
     from gunicorn import util
 
     util.write_error = _write_json_error
+    app = worker.wsgi  # type: ignore[attr-defined]
+    live = getattr(app, "extensions", {}).get("live_exchanges")
+    if live is not None:
+        live.start()

@@ -17,6 +17,7 @@ from app.extensions import db, migrate
 from app.llm import init_llm
 from app.request_id import init_request_id
 from app.services.auth import init_key_cache
+from app.services.checkpoints import init_live_exchanges
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -44,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     init_llm(app)
     init_key_cache(app)
+    init_live_exchanges(app)
 
     from app.api import register_api
     from app.api.auth import init_auth

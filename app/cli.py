@@ -13,6 +13,7 @@ from app.errors import DomainError
 from app.models import USER_NAME_MAX
 from app.services import users as users_service
 from app.services.auth import NewKey
+from app.services.persistence import recover_spooled
 from app.services.reaper import reap_interrupted
 
 T = TypeVar("T")
@@ -45,15 +46,24 @@ def _check_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 @messages.command("reap")
 @click.option(
     "--older-than",
-    type=click.IntRange(min=0),
+    type=click.FloatRange(min=0),
     default=None,
-    help="Seconds an exchange may stay in progress (default: REAP_AFTER_SECONDS).",
+    help="Seconds since an exchange's last heartbeat (default: REAP_AFTER_SECONDS).",
 )
-def reap(older_than: int | None) -> None:
-    """Mark exchanges left in progress by a killed worker as interrupted."""
+def reap(older_than: float | None) -> None:
+    """End exchanges whose worker died mid-stream (stale heartbeat) as interrupted."""
     seconds = current_app.config["REAP_AFTER_SECONDS"] if older_than is None else older_than
     count = reap_interrupted(seconds)
-    click.echo(f"marked {count} interrupted exchange(s) in progress for over {seconds}s")
+    click.echo(f"marked {count} interrupted exchange(s) with no heartbeat for {seconds:g}s")
+
+
+@messages.command("recover")
+def recover() -> None:
+    """Write exchanges spooled during a database outage back to their rows."""
+    written, kept = recover_spooled(current_app._get_current_object())  # type: ignore[attr-defined]
+    click.echo(f"recovered {written} exchange(s); {kept} still waiting for the database")
+    if kept:
+        raise SystemExit(1)
 
 
 @users.command("create")

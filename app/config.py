@@ -91,7 +91,15 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "SSE_KEEPALIVE_SECONDS": _float(env, "SSE_KEEPALIVE_SECONDS", 15.0),
         "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5),
         "SAVE_RETRY_DELAY": _float(env, "SAVE_RETRY_DELAY", 0.5),
-        "REAP_AFTER_SECONDS": _int(env, "REAP_AFTER_SECONDS", 900),
+        # Exchanges still unsaved after those attempts wait here for `flask messages recover`.
+        "UNSAVED_EXCHANGES_FILE": env.get("UNSAVED_EXCHANGES_FILE")
+        or str(Path(instance_path) / "unsaved-exchanges.jsonl"),
+        # While an answer streams, its worker writes a heartbeat and the text so far this
+        # often; an exchange whose heartbeat is older than REAP_AFTER_SECONDS lost its
+        # worker and is ended as interrupted (checked every REAP_INTERVAL_SECONDS).
+        "CHECKPOINT_SECONDS": _float(env, "CHECKPOINT_SECONDS", 2.0),
+        "REAP_AFTER_SECONDS": _float(env, "REAP_AFTER_SECONDS", 15.0),
+        "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0),
         # Authentication: how long a process trusts what a key resolved to (revocation delay).
         "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 30.0),
         # Titles.

@@ -90,12 +90,33 @@ def _handle_http_exception(error: HTTPException) -> Response:
     return error_response(error.code or 500, message, errors, headers)
 
 
-def _handle_database_unavailable(error: sa_exc.SQLAlchemyError) -> Response:
-    # The database is down or the pool is exhausted: the client may retry, so say 503.
-    current_app.logger.error("database unavailable: %s", error.__class__.__name__, exc_info=error)
+def _handle_database_error(error: sa_exc.DBAPIError) -> Response:
+    from app.services.persistence import is_transient
+
+    if _missing_table(error):
+        current_app.logger.error("the database schema is not migrated: run `flask db upgrade`")
+        return error_response(
+            503, "The database is not ready; try again shortly.", headers={"Retry-After": "1"}
+        )
+    if is_transient(error):
+        # The database is down, restarting or saturated: the client may retry, so say 503.
+        current_app.logger.error("database unavailable: %s", error.__class__.__name__)
+        return error_response(
+            503, "The database is unavailable; try again shortly.", headers={"Retry-After": "1"}
+        )
+    raise error  # a bug: the generic handler answers 500 and logs the traceback
+
+
+def _handle_database_unavailable(error: sa_exc.TimeoutError) -> Response:
+    current_app.logger.error("database pool exhausted: %s", error)
     return error_response(
         503, "The database is unavailable; try again shortly.", headers={"Retry-After": "1"}
     )
+
+
+def _missing_table(error: sa_exc.DBAPIError) -> bool:
+    # PostgreSQL's undefined_table, SQLite's "no such table": the schema is behind the code.
+    return getattr(error.orig, "sqlstate", None) == "42P01" or "no such table" in str(error.orig)
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -126,6 +147,7 @@ def register_error_handlers(app: Flask) -> None:
     """Answer every HTTP and domain error with the JSON error shape (call after Api.init_app)."""
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(DomainError, _handle_domain_error)
-    for error in (sa_exc.OperationalError, sa_exc.TimeoutError):
-        app.register_error_handler(error, _handle_database_unavailable)
+    app.register_error_handler(sa_exc.DBAPIError, _handle_database_error)
+    app.register_error_handler(sa_exc.TimeoutError, _handle_database_unavailable)
+    app.register_error_handler(sa_exc.DisconnectionError, _handle_database_unavailable)
     app.before_request(_require_json_body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -11,6 +12,7 @@ from flask import Flask, current_app
 from openai.types.chat import ChatCompletion
 
 from app.errors import DomainError
+from app.text import storable
 
 try:  # openai >= 3 ships on httpx2; earlier releases on httpx.
     from httpx2 import HTTPError as TransportError
@@ -19,9 +21,16 @@ except ImportError:  # pragma: no cover
     from httpx import HTTPError as TransportError  # type: ignore[assignment,no-redef]
     from httpx import Limits, TimeoutException  # type: ignore[assignment,no-redef]
 
+
+class BadUpstreamEvent(Exception):
+    """The upstream sent a stream event that is not a JSON object."""
+
+
 # What a broken upstream stream raises while being read: openai wraps transport failures in
 # APIConnectionError today, but raw transport errors have escaped in other versions.
-STREAM_ERRORS: tuple[type[Exception], ...] = (openai.APIError, TransportError)
+STREAM_ERRORS: tuple[type[Exception], ...] = (openai.APIError, TransportError, BadUpstreamEvent)
+
+log = logging.getLogger(__name__)
 
 ChatMessage = Mapping[str, str]
 
@@ -57,12 +66,14 @@ class Usage:
     total_tokens: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Chunk:
-    """One piece of an upstream stream: some text, and/or the usage report."""
+    """One upstream event, made storable: answer text, reasoning, usage, finish reason."""
 
     text: str = ""
+    reasoning: str = ""
     usage: Usage | None = None
+    finish_reason: str | None = None
 
 
 class ChatStream(Protocol):
@@ -78,6 +89,8 @@ def map_error(error: Exception) -> UpstreamError:
         return UpstreamRateLimited(
             "The LLM provider is rate limiting; retry later.", headers=headers
         )
+    if isinstance(error, BadUpstreamEvent):
+        return UpstreamError(f"The LLM provider sent a malformed stream event: {error}")
     if isinstance(error, openai.APITimeoutError | TimeoutException):
         return UpstreamTimeout("The LLM provider did not answer in time.")
     if isinstance(error, openai.APIConnectionError | TransportError):
@@ -101,12 +114,43 @@ def upstream_status(error: DomainError, cause: BaseException | None) -> int:
     return error.status_code
 
 
-def _text_of(event: Mapping[str, Any]) -> str:
-    parts = []
-    for choice in event.get("choices") or ():
-        if choice.get("index", 0) == 0:
-            parts.append((choice.get("delta") or {}).get("content") or "")
-    return "".join(parts)
+def _chunk_of(event: object) -> Chunk:
+    """One chunk event as a ``Chunk`` of choice 0, its text made storable."""
+    if not isinstance(event, Mapping):
+        raise BadUpstreamEvent(f"expected a JSON object, got {type(event).__name__}")
+    text = reasoning = ""
+    finish_reason = None
+    choices = event.get("choices") or ()
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping):
+            text = _str(delta.get("content"))
+            # vLLM and DeepSeek say reasoning_content; Ollama and newer vLLM say reasoning.
+            reasoning = _str(delta.get("reasoning_content") or delta.get("reasoning"))
+        finish_reason = _str(choice.get("finish_reason")) or None
+    usage = event.get("usage")
+    if isinstance(usage, Mapping):
+        return Chunk(
+            text,
+            reasoning,
+            Usage(
+                _int_or_none(usage.get("prompt_tokens")),
+                _int_or_none(usage.get("completion_tokens")),
+                _int_or_none(usage.get("total_tokens")),
+            ),
+            finish_reason,
+        )
+    return Chunk(text, reasoning, None, finish_reason)
+
+
+def _str(value: object) -> str:
+    return storable(value) if isinstance(value, str) and value else ""
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class _RawChunkStream(openai.Stream[object]):
@@ -124,10 +168,12 @@ class _RawChunkStream(openai.Stream[object]):
         try:
             for sse in events:
                 if sse.data.startswith("[DONE]"):
-                    for _ in events:  # the rest of the body: the connection goes back to the pool
-                        pass
+                    _drain(events)
                     break
-                data = sse.json()
+                try:
+                    data = sse.json()
+                except ValueError as error:
+                    raise BadUpstreamEvent("an event that is not JSON") from error
                 if isinstance(data, Mapping) and data.get("error"):
                     error = data["error"]
                     message = error.get("message") if isinstance(error, Mapping) else None
@@ -141,6 +187,16 @@ class _RawChunkStream(openai.Stream[object]):
             response.close()
 
 
+def _drain(events: Iterator[object]) -> None:
+    """Read the body's last bytes so the connection goes back to the pool; the answer is
+    complete already, so a failure here only costs that connection."""
+    try:
+        for _ in events:
+            pass
+    except Exception as error:
+        log.debug("draining the upstream body after [DONE] failed: %r", error)
+
+
 class _OpenAIChatStream:
     """Adapts chunk events to ``Chunk``s; the usage chunk comes with an empty ``choices``."""
 
@@ -149,19 +205,7 @@ class _OpenAIChatStream:
 
     def __iter__(self) -> Iterator[Chunk]:
         for event in self._stream:
-            assert isinstance(event, Mapping)
-            usage = event.get("usage")
-            if usage:
-                yield Chunk(
-                    _text_of(event),
-                    Usage(
-                        usage.get("prompt_tokens"),
-                        usage.get("completion_tokens"),
-                        usage.get("total_tokens"),
-                    ),
-                )
-            else:
-                yield Chunk(_text_of(event))
+            yield _chunk_of(event)
 
     def close(self) -> None:
         # Leaving the loop alone would leak the pooled HTTP connection.
@@ -198,7 +242,9 @@ class LLMClient:
                 "No LLM is configured: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local server."
             )
 
-    def stream_chat(self, model: str, messages: Iterable[ChatMessage]) -> ChatStream:
+    def stream_chat(
+        self, model: str, messages: Iterable[ChatMessage], request_id: str | None = None
+    ) -> ChatStream:
         """Open a streamed chat completion; raises UpstreamError if it cannot start."""
         self._check_configured()
         body: dict[str, Any] = {"model": model, "messages": list(messages), "stream": True}
@@ -214,6 +260,7 @@ class LLMClient:
                 "/chat/completions",
                 body=body,
                 cast_to=ChatCompletion,
+                options={"headers": {"X-Request-ID": request_id}} if request_id else {},
                 stream=True,
                 stream_cls=_RawChunkStream,
             )
@@ -232,7 +279,7 @@ class LLMClient:
             raise map_error(error) from error
         if not completion.choices:
             return ""
-        return completion.choices[0].message.content or ""
+        return storable(completion.choices[0].message.content or "")
 
 
 def init_llm(app: Flask) -> None:

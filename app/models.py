@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -29,6 +30,10 @@ MODEL_MAX = 100
 USER_NAME_MAX = 64
 KEY_PREFIX_LENGTH = 12
 ROLES = ("user", "admin")
+OUTCOME_MAX = 16
+FINISH_REASON_MAX = 32
+ENDPOINT_MAX = 32
+REQUEST_ID_MAX = 128
 
 
 def utcnow() -> datetime:
@@ -135,10 +140,19 @@ class Conversation(TimestampMixin, db.Model):
 
 
 class Message(TimestampMixin, db.Model):
+    """One exchange: a prompt and its answer. Its lifecycle is app/exchange.py's."""
+
     __tablename__ = "messages"
-    # Serves both the foreign key lookups and listing a conversation's messages in order.
     __table_args__ = (
+        # Serves both the foreign key lookups and listing a conversation's messages in order.
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # The reaper's scan: only exchanges in progress, by how long since their heartbeat.
+        Index(
+            "ix_messages_in_progress_heartbeat",
+            "heartbeat_at",
+            postgresql_where=text("is_success IS NULL"),
+            sqlite_where=text("is_success IS NULL"),
+        ),
         _NO_ID_REUSE,
     )
 
@@ -148,12 +162,26 @@ class Message(TimestampMixin, db.Model):
     )
     prompt_content: Mapped[str] = mapped_column(Text)
     response_content: Mapped[str] = mapped_column(Text, default="")
+    # What a reasoning model thought before answering (DeepSeek-R1, Qwen3, o-series relays).
+    reasoning_content: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     response_tokens: Mapped[int | None] = mapped_column(Integer)
     total_tokens: Mapped[int | None] = mapped_column(Integer)
     # NULL while the exchange is in progress; set once it ends.
     is_success: Mapped[bool | None] = mapped_column(Boolean)
     status_code: Mapped[int | None] = mapped_column(Integer)
+    # complete | failed | client_closed | interrupted; NULL while in progress.
+    outcome: Mapped[str | None] = mapped_column(String(OUTCOME_MAX))
+    # Moved by the owning worker every few seconds while the answer streams: a stale one
+    # means the worker died and the reaper may close the exchange as interrupted.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where and how the answer was made (NULL on rows older than these columns).
+    model: Mapped[str | None] = mapped_column(String(MODEL_MAX))
+    endpoint: Mapped[str | None] = mapped_column(String(ENDPOINT_MAX))
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_MAX))
+    finish_reason: Mapped[str | None] = mapped_column(String(FINISH_REASON_MAX))
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 

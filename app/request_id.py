@@ -7,6 +7,7 @@ exchange and carried by the request's log lines, so a complaint traces to one ro
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from flask import Flask, Response, g, has_request_context, request
@@ -17,6 +18,7 @@ _SANE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 def _assign() -> None:
+    g.received_at = time.perf_counter()
     given = request.headers.get(HEADER, "").strip()
     g.request_id = given if _SANE.fullmatch(given) else uuid.uuid4().hex
 
@@ -31,6 +33,12 @@ def _echo(response: Response) -> Response:
 def current_request_id() -> str | None:
     """The current request's id, or None outside a request."""
     return g.get("request_id") if has_request_context() else None
+
+
+def request_received_at() -> float:
+    """``time.perf_counter()`` when the current request arrived (now, outside a request)."""
+    received = g.get("received_at") if has_request_context() else None
+    return received if received is not None else time.perf_counter()
 
 
 def init_request_id(app: Flask) -> None:

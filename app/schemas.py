@@ -196,6 +196,29 @@ class MessageOut(Schema):
         allow_none=True, metadata={"description": "null while the exchange is in progress."}
     )
     status_code = fields.Integer(allow_none=True)
+    outcome = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "complete, failed, client_closed or interrupted; null while the "
+            "exchange is in progress."
+        },
+    )
+    reasoning_content = fields.String(
+        allow_none=True, metadata={"description": "What a reasoning model thought, if it said."}
+    )
+    model = fields.String(allow_none=True, metadata={"description": "The model that answered."})
+    endpoint = fields.String(
+        allow_none=True, metadata={"description": "The API that made it: text, messages."}
+    )
+    request_id = fields.String(allow_none=True)
+    finish_reason = fields.String(allow_none=True)
+    ttft_ms = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Request received to first piece of the answer relayed."},
+    )
+    duration_ms = fields.Integer(
+        allow_none=True, metadata={"description": "Request received to exchange ended."}
+    )
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
 
@@ -203,12 +226,16 @@ class MessageOut(Schema):
 class SseEventOut(Schema):
     """One Server-Sent Event of a streamed answer (keep-alive comments are not events)."""
 
-    event = fields.String(required=True, validate=validate.OneOf(["delta", "done", "error"]))
+    event = fields.String(
+        required=True, validate=validate.OneOf(["reasoning", "delta", "done", "error"])
+    )
     data = fields.String(
         required=True,
         metadata={
-            "description": "JSON. delta: {text}, the next piece of the answer; done (last): "
-            "{message}, the saved MessageOut; error (last): {code, message}, the LLM broke off."
+            "description": "JSON. reasoning: {text}, the next piece of a reasoning model's "
+            "thinking; delta: {text}, the next piece of the answer; done (last): {message}, "
+            "the saved MessageOut; error (last): {code, message}, the LLM broke off or the "
+            "answer could not be saved."
         },
     )
 

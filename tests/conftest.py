@@ -129,6 +129,8 @@ TEST_SETTINGS = {
     "OPENAI_CONNECT_TIMEOUT": 2.0,
     "TITLE_TIMEOUT": 2.0,
     "SAVE_RETRY_DELAY": 0.01,
+    # No background ticker on the connection a test shares: tests tick by hand.
+    "CHECKPOINT_SECONDS": 0,
 }
 
 
@@ -183,6 +185,18 @@ def app(migrated_app: Flask) -> Iterator[Flask]:
         engines[None] = engine  # type: ignore[index]
         transaction.rollback()
         connection.close()
+
+
+@pytest.fixture
+def pooled_app(backend, database_factory, llm_server):
+    """An app on its own migrated database with a real connection pool (no test binding):
+    for tests where several threads use the database. ``config["TEST_KEY"]`` is alice's."""
+    url = database_factory(backend)
+    with disposing(make_app(url, OPENAI_BASE_URL=llm_server.base_url)) as app:
+        with app.app_context():
+            flask_migrate.upgrade()
+            app.config["TEST_KEY"] = users_service.create_user("alice").secret
+        yield app
 
 
 @dataclass(frozen=True)

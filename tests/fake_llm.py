@@ -55,6 +55,10 @@ class Behavior:
     finish_reason: str = "stop"
     split_utf8: bool = False  # split each event mid-UTF-8 char across two TCP writes
     usage: dict[str, int] | None = None  # None -> computed from request/tokens
+    reasoning: list[str] | None = None  # streamed as delta.reasoning_content before tokens
+    filler: int = 0  # chunks with an empty delta (no text at all) before the reasoning
+    raw_events: list[str] | None = None  # data payloads sent verbatim before everything else
+    break_after_done: bool = False  # after [DONE], cut the body instead of ending it
 
     def token_list(self) -> list[str]:
         """The tokens this behaviour streams."""
@@ -433,6 +437,16 @@ class FakeLLMServer:
                 }
                 return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
 
+            for raw in b.raw_events or ():
+                await self._send(writer, b"data: " + raw.encode() + b"\n\n", False)
+            quiet = [{}] * b.filler + [{"reasoning_content": r} for r in b.reasoning or ()]
+            for delta in quiet:
+                await self._send(
+                    writer,
+                    event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]),
+                    False,
+                )
+                await self._pause(b.delay, reader, writer)
             for i, tok in enumerate(tokens):
                 if b.break_after is not None and sent >= b.break_after:
                     break
@@ -461,6 +475,10 @@ class FakeLLMServer:
             self._count("_completed")
             done = True
             await self._send(writer, b"data: [DONE]\n\n", False)
+            if b.break_after_done:
+                writer.write(b"5\r\nda")  # a chunk promised and never finished
+                await writer.drain()
+                return False
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True

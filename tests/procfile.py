@@ -96,7 +96,8 @@ class WebProcess:
         # Headers a test sends with every request it makes through this process (its API key).
         self.headers: dict[str, str] = {}
 
-    def start(self, timeout: float = 30) -> WebProcess:
+    def start(self, timeout: float = 120) -> WebProcess:
+        # Generous: a loaded 2-core machine (CI, other suites) can take long to boot workers.
         # The Procfile binds every interface for a PaaS; tests only ever talk to loopback.
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(

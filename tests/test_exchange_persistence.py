@@ -7,26 +7,15 @@ import logging
 import threading
 from datetime import timedelta
 
-import flask_migrate
 import pytest
 import sqlalchemy as sa
 
+from app.errors import Unavailable
 from app.extensions import db
 from app.models import Conversation, Message, utcnow
-from app.services import users as users_service
 from app.services.persistence import save_with_retry
-from tests.conftest import disposing, keyed_client, make_app
+from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
-
-
-@pytest.fixture
-def pooled_app(backend, database_factory, llm_server):
-    """An app on its own migrated database with a real connection pool (no test binding)."""
-    with disposing(make_app(database_factory(backend), OPENAI_BASE_URL=llm_server.base_url)) as app:
-        with app.app_context():
-            flask_migrate.upgrade()
-            app.config["TEST_KEY"] = users_service.create_user("alice").secret
-        yield app
 
 
 def checked_out(app) -> int:
@@ -93,17 +82,47 @@ class TestSaveWithRetry:
         assert save_with_retry(app, work, {"id": 1}, "exchange 1") == "saved"
         assert len(calls) == 3
 
-    def test_a_long_outage_logs_the_whole_record_at_error(self, app, caplog):
+    def test_a_long_outage_spools_the_record_and_logs_no_text(
+        self, app, configure, tmp_path, caplog
+    ):
+        spool = tmp_path / "unsaved.jsonl"
+        configure(UNSAVED_EXCHANGES_FILE=str(spool))
         work, calls = self.outage(failures=99)
         record = {"message_id": 7, "response_content": "the answer the client got"}
 
-        with caplog.at_level(logging.WARNING):
-            assert save_with_retry(app, work, record, "exchange 7") is None
+        with caplog.at_level(logging.WARNING), pytest.raises(Unavailable):
+            save_with_retry(app, work, record, "exchange 7")
 
         assert len(calls) == app.config["SAVE_ATTEMPTS"]
         (lost,) = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert "LOST exchange 7" in lost.getMessage()
-        assert "the answer the client got" in lost.getMessage()
+        assert "the answer the client got" not in caplog.text
+        assert [json.loads(line) for line in spool.read_text().splitlines()] == [record]
+        assert spool.stat().st_mode & 0o777 == 0o600
+
+    def test_recover_writes_spooled_endings_back(
+        self, app, configure, database, owner_id, tmp_path
+    ):
+        spool = tmp_path / "unsaved.jsonl"
+        configure(UNSAVED_EXCHANGES_FILE=str(spool))
+        (conversation_id,) = database.add(
+            Conversation(title="t", model_type="m", owner_id=owner_id)
+        )
+        (message_id,) = database.add(Message(conversation_id=conversation_id, prompt_content="p"))
+        ending = {"response_content": "kept", "is_success": True, "outcome": "complete"}
+        spool.write_text(json.dumps({"message_id": message_id, **ending}) + "\n")
+
+        result = app.test_cli_runner().invoke(args=["messages", "recover"])
+
+        assert result.exit_code == 0
+        assert "recovered 1 exchange(s); 0 still waiting" in result.output
+        saved = database.get(Message, message_id)
+        assert (saved.response_content, saved.is_success, saved.outcome) == (
+            "kept",
+            True,
+            "complete",
+        )
+        assert not spool.exists()
 
 
 class TestReaper:
@@ -119,8 +138,14 @@ class TestReaper:
                 prompt_content="killed",
                 created_at=long_ago,
                 updated_at=long_ago,
+                heartbeat_at=long_ago,
             ),
-            Message(conversation_id=conversation_id, prompt_content="streaming now"),
+            Message(
+                conversation_id=conversation_id,
+                prompt_content="streaming for an hour, heartbeat fresh",
+                created_at=long_ago,
+                heartbeat_at=utcnow(),
+            ),
             Message(
                 conversation_id=conversation_id,
                 prompt_content="done",
@@ -138,10 +163,12 @@ class TestReaper:
 
         assert result.exit_code == 0
         assert "marked 1 interrupted exchange(s)" in result.output
-        assert (
-            database.get(Message, killed).is_success,
-            database.get(Message, killed).status_code,
-        ) == (False, 500)
+        reaped = database.get(Message, killed)
+        assert (reaped.is_success, reaped.status_code, reaped.outcome) == (
+            False,
+            500,
+            "interrupted",
+        )
         assert database.get(Message, live).is_success is None
         assert database.get(Message, done).status_code == 200
 
@@ -189,10 +216,7 @@ def test_sse_for_a_conversation_deleted_mid_stream_ends_with_an_error_event(clie
     response.close()
 
     assert first.startswith(b"event: delta")
+    message = f"Conversation {conversation_id} was deleted while its answer was being written."
     assert last == (
-        b"event: error\ndata: "
-        + json.dumps(
-            {"code": 503, "message": "The answer was sent but could not be saved."}
-        ).encode()
-        + b"\n\n"
+        b"event: error\ndata: " + json.dumps({"code": 404, "message": message}).encode() + b"\n\n"
     )

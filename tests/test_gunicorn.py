@@ -184,3 +184,59 @@ def test_requests_gunicorn_cannot_parse_get_json_errors_too(served, request_head
     assert head.split(b"\r\n")[0].startswith(f"HTTP/1.1 {status} ".encode())
     assert b"Content-Type: application/json" in head
     assert json.loads(body)["code"] == status
+
+
+def sse_stream(web, conversation_id, prompt) -> tuple[int, bytes]:
+    connection = web.connection(timeout=120)
+    connection.request(
+        "POST",
+        f"/conversations/{conversation_id}/messages",
+        body=json.dumps({"prompt": prompt, "stream": True}),
+        headers={**web.headers, "Content-Type": "application/json"},
+    )
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, body
+
+
+def test_50_concurrent_sse_streams_under_gevent_relay_reasoning_keepalives_and_done(
+    backend, database_factory, llm_server, fake_llm, tmp_path
+):
+    url = database_factory(backend)
+    env = deployment_env(url, llm_server.base_url, SSE_KEEPALIVE_SECONDS="0.2")
+    release(env)
+    key = create_user(env, "sse")
+    engine = sa.create_engine(url)
+    # Half a second of silence before the reasoning, then thoughts and an answer.
+    fake_llm.behavior = Behavior(
+        filler=1, delay=0.5, reasoning=["Hmm", "..."], tokens=["An", " answer"]
+    )
+    with WebProcess(env, tmp_path / "gunicorn.log") as web:
+        web.headers = {"Authorization": f"Bearer {key}"}
+        conversations = [web.create_conversation() for _ in range(5)]
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            results = list(
+                pool.map(lambda n: sse_stream(web, conversations[n % 5], f"p{n}"), range(50))
+            )
+    with engine.connect() as connection:
+        saved = connection.execute(
+            sa.text("SELECT reasoning_content, response_content, outcome FROM messages")
+        ).all()
+    engine.dispose()
+
+    for status, body in results:
+        assert status == 200
+        blocks = [block for block in body.decode().split("\n\n") if block]
+        kinds = [block.split("\n")[0] for block in blocks]
+        assert ": keep-alive" in kinds
+        assert [k for k in kinds if k != ": keep-alive"] == [
+            "event: reasoning",
+            "event: reasoning",
+            "event: delta",
+            "event: delta",
+            "event: done",
+        ]
+        done = json.loads(blocks[-1].split("data: ", 1)[1])["message"]
+        assert (done["reasoning_content"], done["response_content"]) == ("Hmm...", "An answer")
+    assert sorted(saved) == [("Hmm...", "An answer", "complete")] * 50

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
 
 from app.api import Blueprint
@@ -12,9 +12,11 @@ from app.api.auth import current_principal
 from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
 from app.schemas import GenerateArgs
 from app.services import generation
-from app.streaming import text_response
+from app.streaming import STREAM_HEADERS, text_response
 
 blp = Blueprint("generation", __name__, url_prefix="/text", description="Generation")
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
 
 
 @blp.route("/generate/stream")
@@ -24,13 +26,18 @@ class GenerateStream(MethodView):
         200,
         schema={"type": "string"},
         description="The answer as text/plain, streamed piece by piece.",
-        content_type="text/plain; charset=utf-8",
+        content_type=TEXT_PLAIN,
     )
     @documents(blp, CONVERSATION_NOT_FOUND, *GENERATION_ERRORS)
     def get(self, args: dict[str, Any]) -> Response:
         """Stream the answer to a prompt in a conversation; the exchange is saved."""
+        if request.method == "HEAD":
+            # Flask answers HEAD with the GET view: say what a GET would, without calling
+            # (and paying for) the LLM or recording an exchange nobody will read.
+            generation.check_conversation(current_principal(), args["conversation_id"])
+            return Response(status=200, content_type=TEXT_PLAIN, headers=STREAM_HEADERS)
         return text_response(
             generation.stream_reply(
-                current_principal(), args["conversation_id"], args["prompt"], keepalive=False
+                current_principal(), args["conversation_id"], args["prompt"], "text"
             )
         )

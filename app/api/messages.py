@@ -19,7 +19,8 @@ from app.streaming import sse_response
 blp = Blueprint("messages", __name__, url_prefix="/conversations", description="Messages")
 
 SSE_DESCRIPTION = (
-    "With stream: true, Server-Sent Events: `delta` events `{text}`, then `done` "
+    "With stream: true, Server-Sent Events: `reasoning` events `{text}` (what a reasoning "
+    "model thinks, if it says), `delta` events `{text}`, then `done` "
     "`{message}` (the saved MessageOut) or `error` `{code, message}`; the schema is that "
     "of one event."
 )
@@ -49,7 +50,7 @@ class Messages(MethodView):
         if body["stream"]:
             return sse_response(
                 generation.stream_reply(
-                    current_principal(), conversation_id, body["prompt"], keepalive=True
+                    current_principal(), conversation_id, body["prompt"], "messages"
                 )
             )
         return generation.reply(current_principal(), conversation_id, body["prompt"])

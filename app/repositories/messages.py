@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from app.models import Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
@@ -36,12 +38,46 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         )
         return [(prompt, response) for prompt, response in self.session.execute(query)]
 
-    def mark_abandoned(self, cutoff: datetime, status_code: int) -> int:
-        """Close every exchange still in progress since before ``cutoff``; returns how many."""
+    def checkpoint(
+        self, progress: Mapping[int, tuple[str, str | None] | None], now: datetime
+    ) -> int:
+        """One statement for all of a worker's live exchanges: a heartbeat each, and the text
+        (answer, reasoning) relayed so far where ``progress`` has it (None: unchanged).
+        Exchanges already ended are left alone; returns how many rows moved."""
+        changed = {uid: texts for uid, texts in progress.items() if texts is not None}
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if changed:
+            ids = Message.id
+            values["response_content"] = case(
+                {uid: text for uid, (text, _) in changed.items()},
+                value=ids,
+                else_=Message.response_content,
+            )
+            values["reasoning_content"] = case(
+                {uid: reasoning for uid, (_, reasoning) in changed.items()},
+                value=ids,
+                else_=Message.reasoning_content,
+            )
         result = self.session.execute(
             update(Message)
-            .where(Message.is_success.is_(None), Message.updated_at < cutoff)
-            .values(is_success=False, status_code=status_code, updated_at=utcnow()),
+            .where(Message.id.in_(list(progress)), Message.is_success.is_(None))
+            .values(**values),
+            execution_options={"synchronize_session": False},
+        )
+        return result.rowcount
+
+    def reap_stale(self, cutoff: datetime, values: Mapping[str, Any]) -> int:
+        """End every exchange in progress whose heartbeat is older than ``cutoff`` with
+        ``values``; the text stays that of its last checkpoint. Returns how many."""
+        result = self.session.execute(
+            update(Message)
+            # A row without a heartbeat was written by a worker of an earlier release (a
+            # rolling deploy): its last update stands in for one.
+            .where(
+                Message.is_success.is_(None),
+                func.coalesce(Message.heartbeat_at, Message.updated_at) < cutoff,
+            )
+            .values(**values, updated_at=utcnow()),
             execution_options={"synchronize_session": False},
         )
         return result.rowcount

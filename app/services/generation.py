@@ -1,42 +1,31 @@
 """Generation use cases: record the prompt, relay the LLM's answer, save the exchange.
 
-The request's transaction commits (and its connection goes back to the pool) before the
-LLM is called; the exchange is completed later in a short transaction of its own.
+The exchange's lifecycle is app/exchange.py's; this module wires it to the database (the
+prompt's row, the final save), the LLM (the upstream stream) and the response (its close
+hook). The request's transaction commits, and its connection goes back to the pool, before
+the LLM is called.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy.orm import Session
 
-from app.errors import DomainError, NotFound, Unavailable
+from app.errors import DomainError, NotFound
+from app.exchange import Exchange, PendingExchange
 from app.extensions import db
 from app.llm import ChatMessage, get_llm, upstream_status
-from app.models import Message
+from app.models import Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
-from app.schemas import MessageOut
+from app.request_id import current_request_id, request_received_at
 from app.services.auth import Principal
+from app.services.checkpoints import live_exchanges
 from app.services.persistence import save_with_retry
 from app.services.titles import title_conversation
 from app.services.unit_of_work import unit_of_work
-from app.streaming import ExchangeResult, Relay, after_response
-
-
-@dataclass(frozen=True)
-class PendingExchange:
-    """An exchange whose prompt is saved and whose answer is not yet: plain values only."""
-
-    message_id: int
-    conversation_id: int
-    model: str
-    prompt: str
-    messages: tuple[ChatMessage, ...]
-    needs_title: bool
+from app.streaming import after_response
 
 
 def _history(exchanges: list[tuple[str, str]], max_chars: int) -> list[ChatMessage]:
@@ -57,9 +46,18 @@ def _history(exchanges: list[tuple[str, str]], max_chars: int) -> list[ChatMessa
     return messages
 
 
-def begin_exchange(actor: Principal, conversation_id: int, prompt: str) -> PendingExchange:
-    """Save the prompt as an exchange in progress and gather the context to send."""
+def check_conversation(actor: Principal, conversation_id: int) -> None:
+    """Raise NotFound unless ``actor`` may generate in this conversation (read only)."""
+    if not ConversationRepository(db.session, actor.scope).exists(conversation_id):
+        raise NotFound(f"Conversation {conversation_id} does not exist.")
+
+
+def begin_exchange(
+    actor: Principal, conversation_id: int, prompt: str, endpoint: str
+) -> PendingExchange:
+    """Commit the prompt as an exchange in progress and gather the context to send."""
     config = current_app.config
+    request_id = current_request_id()
     with unit_of_work() as session:
         conversation = ConversationRepository(session, actor.scope).get(conversation_id)
         if conversation is None:
@@ -67,7 +65,16 @@ def begin_exchange(actor: Principal, conversation_id: int, prompt: str) -> Pendi
         messages = MessageRepository(session)
         earlier = messages.recent_exchanges(conversation_id, config["HISTORY_MAX_MESSAGES"])
         history = _history(earlier, config["HISTORY_MAX_CHARS"])
-        message = messages.create(Message(conversation_id=conversation_id, prompt_content=prompt))
+        message = messages.create(
+            Message(
+                conversation_id=conversation_id,
+                prompt_content=prompt,
+                model=conversation.model_type,
+                endpoint=endpoint,
+                request_id=request_id,
+                heartbeat_at=utcnow(),
+            )
+        )
         return PendingExchange(
             message_id=message.id,
             conversation_id=conversation_id,
@@ -75,93 +82,62 @@ def begin_exchange(actor: Principal, conversation_id: int, prompt: str) -> Pendi
             prompt=prompt,
             messages=(*history, {"role": "user", "content": prompt}),
             needs_title=conversation.title is None,
+            endpoint=endpoint,
+            request_id=request_id,
+            received_at=request_received_at(),
         )
 
 
-def complete_exchange(
-    app: Flask, pending: PendingExchange, result: ExchangeResult
-) -> Message | None:
-    """Write the exchange's outcome; returns the saved message, or None if it could not be."""
-    values = {
-        "response_content": result.text,
-        "is_success": result.is_success,
-        "status_code": result.status_code,
-        "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
-        "response_tokens": result.usage.completion_tokens if result.usage else None,
-        "total_tokens": result.usage.total_tokens if result.usage else None,
-    }
-
-    def save(session: Session) -> Message | None:
-        # None: the conversation was deleted while the answer streamed.
-        return MessageRepository(session).update(pending.message_id, values)
-
-    # What an operator needs to restore the exchange by hand (the history is in the database).
-    record = {
-        "message_id": pending.message_id,
-        "conversation_id": pending.conversation_id,
-        "model": pending.model,
-        "prompt_content": pending.prompt,
-        **values,
-    }
-    return save_with_retry(app, save, record, f"exchange {pending.message_id}")
+def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
+    """Write an exchange's ending in one short transaction; None if its row is gone."""
+    pending = exchange.pending
+    # What `flask messages recover` needs if the database stays down through the retries.
+    record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
+    return save_with_retry(
+        exchange.app,
+        lambda session: MessageRepository(session).update(pending.message_id, values),
+        {**record, **values},
+        f"exchange {pending.message_id}",
+    )
 
 
-def _fail_before_start(app: Flask, pending: PendingExchange, error: DomainError) -> None:
-    status = upstream_status(error, error.__cause__)
-    complete_exchange(app, pending, ExchangeResult("", None, status))
-
-
-def _complete_as_json(app: Flask, pending: PendingExchange, result: ExchangeResult) -> dict | None:
-    message = complete_exchange(app, pending, result)
-    return MessageOut().dump(message) if message is not None else None
-
-
-def _open_relay(
-    pending: PendingExchange,
-    keepalive: float | None,
-    on_finish: Callable[[Flask, PendingExchange, ExchangeResult], Any],
-) -> Relay:
+def open_exchange(pending: PendingExchange) -> Exchange:
+    """Open the upstream for a pending exchange and wait for its first event; the response's
+    close hook ends the exchange (if nothing did) and then titles the conversation."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        upstream = get_llm().stream_chat(pending.model, pending.messages)
-        relay = Relay(upstream, functools.partial(on_finish, app, pending), keepalive)
-        relay.prime()
-    except DomainError as error:
-        _fail_before_start(app, pending, error)
-        raise
-    if pending.needs_title:
-        after_response(
-            functools.partial(
-                title_conversation, app, pending.conversation_id, pending.model, pending.prompt
-            )
+    title = (
+        functools.partial(
+            title_conversation, app, pending.conversation_id, pending.model, pending.prompt
         )
-    return relay
+        if pending.needs_title
+        else None
+    )
+    live = live_exchanges(app)
+    try:
+        upstream = get_llm().stream_chat(pending.model, pending.messages, pending.request_id)
+    except DomainError as error:
+        # Not even opened: record the failure through the same lifecycle, then answer it.
+        exchange = Exchange(app, pending, None, save=_save, live=live, title=title)
+        after_response(exchange.close)
+        exchange.fail_to_start(error, upstream_status(error, error.__cause__))
+        raise
+    exchange = Exchange(app, pending, upstream, save=_save, live=live, title=title)
+    after_response(exchange.close)
+    exchange.start()
+    return exchange
 
 
-def stream_reply(actor: Principal, conversation_id: int, prompt: str, *, keepalive: bool) -> Relay:
-    """Start an exchange and return the relay to stream; it saves itself when it ends."""
-    pending = begin_exchange(actor, conversation_id, prompt)
-    seconds = current_app.config["SSE_KEEPALIVE_SECONDS"] if keepalive else None
-    relay = _open_relay(pending, seconds, _complete_as_json)
-    after_response(relay.finish)
-    return relay
+def stream_reply(actor: Principal, conversation_id: int, prompt: str, endpoint: str) -> Exchange:
+    """Start an exchange and return it, ready to relay; it records itself however it ends."""
+    return open_exchange(begin_exchange(actor, conversation_id, prompt, endpoint))
 
 
 def reply(actor: Principal, conversation_id: int, prompt: str) -> Message:
-    """Run a whole exchange and return the saved message; raises if the upstream broke off."""
-    pending = begin_exchange(actor, conversation_id, prompt)
-    relay = _open_relay(pending, None, complete_exchange)
-    for _ in relay:
+    """Run a whole exchange and return the saved message; raises what went wrong."""
+    exchange = stream_reply(actor, conversation_id, prompt, "messages")
+    for _ in exchange.relay(lambda _chunk: None):
         pass
-    saved = relay.finish()
-    if relay.error is not None:
-        raise relay.error
-    if saved is None:
-        # The row is gone with its conversation, or the database stayed down through the
-        # save's retries (the exchange is then in the log, whole).
-        if not ConversationRepository(db.session).exists(conversation_id):
-            raise NotFound(
-                f"Conversation {conversation_id} was deleted while its answer was being written."
-            )
-        raise Unavailable("The answer could not be saved: the database is unavailable.")
-    return saved
+    if exchange.problem is not None:
+        raise exchange.problem
+    assert exchange.saved is not None  # a missing row is a problem (NotFound)
+    return exchange.saved

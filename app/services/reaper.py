@@ -1,19 +1,25 @@
-"""Exchanges left in progress by a killed worker are closed as interrupted."""
+"""Exchanges whose worker died mid-stream are ended as interrupted.
+
+Safe with any number of workers and instances on one database: each row is ended by one
+conditional UPDATE (``is_success IS NULL`` and a stale heartbeat), so the first reaper to
+reach it wins and the others match nothing. A live exchange's heartbeat moves every
+``CHECKPOINT_SECONDS``, far inside ``REAP_AFTER_SECONDS``, so it is never reaped; and if a
+long database outage ever let that happen, its owner's final save overwrites the guess.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from app.exchange import INTERRUPTED, Outcome
 from app.models import utcnow
 from app.repositories import MessageRepository
 from app.services.unit_of_work import unit_of_work
-from app.streaming import INTERNAL_ERROR
-
-INTERRUPTED = INTERNAL_ERROR
 
 
-def reap_interrupted(older_than_seconds: int) -> int:
-    """Mark exchanges in progress for longer than this as failed (500); returns how many."""
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+def reap_interrupted(stale_after_seconds: float) -> int:
+    """End every exchange whose heartbeat is older than this as interrupted; returns how many."""
+    cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
+    values = {"is_success": False, "outcome": Outcome.INTERRUPTED, "status_code": INTERRUPTED}
     with unit_of_work() as session:
-        return MessageRepository(session).mark_abandoned(cutoff, INTERRUPTED)
+        return MessageRepository(session).reap_stale(cutoff, values)
