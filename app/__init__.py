@@ -50,9 +50,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.api import register_api
     from app.api.auth import init_auth
     from app.cli import register_cli
+    from app.limits import init_limits
 
     init_request_id(app)  # first: even a rejected request has an id to quote
     init_auth(app)  # then: an anonymous request learns nothing else
+    init_limits(app)  # after authentication: limits are per user
     register_api(app)
     register_error_handlers(app)  # after the Api: ours replace flask-smorest's handler
     register_cli(app)

@@ -102,6 +102,13 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0),
         # Authentication: how long a process trusts what a key resolved to (revocation delay).
         "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 30.0),
+        # Rate limits (app/limits.py): per user, per minute; counters in Redis in production.
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URL": env.get("RATELIMIT_STORAGE_URL") or "memory://",
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "convstore",
+        "RATELIMIT_WARNING_SECONDS": _float(env, "RATELIMIT_WARNING_SECONDS", 60.0),
+        "RATE_LIMIT_GENERATION": env.get("RATE_LIMIT_GENERATION") or "60/minute",
+        "RATE_LIMIT_DEFAULT": env.get("RATE_LIMIT_DEFAULT") or "600/minute",
         # Titles.
         "TITLE_MODEL": env.get("TITLE_MODEL") or None,
         "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24),
