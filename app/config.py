@@ -89,6 +89,11 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "HISTORY_MAX_MESSAGES": _int(env, "HISTORY_MAX_MESSAGES", 20),
         "HISTORY_MAX_CHARS": _int(env, "HISTORY_MAX_CHARS", 24000),
         "SSE_KEEPALIVE_SECONDS": _float(env, "SSE_KEEPALIVE_SECONDS", 15.0),
+        # Bounds on one exchange: its length in tokens (none by default) and its duration
+        # in seconds (0: none), after which it is cut off and saved as it stands.
+        "MAX_OUTPUT_TOKENS": _int(env, "MAX_OUTPUT_TOKENS", 0),
+        "MAX_OUTPUT_TOKENS_PARAM": env.get("MAX_OUTPUT_TOKENS_PARAM") or "max_tokens",
+        "GENERATION_TIMEOUT": _float(env, "GENERATION_TIMEOUT", 0.0),
         "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5),
         "SAVE_RETRY_DELAY": _float(env, "SAVE_RETRY_DELAY", 0.5),
         # Exchanges still unsaved after those attempts wait here for `flask messages recover`.

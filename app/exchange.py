@@ -64,6 +64,20 @@ UPSTREAM_BROKE = 502
 INTERRUPTED = 500  # the worker died mid-stream (set by the reaper)
 
 
+TIMED_OUT = 504  # cut off by GENERATION_TIMEOUT (finish_reason "timeout")
+
+
+class GenerationTimeout(DomainError):
+    """The exchange ran longer than GENERATION_TIMEOUT; what was relayed is kept."""
+
+    status_code = TIMED_OUT
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The answer took longer than {seconds:g} s (GENERATION_TIMEOUT) and was cut off."
+        )
+
+
 class NotStored(DomainError):
     """The answer could not be stored for a reason retrying would not fix."""
 
@@ -172,6 +186,9 @@ class Exchange:
         except GeneratorExit:
             self.end(Outcome.CLIENT_CLOSED, CLIENT_CLOSED)
             raise
+        except GenerationTimeout as error:
+            self.progress.finish_reason = "timeout"
+            self.end(Outcome.FAILED, TIMED_OUT, error)
         except STREAM_ERRORS as error:
             log.warning("upstream broke off mid-stream: %r", error)
             self.end(Outcome.FAILED, UPSTREAM_BROKE, map_error(error))
@@ -200,11 +217,15 @@ class Exchange:
 
     def _chunks(self, silence: float | None) -> Iterator[Chunk | None]:
         """The upstream's chunks, and None whenever the client has had no byte for
-        ``silence`` seconds. Waiting on the upstream and on that deadline at once takes a
+        ``silence`` seconds; GenerationTimeout once the exchange has run for
+        GENERATION_TIMEOUT. Waiting on the upstream and on those deadlines at once takes a
         reader (a greenlet under gevent) that hands chunks over a queue."""
-        if not silence:
+        limit = self.app.config["GENERATION_TIMEOUT"]
+        if not silence and not limit:
             yield from self._source
             return
+        # perf_counter and monotonic may differ in origin: measure the limit in one clock.
+        deadline = time.monotonic() + limit - (time.perf_counter() - self.pending.received_at)
         inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
 
         def read() -> None:
@@ -222,11 +243,17 @@ class Exchange:
 
         threading.Thread(target=read, name="upstream-reader", daemon=True).start()
         while True:
-            wait = self._last_write + silence - time.monotonic()
+            now = time.monotonic()
+            waits = [self._last_write + silence - now] if silence else []
+            if limit:
+                if now >= deadline:
+                    raise GenerationTimeout(limit)
+                waits.append(deadline - now)
             try:
-                kind, value = inbox.get(timeout=max(wait, 0.0))
+                kind, value = inbox.get(timeout=max(min(waits), 0.0))
             except queue.Empty:
-                yield None
+                if silence and time.monotonic() >= self._last_write + silence:
+                    yield None
                 continue
             if kind == "end":
                 return

@@ -219,6 +219,12 @@ class LLMClient:
         key, base_url = config["OPENAI_API_KEY"], config["OPENAI_BASE_URL"]
         self.configured = bool(key or base_url)
         self.stream_usage = config["OPENAI_STREAM_USAGE"]
+        # The cap on every answer's length, in the parameter the server understands.
+        self.max_output = (
+            {config["MAX_OUTPUT_TOKENS_PARAM"]: config["MAX_OUTPUT_TOKENS"]}
+            if config["MAX_OUTPUT_TOKENS"]
+            else {}
+        )
         self.title_timeout = config["TITLE_TIMEOUT"]
         # Local servers (Ollama, vLLM, llama.cpp) take any key; the client insists on one.
         self._client = openai.OpenAI(
@@ -247,7 +253,12 @@ class LLMClient:
     ) -> ChatStream:
         """Open a streamed chat completion; raises UpstreamError if it cannot start."""
         self._check_configured()
-        body: dict[str, Any] = {"model": model, "messages": list(messages), "stream": True}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": list(messages),
+            "stream": True,
+            **self.max_output,
+        }
         if self.stream_usage:
             body["stream_options"] = {"include_usage": True}
         try:
