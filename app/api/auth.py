@@ -7,8 +7,8 @@ from flask import Flask, g, request
 from app.errors import Unauthorized
 from app.services.auth import Principal, authenticate
 
-# Blueprints anyone may reach: the probes, and flask-smorest's OpenAPI document and docs.
-PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs"})
+# Blueprints anyone may reach: the probes, the OpenAPI document and the docs page.
+PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs", "docs"})
 
 
 def _require_api_key() -> None:
