@@ -29,12 +29,12 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 def _request_context() -> tuple[str | None, int | None]:
-    from flask import g, has_request_context
-
-    if not has_request_context():
+    # Never imports Flask: in gunicorn's master there is none, and no request either.
+    flask = sys.modules.get("flask")
+    if flask is None or not flask.has_request_context():
         return None, None
-    principal = g.get("principal")
-    return g.get("request_id"), getattr(principal, "user_id", None)
+    principal = flask.g.get("principal")
+    return flask.g.get("request_id"), getattr(principal, "user_id", None)
 
 
 class RequestContextFilter(logging.Filter):
@@ -42,10 +42,7 @@ class RequestContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            try:
-                record.request_id, record.user_id = _request_context()
-            except ImportError:  # gunicorn's master: no Flask, no request
-                record.request_id, record.user_id = None, None
+            record.request_id, record.user_id = _request_context()
         return True
 
 
