@@ -16,7 +16,7 @@ from app.database import configure_engines
 from app.errors import register_error_handlers
 from app.extensions import db, migrate
 from app.llm import init_llm
-from app.logging import init_request_log
+from app.logs import init_request_log
 from app.proxy import init_proxy
 from app.request_id import init_request_id
 from app.services.auth import init_key_cache

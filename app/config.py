@@ -125,16 +125,21 @@ def _http_url(env: Mapping[str, str], name: str) -> str | None:
     return raw.strip()
 
 
+# user:password@ in a URL: the password is never repeated in an error.
+_PASSWORD = re.compile(r"(://[^:/@]*):[^@]*@")
+
+
 def _database_url(env: Mapping[str, str], name: str, default: str) -> str:
     raw = _raw(env, name)
     if raw is None:
         return default
+    shown = _PASSWORD.sub(r"\1:***@", raw)
     try:
         url = make_url(normalize_database_url(raw.strip()))
     except ArgumentError:
-        raise SettingsError(name, raw, "a database URL such as postgresql://...") from None
+        raise SettingsError(name, shown, "a database URL such as postgresql://...") from None
     if url.get_backend_name() not in {"sqlite", "postgresql"}:
-        raise SettingsError(name, raw, "a postgresql:// or sqlite:/// URL")
+        raise SettingsError(name, shown, "a postgresql:// or sqlite:/// URL")
     return normalize_database_url(raw.strip())
 
 

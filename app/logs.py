@@ -130,6 +130,8 @@ def _log_request(response: Response) -> Response:
         "method": request.method,
         "route": rule.rule if rule is not None else None,
         "status": response.status_code,
+        # The client's address: behind a proxy, right only with TRUSTED_PROXIES set.
+        "client": request.remote_addr,
     }
     logger = logging.getLogger(REQUEST_LOGGER)
 
