@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from urllib.parse import urlencode
 
 import flask_migrate
 import pytest
@@ -14,6 +15,8 @@ from app.cors import EXPOSED_HEADERS
 from app.logs import REQUEST_LOGGER, JsonFormatter, TextFormatter
 from app.services import users as users_service
 from tests.conftest import bearer, disposing, make_app
+from tests.fake_llm import Behavior
+from tests.procfile import WebProcess, create_user, deployment_env, release
 
 ALLOWED_ORIGIN = "https://chat.example.com"
 
@@ -315,3 +318,51 @@ class TestDocs:
 
         assert response.status_code == 404
         assert response.json["code"] == 404
+
+
+@pytest.mark.parametrize("access_log", [None, "-"], ids=["default", "gunicorn-access-log-on"])
+def test_under_gunicorn_one_json_line_per_request_and_no_prompt_anywhere(
+    tmp_path, llm_server, fake_llm, access_log
+):
+    fake_llm.behavior = Behavior(n_tokens=3)
+    env = deployment_env(f"sqlite:///{tmp_path / 'logs.db'}", llm_server.base_url, LOG_LEVEL="INFO")
+    del env["GUNICORN_ACCESS_LOG"]  # the default: gunicorn's own access log is off
+    if access_log:
+        env["GUNICORN_ACCESS_LOG"] = access_log
+    release(env)
+    key = create_user(env, "logged")
+    prompt = "Swordfish is the password to my heart"
+    with WebProcess(env, tmp_path / "gunicorn.log") as web:
+        web.headers = {**bearer(key), "X-Request-ID": "trace-stream-1"}
+        conversation = web.create_conversation()
+        query = urlencode({"prompt": prompt, "conversation_id": conversation})
+        status, body = web.request("GET", f"/text/generate/stream?{query}")
+    output = (tmp_path / "gunicorn.log").read_text()
+
+    assert (status, body) == (200, b"tok0 tok1 tok2 ")
+    assert "Swordfish" not in output
+    assert "tok1" not in output
+    access = [line for line in output.splitlines() if not line.startswith("{")]
+    # gunicorn's own access lines, when turned on, show the path without its query.
+    assert [line.split('"')[1] for line in access if "/text/" in line] == (
+        ["GET /text/generate/stream HTTP/1.1"] if access_log else []
+    )
+    if not access_log:
+        assert access == []  # every line is JSON
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    served = [line for line in lines if line["logger"] == REQUEST_LOGGER]
+    assert [line["route"] for line in served if line["route"] != "/readyz"] == [
+        "/conversations",
+        "/text/generate/stream",
+    ]
+    (stream,) = [line for line in served if line["route"] == "/text/generate/stream"]
+    assert {k: stream[k] for k in ("level", "message", "request_id", "user_id", "method")} == {
+        "level": "INFO",
+        "message": "GET /text/generate/stream 200",
+        "request_id": "trace-stream-1",
+        "user_id": 1,
+        "method": "GET",
+    }
+    assert stream["status"] == 200
+    assert isinstance(stream["duration_ms"], float)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", stream["time"])
