@@ -245,6 +245,12 @@ class TestBehindAProxy:
             ("https", "api.example.com", "203.0.113.7", "https://api.example.com/convstore/healthz")
         ]
 
+    def test_the_docs_page_carries_the_prefix(self, ops_app):
+        page = ops_app.test_client().get("/docs", headers=self.FORWARDED).get_data(as_text=True)
+
+        assert 'src="/convstore/docs/assets/swagger-ui-bundle.js"' in page
+        assert '"url": "/convstore/openapi.json"' in page
+
     def test_only_the_last_hop_is_trusted(self, ops_app, seen):
         headers = {**self.FORWARDED, "X-Forwarded-For": "6.6.6.6, 203.0.113.7"}
 
