@@ -90,8 +90,10 @@ class TestAuthentication:
     def test_probes_and_docs_need_no_key(self, anonymous, path):
         assert anonymous.get(path).status_code == 200
 
-    def test_a_revoked_key_is_rejected_once_the_cache_bound_has_passed(self, app, client, alice):
-        app.extensions["api_key_cache"].ttl = 0.2
+    def test_a_revoked_key_is_rejected_once_the_cache_bound_has_passed(
+        self, app, client, alice, monkeypatch
+    ):
+        monkeypatch.setattr(app.extensions["api_key_cache"], "ttl", 0.2)
         assert client.get("/conversations").status_code == 200
 
         with app.app_context():
