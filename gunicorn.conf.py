@@ -1,12 +1,42 @@
 """gunicorn settings: ``gunicorn -c gunicorn.conf.py wsgi:app``. Every value can be overridden
 by the environment variable named next to it."""
 
+import importlib.util
 import multiprocessing
 import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+# The same .env wsgi.py reads, so that GUNICORN_* and LOG_FORMAT may live there too; real
+# environment variables still win.
+load_dotenv()
+
+# Exit status for a setting the service cannot start with (gunicorn's "app failed to load").
+SETTINGS_ERROR_EXIT = 4
+
+
+def _int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer setting; a bad one stops gunicorn with one line, not a traceback."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        expected = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "")
+        print(f"convstore: invalid setting {name}={raw!r}: expected {expected}", file=sys.stderr)
+        sys.exit(SETTINGS_ERROR_EXIT)
+    return value
+
 
 # PaaS hosts hand out $PORT and expect every interface; locally stay on loopback.
 bind = os.environ.get("GUNICORN_BIND") or (
-    f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000"
+    f"0.0.0.0:{_int('PORT', 8000, 1, 65535)}" if os.environ.get("PORT") else "127.0.0.1:8000"
 )
 
 # gevent: one process per core, each holding many concurrent requests (long LLM streams
@@ -17,22 +47,67 @@ bind = os.environ.get("GUNICORN_BIND") or (
 # exceeds its threads and doubled gevent's time to first token (200 streams: 338 ms against
 # 49 ms p50); gevent held 1,000 concurrent streams with no error and every exchange saved.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count(), minimum=1)
+worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
 # Only for the gthread worker class (kept for comparisons: see BENCHMARKS.md).
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+threads = _int("GUNICORN_THREADS", 1, minimum=1)
 
 # timeout is the heartbeat deadline of a worker's arbiter loop; gevent workers keep
 # notifying while greenlets stream, so it does not cut long generations.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = _int("GUNICORN_TIMEOUT", 30, minimum=1)
 # On SIGTERM, in-flight requests get this long to finish (and their exchanges to be saved).
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "120"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 120)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
 
-# An empty GUNICORN_ACCESS_LOG turns the access log off.
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# Off by default: the app writes one line per request itself (app/logs.py), with the
+# request id and user, the route template and the whole stream's duration, and never the
+# query string, where GET /text/generate/stream carries prompts. GUNICORN_ACCESS_LOG=-
+# turns gunicorn's on (stdout) in the format below: the path without its query string.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms %({x-request-id}o)s'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# Under gunicorn the logs default to JSON lines (one object per line, for log shippers).
+# Set here, before the workers start, so the app in each worker reads it like any setting.
+os.environ.setdefault("LOG_FORMAT", "json")
+
+
+def _json_logconfig() -> dict[str, Any] | None:
+    """gunicorn's own lines (start-up, workers) in the app's JSON format, when it is on."""
+    if os.environ["LOG_FORMAT"].strip().lower() != "json":
+        return None
+    # By path, not by import: importing the app package here would import the app in the
+    # master, before gevent patches the standard library in each worker.
+    path = Path(__file__).parent / "app" / "logs.py"
+    spec = importlib.util.spec_from_file_location("convstore_log_format", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        # Replaces gunicorn's defaults whole (its root handler would double the app's lines).
+        "root": {"level": "WARNING", "handlers": []},
+        "formatters": {"json": {"()": module.JsonFormatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "gunicorn.error": {
+                "level": loglevel.upper(),
+                "handlers": ["stderr"],
+                "propagate": False,
+                "qualname": "gunicorn.error",
+            }
+        },
+    }
+
+
+logconfig_dict = _json_logconfig() or {}
 
 # gunicorn >= 25's control socket lives at one path per user: two instances on one host
 # (blue/green, tests) would fight over it, and nothing here uses it.
@@ -48,7 +123,6 @@ def when_ready(server: object) -> None:
     must patch the standard library in each worker before the app's imports).
     """
     import subprocess
-    import sys
     from pathlib import Path
 
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "messages", "reap"]
@@ -59,6 +133,10 @@ def when_ready(server: object) -> None:
     except subprocess.TimeoutExpired:
         server.log.warning("reaping interrupted exchanges timed out")  # type: ignore[attr-defined]
         return
+    if done.returncode == SETTINGS_ERROR_EXIT:
+        # A bad setting: say it once, here, rather than once per worker failing to boot.
+        sys.stderr.write(done.stderr)
+        sys.exit(SETTINGS_ERROR_EXIT)
     if done.returncode == 0:
         server.log.info(done.stdout.strip())  # type: ignore[attr-defined]
     else:

@@ -10,11 +10,14 @@ from typing import Any
 
 from flask import Flask
 
-from app.config import api_settings, engine_options, settings_from_env
+from app.config import api_settings, engine_options, settings_from_env, startup_warnings
+from app.cors import init_cors
 from app.database import configure_engines
 from app.errors import register_error_handlers
 from app.extensions import db, migrate
 from app.llm import init_llm
+from app.logs import init_request_log
+from app.proxy import init_proxy
 from app.request_id import init_request_id
 from app.services.auth import init_key_cache
 from app.services.checkpoints import init_live_exchanges
@@ -34,7 +37,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         "SQLALCHEMY_ENGINE_OPTIONS",
         engine_options(app.config["SQLALCHEMY_DATABASE_URI"], app.config),
     )
-    logging.basicConfig(level=app.config["LOG_LEVEL"])
+    init_request_log(app)
+    for warning in startup_warnings(app.config):
+        logging.getLogger(__name__).warning(warning)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     db.init_app(app)
@@ -49,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from app.api import register_api
     from app.api.auth import init_auth
+    from app.api.docs import register_docs
     from app.cli import register_cli
     from app.limits import init_limits
 
@@ -56,6 +62,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_auth(app)  # then: an anonymous request learns nothing else
     init_limits(app)  # after authentication: limits are per user
     register_api(app)
+    register_docs(app)
+    init_cors(app)
+    init_proxy(app)
     register_error_handlers(app)  # after the Api: ours replace flask-smorest's handler
     register_cli(app)
     return app

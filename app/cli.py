@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.errors import DomainError
-from app.models import USER_NAME_MAX
+from app.models import USER_NAME_MAX, utcnow
 from app.services import users as users_service
 from app.services.auth import NewKey
 from app.services.persistence import recover_spooled
@@ -33,8 +35,33 @@ def _run(action: Callable[[], T]) -> T:
 
 def _print_key(key: NewKey, who: str) -> None:
     # The key itself last and alone, so scripts can take it with `tail -n 1`.
-    click.echo(f"API key {key.prefix} for {who}; it is shown only this once:")
+    expiry = "" if key.expires_at is None else f", expires {_when(key.expires_at)}"
+    click.echo(f"API key {key.prefix} for {who}{expiry}; it is shown only this once:")
     click.echo(key.secret)
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class Duration(click.ParamType):
+    """A lifetime such as 30m, 12h, 90d or 2w."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            self.fail(f"{value!r} is not a duration like 30m, 12h, 90d or 2w", param, ctx)
+        return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 def _check_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -95,11 +122,52 @@ def create_first_user() -> None:
     _print_key(key, users_service.DEV_USER)
 
 
+@users.command("deactivate")
+@click.argument("name", callback=_check_name)
+def deactivate_user(name: str) -> None:
+    """Refuse every key of user NAME (their conversations are kept)."""
+    changed = _run(lambda: users_service.set_active(name, False))
+    if not changed:
+        click.echo(f"{name} is already inactive")
+        return
+    seconds = current_app.config["AUTH_CACHE_SECONDS"]
+    click.echo(f"deactivated {name}; running servers refuse their keys within {seconds:g}s")
+
+
+@users.command("activate")
+@click.argument("name", callback=_check_name)
+def activate_user(name: str) -> None:
+    """Accept the unrevoked, unexpired keys of user NAME again."""
+    changed = _run(lambda: users_service.set_active(name, True))
+    click.echo(f"activated {name}" if changed else f"{name} is already active")
+
+
 @keys.command("create")
 @click.argument("name", callback=_check_name)
-def create_key(name: str) -> None:
+@click.option(
+    "--expires-in",
+    type=Duration(),
+    default=None,
+    help="Lifetime of the key, e.g. 90d, 12h, 2w (default: it never expires).",
+)
+def create_key(name: str, expires_in: timedelta | None) -> None:
     """Give user NAME another API key (printed last, alone on its line)."""
-    _print_key(_run(lambda: users_service.create_key(name)), name)
+    _print_key(_run(lambda: users_service.create_key(name, expires_in)), name)
+
+
+@keys.command("list")
+@click.argument("name", callback=_check_name)
+def list_keys(name: str) -> None:
+    """List the keys of user NAME: prefix, state, created, last used, expires (UTC)."""
+    summaries = _run(lambda: users_service.list_keys(name))
+    if not summaries:
+        click.echo(f"{name} has no keys")
+        return
+    now = utcnow()
+    click.echo("prefix\tstate\tcreated\tlast used\texpires")
+    for key in summaries:
+        fields = (key.created_at, key.last_used_at, key.expires_at)
+        click.echo("\t".join([key.prefix, key.state(now), *(_when(f) for f in fields)]))
 
 
 @keys.command("revoke")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from limits import parse_many
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def normalize_database_url(url: str) -> str:
@@ -18,31 +26,167 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise RuntimeError(f"{name} must be an integer, got {raw!r}") from exc
+class SettingsError(ValueError):
+    """A setting the service cannot start with; its message is one line for the operator."""
+
+    def __init__(self, name: str, raw: str, expected: str) -> None:
+        super().__init__(f"invalid setting {name}={raw!r}: expected {expected}")
+        self.name = name
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _raw(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    return None if raw is None or raw.strip() == "" else raw
+
+
+def _bounds(kind: str, minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{kind} from {minimum:g} to {maximum:g}"
+    if minimum is not None:
+        return f"{kind} >= {minimum:g}"
+    if maximum is not None:
+        return f"{kind} <= {maximum:g}"
+    return kind
+
+
+def _int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = 0,
+    maximum: int | None = None,
+) -> int:
+    raw = _raw(env, name)
+    if raw is None:
         return default
     try:
-        return float(raw)
-    except ValueError as exc:
-        raise RuntimeError(f"{name} must be a number, got {raw!r}") from exc
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, raw, _bounds("an integer", minimum, maximum)) from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise SettingsError(name, raw, _bounds("an integer", minimum, maximum))
+    return value
+
+
+def _float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = 0.0,
+    maximum: float | None = None,
+) -> float:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    expected = _bounds("a number", minimum, maximum)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, raw, expected) from None
+    if not math.isfinite(value):
+        raise SettingsError(name, raw, expected)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise SettingsError(name, raw, expected)
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _raw(env, name)
+    if raw is None:
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    word = raw.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise SettingsError(name, raw, "true or false (also 1/0, yes/no, on/off)")
+    return word in _TRUE
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, *, choices: tuple[str, ...]) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value not in {choice.lower() for choice in choices}:
+        raise SettingsError(name, raw, "one of " + ", ".join(choices))
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = _raw(env, name)
+    if raw is None:
+        return None
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise SettingsError(name, raw, "an http:// or https:// URL")
+    return raw.strip()
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise SettingsError(name, raw, "limits like 60/minute or 5/second;100/hour") from None
+    return raw.strip()
+
+
+_LIMIT_STORAGES = ("memory://", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://")
+
+
+def _storage_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    if not raw.strip().startswith(_LIMIT_STORAGES):
+        raise SettingsError(name, raw, "memory:// or a redis:// URL")
+    return raw.strip()
+
+
+# user:password@ in a URL: the password is never repeated in an error.
+_PASSWORD = re.compile(r"(://[^:/@]*):[^@]*@")
+
+
+def _database_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    shown = _PASSWORD.sub(r"\1:***@", raw)
+    try:
+        url = make_url(normalize_database_url(raw.strip()))
+    except ArgumentError:
+        raise SettingsError(name, shown, "a database URL such as postgresql://...") from None
+    if url.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise SettingsError(name, shown, "a postgresql:// or sqlite:/// URL")
+    return normalize_database_url(raw.strip())
+
+
+# scheme://host[:port], as a browser sends it in Origin.
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?"
+)
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of origins, or ``*`` for any."""
+    raw = _raw(env, name)
+    if raw is None:
+        return ()
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise SettingsError(
+                name, raw, "* or comma-separated origins like https://app.example.com:8443"
+            )
+    return origins
 
 
 def engine_options(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,23 +211,29 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
     env = os.environ if env is None else env
     default_db = f"sqlite:///{Path(instance_path) / 'convstore.db'}"
     settings: dict[str, Any] = {
-        "SQLALCHEMY_DATABASE_URI": normalize_database_url(env.get("DATABASE_URL") or default_db),
-        "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 5),
+        "SQLALCHEMY_DATABASE_URI": _database_url(env, "DATABASE_URL", default_db),
+        "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 5, minimum=1),
         "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 10),
         "DB_POOL_TIMEOUT": _float(env, "DB_POOL_TIMEOUT", 10.0),
-        "DB_CONNECT_TIMEOUT": _int(env, "DB_CONNECT_TIMEOUT", 5),
+        # psycopg reads 0 as "wait forever": the very thing this setting is there to prevent.
+        "DB_CONNECT_TIMEOUT": _int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_BUSY_TIMEOUT": _float(env, "DB_BUSY_TIMEOUT", 15.0),
-        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
         "DEFAULT_MODEL": env.get("DEFAULT_MODEL") or "gpt-4o-mini",
-        "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        "LOG_LEVEL": _choice(env, "LOG_LEVEL", "info", choices=LOG_LEVELS).upper(),
+        # The gunicorn config makes json the default there; a terminal reads text better.
+        "LOG_FORMAT": _choice(env, "LOG_FORMAT", "text", choices=("json", "text")),
         "SQLALCHEMY_ECHO": _bool(env, "SQLALCHEMY_ECHO", False),
+        # HTTP: browser origins allowed to call the API, and proxies in front of the service.
+        "CORS_ORIGINS": _origins(env, "CORS_ORIGINS"),
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0, maximum=10),
         # LLM upstream (any OpenAI-compatible server).
         "OPENAI_API_KEY": env.get("OPENAI_API_KEY") or None,
-        "OPENAI_BASE_URL": env.get("OPENAI_BASE_URL") or None,
+        "OPENAI_BASE_URL": _http_url(env, "OPENAI_BASE_URL"),
         "OPENAI_CONNECT_TIMEOUT": _float(env, "OPENAI_CONNECT_TIMEOUT", 5.0),
         "OPENAI_READ_TIMEOUT": _float(env, "OPENAI_READ_TIMEOUT", 60.0),
         "OPENAI_MAX_RETRIES": _int(env, "OPENAI_MAX_RETRIES", 2),
-        "OPENAI_MAX_CONNECTIONS": _int(env, "OPENAI_MAX_CONNECTIONS", 1000),
+        "OPENAI_MAX_CONNECTIONS": _int(env, "OPENAI_MAX_CONNECTIONS", 1000, minimum=1),
         "OPENAI_STREAM_USAGE": _bool(env, "OPENAI_STREAM_USAGE", True),
         # Generation.
         "HISTORY_MAX_MESSAGES": _int(env, "HISTORY_MAX_MESSAGES", 20),
@@ -92,9 +242,14 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         # Bounds on one exchange: its length in tokens (none by default) and its duration
         # in seconds (0: none), after which it is cut off and saved as it stands.
         "MAX_OUTPUT_TOKENS": _int(env, "MAX_OUTPUT_TOKENS", 0),
-        "MAX_OUTPUT_TOKENS_PARAM": env.get("MAX_OUTPUT_TOKENS_PARAM") or "max_tokens",
+        "MAX_OUTPUT_TOKENS_PARAM": _choice(
+            env,
+            "MAX_OUTPUT_TOKENS_PARAM",
+            "max_tokens",
+            choices=("max_tokens", "max_completion_tokens"),
+        ),
         "GENERATION_TIMEOUT": _float(env, "GENERATION_TIMEOUT", 0.0),
-        "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5),
+        "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5, minimum=1),
         "SAVE_RETRY_DELAY": _float(env, "SAVE_RETRY_DELAY", 0.5),
         # Exchanges still unsaved after those attempts wait here for `flask messages recover`.
         "UNSAVED_EXCHANGES_FILE": env.get("UNSAVED_EXCHANGES_FILE")
@@ -103,23 +258,50 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         # often; an exchange whose heartbeat is older than REAP_AFTER_SECONDS lost its
         # worker and is ended as interrupted (checked every REAP_INTERVAL_SECONDS).
         "CHECKPOINT_SECONDS": _float(env, "CHECKPOINT_SECONDS", 2.0),
-        "REAP_AFTER_SECONDS": _float(env, "REAP_AFTER_SECONDS", 15.0),
-        "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0),
+        "REAP_AFTER_SECONDS": _float(env, "REAP_AFTER_SECONDS", 15.0, minimum=1.0),
+        "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0, minimum=0.1),
         # Authentication: how long a process trusts what a key resolved to (revocation delay).
         "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 30.0),
         # Rate limits (app/limits.py): per user, per minute; counters in Redis in production.
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
-        "RATELIMIT_STORAGE_URL": env.get("RATELIMIT_STORAGE_URL") or "memory://",
+        "RATELIMIT_STORAGE_URL": _storage_url(env, "RATELIMIT_STORAGE_URL", "memory://"),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "convstore",
         "RATELIMIT_WARNING_SECONDS": _float(env, "RATELIMIT_WARNING_SECONDS", 60.0),
-        "RATE_LIMIT_GENERATION": env.get("RATE_LIMIT_GENERATION") or "60/minute",
-        "RATE_LIMIT_DEFAULT": env.get("RATE_LIMIT_DEFAULT") or "600/minute",
+        "RATE_LIMIT_GENERATION": _rate_limit(env, "RATE_LIMIT_GENERATION", "60/minute"),
+        "RATE_LIMIT_DEFAULT": _rate_limit(env, "RATE_LIMIT_DEFAULT", "600/minute"),
         # Titles.
         "TITLE_MODEL": env.get("TITLE_MODEL") or None,
-        "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24),
+        "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24, minimum=1),
         "TITLE_TIMEOUT": _float(env, "TITLE_TIMEOUT", 10.0),
     }
+    # A live stream heartbeats every CHECKPOINT_SECONDS: a staleness bound within two
+    # heartbeats would reap streams that are merely slow to write.
+    checkpoint, stale = settings["CHECKPOINT_SECONDS"], settings["REAP_AFTER_SECONDS"]
+    if checkpoint and stale < 3 * checkpoint:
+        raise SettingsError(
+            "REAP_AFTER_SECONDS",
+            str(stale),
+            f"at least 3 x CHECKPOINT_SECONDS ({3 * checkpoint:g})",
+        )
     return settings
+
+
+def startup_warnings(
+    settings: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> list[str]:
+    """What an operator should hear at start-up about settings that parse but look wrong."""
+    env = os.environ if env is None else env
+    warnings = []
+    # A platform (PORT set) usually gives each deploy a fresh disk: a SQLite file there
+    # vanishes with the instance.
+    if _raw(env, "PORT") and not _raw(env, "DATABASE_URL"):
+        path = settings["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+        warnings.append(
+            f"PORT is set but DATABASE_URL is not: every conversation goes to the SQLite file "
+            f"{path} on this machine's local disk, which a platform may wipe on the next "
+            f"deploy or restart; set DATABASE_URL to a PostgreSQL database"
+        )
+    return warnings
 
 
 def api_settings() -> dict[str, Any]:
@@ -130,8 +312,8 @@ def api_settings() -> dict[str, Any]:
         "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
-        "OPENAPI_SWAGGER_UI_PATH": "docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        # /docs is app/api/docs.py's: Swagger UI served from a pinned package, no CDN.
+        "OPENAPI_SWAGGER_UI_PATH": None,
         # Every operation takes a bearer API key unless it says otherwise (security=[]).
         "API_SPEC_OPTIONS": {
             "components": {

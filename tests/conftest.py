@@ -182,6 +182,7 @@ def app(migrated_app: Flask) -> Iterator[Flask]:
     transaction = connection.begin()
     engines[None] = connection  # type: ignore[index]
     migrated_app.extensions["api_key_cache"].clear()
+    migrated_app.extensions["api_key_usage"].take()
     try:
         yield migrated_app
     finally:

@@ -90,8 +90,10 @@ class TestAuthentication:
     def test_probes_and_docs_need_no_key(self, anonymous, path):
         assert anonymous.get(path).status_code == 200
 
-    def test_a_revoked_key_is_rejected_once_the_cache_bound_has_passed(self, app, client, alice):
-        app.extensions["api_key_cache"].ttl = 0.2
+    def test_a_revoked_key_is_rejected_once_the_cache_bound_has_passed(
+        self, app, client, alice, monkeypatch
+    ):
+        monkeypatch.setattr(app.extensions["api_key_cache"], "ttl", 0.2)
         assert client.get("/conversations").status_code == 200
 
         with app.app_context():
@@ -108,13 +110,15 @@ class TestAuthentication:
         assert_401(client.get("/conversations"), invalid_token=True)
 
     def test_a_cached_key_costs_no_statement_and_a_cold_one_two(self, client, database):
-        with database.count_statements() as cold:
-            client.get("/conversations")
-        with database.count_statements() as warm:
-            client.get("/conversations")
+        with database.count_statements() as cold, client.get("/conversations"):
+            in_request = list(cold)
+        with database.count_statements() as warm, client.get("/conversations"):
+            pass
 
-        # Cold: the key lookup, last_used_at, then the listing. Warm: the listing alone.
-        assert len(cold) == 3
+        # Cold: the key lookup and the listing, then last_used_at once the response is sent.
+        # Warm: the listing alone.
+        assert [statement.split()[0] for statement in in_request] == ["SELECT", "SELECT"]
+        assert [statement.split()[0] for statement in cold] == ["SELECT", "SELECT", "UPDATE"]
         assert len(warm) == 1
 
     def test_last_used_at_is_recorded(self, client, database, alice):
@@ -122,7 +126,9 @@ class TestAuthentication:
             sa.select(ApiKey.last_used_at).where(ApiKey.user_id == alice.user_id)
         )
 
-        client.get("/conversations")
+        with client.get("/conversations") as response:
+            assert response.status_code == 200
+        # Written once the response is closed, not during the request.
 
         after = database.scalar(
             sa.select(ApiKey.last_used_at).where(ApiKey.user_id == alice.user_id)

@@ -8,9 +8,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from app.extensions import db
+from app.services.auth import authenticate, generate_key
 from tests.conftest import disposing, make_app
 
 APP_TABLES = {"api_keys", "conversations", "messages", "users"}
+# The revision before api key expiry (0004); the one place to change when revisions re-chain.
+BEFORE_KEY_EXPIRY = "0003"
 
 
 def tables() -> set[str]:
@@ -99,3 +102,39 @@ def test_an_empty_database_gets_no_legacy_owner(backend, database_factory):
         flask_migrate.upgrade()
         with db.engine.connect() as connection:
             assert connection.execute(sa.text("SELECT count(*) FROM users")).scalar() == 0
+
+
+def test_existing_keys_survive_key_expiry_and_never_expire(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_KEY_EXPIRY)
+        key = generate_key()
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('old', 'user', :yes, :t, :t)"
+                ),
+                {"yes": True, "t": "2026-01-01 00:00:00+00:00"},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO api_keys (user_id, prefix, secret_hash, created_at)"
+                    " VALUES (1, :prefix, :hash, :t)"
+                ),
+                {"prefix": key.prefix, "hash": key.secret_hash, "t": "2026-01-01 00:00:00+00:00"},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT prefix, expires_at FROM api_keys")).all()
+        assert [tuple(row) for row in rows] == [(key.prefix, None)]
+        assert drift() == []
+        assert authenticate(key.secret).name == "old"
+
+        flask_migrate.downgrade(revision=BEFORE_KEY_EXPIRY)
+        with db.engine.connect() as connection:
+            columns = {c["name"] for c in sa.inspect(connection).get_columns("api_keys")}
+            prefixes = connection.execute(sa.text("SELECT prefix FROM api_keys")).scalars().all()
+        assert "expires_at" not in columns
+        assert prefixes == [key.prefix]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, request
+from functools import partial
+
+from flask import Flask, Response, after_this_request, current_app, g, request
 
 from app.errors import Unauthorized
-from app.services.auth import Principal, authenticate
+from app.services.auth import Principal, authenticate, flush_key_usage
 
-# Blueprints anyone may reach: the probes, and flask-smorest's OpenAPI document and docs.
-PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs"})
+# Blueprints anyone may reach: the probes, the OpenAPI document and the docs page.
+PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs", "docs"})
 
 
 def _require_api_key() -> None:
@@ -22,10 +24,16 @@ def _require_api_key() -> None:
         raise Unauthorized("Send an API key: Authorization: Bearer <key>.")
     if scheme.lower() != "bearer":
         raise Unauthorized("Use the Bearer scheme: Authorization: Bearer <key>.")
-    principal = authenticate(key.strip())
-    if principal is None:
-        raise Unauthorized("The API key is unknown or revoked.", invalid_token=True)
-    g.principal = principal
+    g.principal = authenticate(key.strip())
+    if current_app.extensions["api_key_usage"]:
+        after_this_request(_flush_usage_when_closed)
+
+
+def _flush_usage_when_closed(response: Response) -> Response:
+    # last_used_at is written once the response is sent, off the request's critical path.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    response.call_on_close(partial(flush_key_usage, app))
+    return response
 
 
 def current_principal() -> Principal:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 
 from app.models import ApiKey, User
 from app.repositories.base import SqlAlchemyRepository
@@ -39,12 +40,20 @@ class ApiKeyRepository(SqlAlchemyRepository[ApiKey]):
         row = self.session.execute(query).one_or_none()
         return None if row is None else (row[0], row[1])
 
-    def touch(self, key_id: int, when: datetime) -> None:
-        """Record that the key was used at ``when``."""
-        self.session.execute(
-            update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when),
-            execution_options={"synchronize_session": False},
-        )
+    def touch(self, uses: Mapping[int, datetime]) -> None:
+        """Record when keys were last used: ``uses`` maps key ids to times."""
+        if uses:
+            # The table, not the ORM entity: a plain executemany, and a key deleted
+            # meanwhile is skipped rather than an error.
+            table = ApiKey.__table__
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("key_id"))
+                .values(last_used_at=bindparam("used_at"))
+            )
+            self.session.execute(
+                statement, [{"key_id": k, "used_at": when} for k, when in uses.items()]
+            )
 
     def revoke(self, prefix: str, when: datetime) -> bool:
         """Revoke the key with this prefix; False if there is no such unrevoked key."""

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask, current_app
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from app.errors import Unauthorized
 from app.models import KEY_PREFIX_LENGTH, utcnow
 from app.repositories import ApiKeyRepository
-from app.services.unit_of_work import unit_of_work
+from app.services.unit_of_work import read_only, unit_of_work
+
+log = logging.getLogger(__name__)
+# A database restart, a network blip, a saturated pool, SQLite's write lock: worth a retry.
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
 
 KEY_PATTERN = re.compile(r"cs_[A-Za-z0-9]{9}_[A-Za-z0-9_-]{43}")
 _ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -51,6 +62,7 @@ class NewKey:
     secret: str
     prefix: str
     secret_hash: str
+    expires_at: datetime | None = None
 
 
 def hash_key(secret: str) -> str:
@@ -58,69 +70,177 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def generate_key() -> NewKey:
+def generate_key(expires_at: datetime | None = None) -> NewKey:
     """A new random key, its prefix and its hash."""
     prefix = "cs_" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(9))
     secret = f"{prefix}_{secrets.token_urlsafe(32)}"
-    return NewKey(secret, prefix, hash_key(secret))
+    return NewKey(secret, prefix, hash_key(secret), expires_at)
+
+
+@dataclass(frozen=True)
+class ResolvedKey:
+    """What a valid key stands for."""
+
+    principal: Principal
+    key_id: int
+    expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+UNKNOWN_KEY_MESSAGE = "The API key is unknown or revoked."
+
+
+def expired_message(expires_at: datetime) -> str:
+    when = expires_at.astimezone(UTC).isoformat(timespec="seconds")
+    return f"The API key expired at {when}; ask for a new one."
+
+
+class _TtlStore:
+    """Entries that lapse ``ttl`` seconds after they were put, at most ``max_entries``
+    of them: when full, the oldest goes first."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self.entries: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str, now: float) -> Any:
+        entry = self.entries.get(key)
+        return None if entry is None or entry[0] < now else entry[1]
+
+    def put(self, key: str, value: Any, deadline: float, now: float) -> None:
+        self.entries.pop(key, None)
+        # Insertion order is deadline order (one ttl): lapsed entries are at the front.
+        while self.entries:
+            oldest = next(iter(self.entries))
+            if self.entries[oldest][0] >= now and len(self.entries) < self.max_entries:
+                break
+            del self.entries[oldest]
+        self.entries[key] = (deadline, value)
 
 
 class KeyCache:
-    """What recent keys resolved to (a principal, or None for a rejected key), for ``ttl``
-    seconds: a revoked key keeps working in a process for at most that long."""
+    """What recent keys resolved to, for ``ttl`` seconds: a revoked key, or a deactivated
+    user's, keeps working in a process for at most that long.
 
-    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+    Valid and rejected keys are kept apart, each bounded: a flood of made-up keys fills
+    and churns only the rejected store, and never evicts a valid key.
+    """
+
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int = 10_000,
+        max_rejected: int = 1_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self.clock = clock
+        self._valid = _TtlStore(max_entries)
+        self._rejected = _TtlStore(max_rejected)
         self._lock = threading.Lock()
 
-    def get(self, digest: str) -> tuple[bool, Principal | None]:
-        """(found, principal); a found None is a key known to be bad."""
-        entry = self._entries.get(digest)
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        return True, entry[1]
+    def get(self, digest: str) -> ResolvedKey | str | None:
+        """The cached resolution: a valid key, a rejection message, or None (not cached)."""
+        now = self.clock()
+        return self._valid.get(digest, now) or self._rejected.get(digest, now)
 
-    def put(self, digest: str, principal: Principal | None) -> None:
+    def put(self, digest: str, resolved: ResolvedKey | str) -> None:
+        """Remember a valid key, or the message a rejected key is answered with."""
         with self._lock:
-            if len(self._entries) >= self.max_entries:
-                now = time.monotonic()
-                self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-                while len(self._entries) >= self.max_entries:
-                    self._entries.pop(next(iter(self._entries)))  # the oldest
-            self._entries[digest] = (time.monotonic() + self.ttl, principal)
+            now = self.clock()
+            store = self._valid if isinstance(resolved, ResolvedKey) else self._rejected
+            store.put(digest, resolved, now + self.ttl, now)
+
+    def __len__(self) -> int:
+        return len(self._valid.entries) + len(self._rejected.entries)
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._valid.entries.clear()
+            self._rejected.entries.clear()
+
+
+class KeyUsage:
+    """When keys were last used, gathered in the process and written in one short
+    transaction after the response, so authentication itself never writes."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, datetime] = {}
+        self._lock = threading.Lock()
+
+    def record(self, key_id: int, when: datetime) -> None:
+        with self._lock:
+            self._pending[key_id] = max(when, self._pending.get(key_id, when))
+
+    def __bool__(self) -> bool:
+        return bool(self._pending)
+
+    def take(self) -> dict[int, datetime]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+    def give_back(self, uses: dict[int, datetime]) -> None:
+        for key_id, when in uses.items():
+            self.record(key_id, when)
 
 
 def init_key_cache(app: Flask) -> None:
-    """Give ``app`` its key cache (one per process)."""
+    """Give ``app`` its key cache and its record of key usage (one each per process)."""
     app.extensions["api_key_cache"] = KeyCache(app.config["AUTH_CACHE_SECONDS"])
+    app.extensions["api_key_usage"] = KeyUsage()
 
 
-def _lookup(secret: str, digest: str) -> Principal | None:
-    with unit_of_work() as session:
-        keys = ApiKeyRepository(session)
-        found = keys.find_usable(secret[:KEY_PREFIX_LENGTH])
+def _lookup(secret: str, digest: str) -> ResolvedKey | None:
+    # Read-only: on SQLite a write transaction would queue behind exchange saves for the
+    # write lock, and a flood of made-up keys would then starve those saves.
+    with read_only() as session:
+        found = ApiKeyRepository(session).find_usable(secret[:KEY_PREFIX_LENGTH])
         if found is None or not hmac.compare_digest(found[0].secret_hash, digest):
             return None
         key, user = found
-        # Once per cache lifetime, not per request: last_used_at is accurate to the TTL.
-        keys.touch(key.id, utcnow())
-        return Principal(user.id, user.name, user.role)
+        return ResolvedKey(Principal(user.id, user.name, user.role), key.id, key.expires_at)
 
 
-def authenticate(secret: str) -> Principal | None:
-    """The principal an API key stands for, or None if it is unknown, revoked or malformed."""
+def authenticate(secret: str) -> Principal:
+    """The principal an API key stands for; Unauthorized if it is malformed, unknown,
+    revoked, its user inactive, or it has expired."""
     if not KEY_PATTERN.fullmatch(secret):
-        return None
+        raise Unauthorized(UNKNOWN_KEY_MESSAGE, invalid_token=True)
     digest = hash_key(secret)
     cache: KeyCache = current_app.extensions["api_key_cache"]
-    found, principal = cache.get(digest)
-    if not found:
-        principal = _lookup(secret, digest)
-        cache.put(digest, principal)
-    return principal
+    resolved = cache.get(digest)
+    if resolved is None:
+        found = _lookup(secret, digest)
+        if found is not None and not found.expired(utcnow()):
+            # Once per cache lifetime, not per request: last_used_at is accurate to the TTL.
+            current_app.extensions["api_key_usage"].record(found.key_id, utcnow())
+        resolved = found or UNKNOWN_KEY_MESSAGE
+        cache.put(digest, resolved)
+    if isinstance(resolved, str):
+        raise Unauthorized(resolved, invalid_token=True)
+    # Checked on every request, cached or not: a key stops at its expiry, not a TTL later.
+    if resolved.expires_at is not None and resolved.expired(utcnow()):
+        raise Unauthorized(expired_message(resolved.expires_at), invalid_token=True)
+    return resolved.principal
+
+
+def flush_key_usage(app: Flask) -> None:
+    """Write the recorded key usage in one short transaction (after a response is sent).
+
+    ``last_used_at`` is advisory: if the write fails it is kept for the next flush.
+    """
+    usage: KeyUsage = app.extensions["api_key_usage"]
+    uses = usage.take()
+    if not uses:
+        return
+    try:
+        with app.app_context(), unit_of_work() as session:
+            ApiKeyRepository(session).touch(uses)
+    except TRANSIENT as error:
+        usage.give_back(uses)
+        log.warning("recording API key usage failed (%s); will retry", error.__class__.__name__)
+    except SQLAlchemyError:
+        log.exception("recording API key usage failed")

@@ -23,3 +23,16 @@ def unit_of_work() -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+@contextmanager
+def read_only() -> Iterator[Session]:
+    """Yield the session for reads; end the transaction they began (without writing), so
+    no lock or connection is held afterwards and a later unit of work begins its own."""
+    session = db.session()
+    began = not session.in_transaction()
+    try:
+        yield session
+    finally:
+        if began:
+            session.rollback()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.models import ApiKey, User, utcnow
 from app.repositories import ApiKeyRepository, UserRepository
 from app.services.auth import NewKey, generate_key
-from app.services.unit_of_work import unit_of_work
+from app.services.unit_of_work import read_only, unit_of_work
 
 DEV_USER = "dev"
 
@@ -22,9 +23,34 @@ class UserSummary:
     key_prefixes: tuple[str, ...]
 
 
-def _add_key(user: User, keys: ApiKeyRepository) -> NewKey:
-    new = generate_key()
-    keys.create(ApiKey(user_id=user.id, prefix=new.prefix, secret_hash=new.secret_hash))
+@dataclass(frozen=True)
+class KeySummary:
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+def _add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = None) -> NewKey:
+    now = utcnow()
+    new = generate_key(None if expires_in is None else now + expires_in)
+    keys.create(
+        ApiKey(
+            user_id=user.id,
+            prefix=new.prefix,
+            secret_hash=new.secret_hash,
+            created_at=now,
+            expires_at=new.expires_at,
+        )
+    )
     return new
 
 
@@ -38,13 +64,39 @@ def create_user(name: str, *, admin: bool = False) -> NewKey:
         return _add_key(user, ApiKeyRepository(session))
 
 
-def create_key(name: str) -> NewKey:
-    """Give an existing user one more key."""
+def _user(users: UserRepository, name: str) -> User:
+    user = users.get_by_name(name)
+    if user is None:
+        raise NotFound(f"No user is named {name!r}.")
+    return user
+
+
+def create_key(name: str, expires_in: timedelta | None = None) -> NewKey:
+    """Give an existing user one more key, valid for ``expires_in`` (None: no expiry)."""
     with unit_of_work() as session:
-        user = UserRepository(session).get_by_name(name)
-        if user is None:
-            raise NotFound(f"No user is named {name!r}.")
-        return _add_key(user, ApiKeyRepository(session))
+        user = _user(UserRepository(session), name)
+        return _add_key(user, ApiKeyRepository(session), expires_in)
+
+
+def list_keys(name: str) -> list[KeySummary]:
+    """Every key of user ``name``, revoked and expired ones included, oldest first."""
+    with read_only() as session:
+        user = _user(UserRepository(session), name)
+        return [
+            KeySummary(k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at)
+            for k in ApiKeyRepository(session).for_users([user.id])
+        ]
+
+
+def set_active(name: str, active: bool) -> bool:
+    """Activate or deactivate user ``name``; False if they already were. An inactive user's
+    keys are refused (within the cache TTL); their conversations are kept."""
+    with unit_of_work() as session:
+        user = _user(UserRepository(session), name)
+        if user.is_active == active:
+            return False
+        user.is_active = active
+        return True
 
 
 def revoke_key(prefix: str) -> None:
