@@ -9,6 +9,7 @@ test may still commit, because the session joins it with savepoints.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,6 +89,44 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _pg_skip_reason:
         terminalreporter.write_sep("!", "THE POSTGRESQL HALF OF THE SUITE WAS SKIPPED", red=True)
         terminalreporter.write_line(_pg_skip_reason[0], red=True)
+
+
+CHROMIUM_FLAGS = [
+    # No name resolves but loopback's: the browser is offline whatever a page asks for.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    """The system's Chromium; in CI its absence fails the suite instead of skipping."""
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if path is None:
+        message = "Chromium is not installed (apt-get install chromium); browser tests need it"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI requires Chromium. {message}", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by playwright (which never downloads a browser here);
+    per module, so that playwright's event loop is gone before other tests run."""
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ recorded, so a page that needs the internet fails here as it would on a machine 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,41 +17,7 @@ import sqlalchemy as sa
 from tests.fake_llm import Behavior
 from tests.procfile import WebProcess, create_user, deployment_env, release
 
-CHROMIUM_FLAGS = [
-    # No name resolves but loopback's: the browser is offline whatever a page asks for.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 30_000  # an upper bound for the browser to get somewhere, never an expectation
-
-
-def _chromium() -> str:
-    """The system's Chromium; in CI its absence fails the suite instead of skipping."""
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium")
-    if path is None:
-        message = "Chromium is not installed (apt-get install chromium); browser tests need it"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI requires Chromium. {message}", pytrace=False)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory) -> Iterator[object]:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 class Offline:

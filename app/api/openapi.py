@@ -46,7 +46,7 @@ RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying.")}
 # parser) and the database handler (app/errors.py). ErrorResponses documents them.
 UNAUTHORIZED = ErrorDoc(
     401,
-    "No API key, a malformed one, or an unknown or revoked one.",
+    "No API key, a malformed one, or an unknown, revoked or expired one.",
     {"WWW-Authenticate": _header('The scheme to use: Bearer realm="convstore".')},
 )
 DATABASE_UNAVAILABLE = ErrorDoc(
