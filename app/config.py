@@ -98,6 +98,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "TITLE_MODEL": env.get("TITLE_MODEL") or None,
         "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24),
         "TITLE_TIMEOUT": _float(env, "TITLE_TIMEOUT", 10.0),
+        # Full-text search: PostgreSQL's text-search configuration (simple: any language).
+        "SEARCH_LANGUAGE": env.get("SEARCH_LANGUAGE") or "simple",
     }
     return settings
 
