@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.base import NO_VALUE
 
-from app.models import MODEL_MAX, TITLE_MAX
+from app.models import (
+    FEEDBACK_COMMENT_MAX,
+    METADATA_KEY_MAX,
+    METADATA_MAX_PAIRS,
+    METADATA_VALUE_MAX,
+    MODEL_MAX,
+    RATINGS,
+    TITLE_MAX,
+)
 
 # Bound OFFSET to what a signed 64-bit integer holds: PostgreSQL rejects anything larger.
 MAX_OFFSET = 2**63 - 1
@@ -126,7 +137,58 @@ class Owner(fields.Field):
         raise ValidationError("Must be me, all, or a user id.")
 
 
-class ConversationListArgs(PageArgs):
+def _metadata(
+    *, nullable_values: bool = False, description: str = "", **kwargs: Any
+) -> fields.Dict:
+    """A metadata object: at most 16 pairs of strings (OpenAI's limits)."""
+    value = Text(validate=validate.Length(max=METADATA_VALUE_MAX), allow_none=nullable_values)
+    description += (
+        f"At most {METADATA_MAX_PAIRS} pairs; keys 1 to {METADATA_KEY_MAX} characters, "
+        f"string values up to {METADATA_VALUE_MAX}."
+    )
+    if nullable_values:
+        description += " Merged into the conversation's; a key set to null is removed."
+    return fields.Dict(
+        keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
+        values=value,
+        validate=validate.Length(max=METADATA_MAX_PAIRS),
+        data_key="metadata",
+        metadata={"description": description},
+        **kwargs,
+    )
+
+
+_METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
+
+
+class MetadataFilterArgs(Schema):
+    """Query arguments that take ``metadata[key]=value`` filters (all must match)."""
+
+    meta = _metadata(
+        load_default=dict,
+        description="Only conversations whose metadata has these pairs: metadata[key]=value. ",
+    )
+
+    @pre_load
+    def collect_metadata(self, data: Any, **_kwargs: Any) -> Any:
+        # The filters' keys are the user's own: gather metadata[key] parameters into one dict
+        # for the metadata field to validate (limits as on a conversation).
+        if not hasattr(data, "keys"):
+            return data
+        loaded: dict[str, Any] = {}
+        wanted: dict[str, Any] = {}
+        for key in data:
+            match = _METADATA_PARAM.match(key)
+            if match:
+                wanted[match[1]] = data[key]
+            else:
+                loaded[key] = data[key]
+        if wanted:
+            loaded["metadata"] = wanted
+        return loaded
+
+
+class ConversationListArgs(PageArgs, MetadataFilterArgs):
     owner = Owner(
         load_default="me",
         metadata={
@@ -144,11 +206,21 @@ class ConversationCreate(Schema):
         load_default=None,
         metadata={"description": "The model name sent to the LLM; DEFAULT_MODEL if omitted."},
     )
+    meta = _metadata(load_default=dict)
 
 
 class ConversationUpdate(Schema):
     title = _title(required=True)
     model_type = _model_type(required=True)
+    meta = _metadata(load_default=dict)
+
+
+class ConversationPatch(Schema):
+    """A partial update: only the fields given change."""
+
+    title = _title()
+    model_type = _model_type()
+    meta = _metadata(nullable_values=True)
 
 
 def _prompt(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
@@ -180,8 +252,45 @@ class ConversationOut(Schema):
     owner_id = fields.Integer()
     title = fields.String(allow_none=True)
     model_type = fields.String()
+    meta = fields.Dict(keys=fields.String(), values=fields.String(), data_key="metadata")
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
+
+
+class FeedbackIn(Schema):
+    rating = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.OneOf(RATINGS),
+        metadata={"description": "1 (good) or -1 (bad)."},
+    )
+    comment = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=FEEDBACK_COMMENT_MAX),
+    )
+
+
+class FeedbackOut(Schema):
+    message_id = fields.Integer()
+    rating = fields.Integer()
+    comment = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class LoadedOnly(fields.Nested):
+    """A relationship serialized only if already loaded: never a lazy load (they raise).
+
+    An exchange just generated has no feedback; lists join it in their one statement.
+    """
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = None) -> Any:
+        state = sa_inspect(obj, raiseerr=False)
+        if state is None:
+            return super().get_value(obj, attr, accessor, default)
+        value = state.attrs[attr].loaded_value
+        return None if value is NO_VALUE else value
 
 
 class MessageOut(Schema):
@@ -196,6 +305,11 @@ class MessageOut(Schema):
         allow_none=True, metadata={"description": "null while the exchange is in progress."}
     )
     status_code = fields.Integer(allow_none=True)
+    feedback = LoadedOnly(
+        FeedbackOut,
+        allow_none=True,
+        metadata={"description": "The user's rating of this exchange, or null."},
+    )
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
 
