@@ -151,7 +151,9 @@ def _metadata(
     return fields.Dict(
         keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
         values=value,
-        validate=validate.Length(max=METADATA_MAX_PAIRS),
+        validate=validate.Length(
+            max=METADATA_MAX_PAIRS, error=f"At most {METADATA_MAX_PAIRS} pairs."
+        ),
         data_key="metadata",
         metadata={"description": description},
         **kwargs,

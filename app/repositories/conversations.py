@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, func, select, true, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.models import Conversation, utcnow
@@ -16,7 +17,8 @@ def metadata_matches(session: Session, pairs: Mapping[str, str]) -> ColumnElemen
     if not pairs:
         return true()
     if session.get_bind().dialect.name == "postgresql":
-        return Conversation.meta.contains(dict(pairs))
+        # The column's type is a JSON/JSONB variant: say which, for JSONB's @> operator.
+        return type_coerce(Conversation.meta, JSONB).contains(dict(pairs))
     # SQLite: json_each takes any key as data, where a JSON path would need quoting.
     entries = func.json_each(Conversation.meta).table_valued("key", "value")
     return and_(
