@@ -6,6 +6,10 @@ PostgreSQL's tsquery or SQLite's FTS5 syntax, so a malformed query is a 422, nev
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -64,3 +68,38 @@ def parse(text: str) -> SearchQuery:
     if not query.wanted:
         raise QueryError("Give at least one word to look for (not only -exclusions).")
     return query
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of hits ended: its last hit's rank, kind and id (opaque to clients)."""
+
+    rank: float
+    kind: int
+    ref: int
+
+    def encode(self) -> str:
+        # repr-exact floats: the next page starts exactly after this hit.
+        raw = json.dumps([self.rank, self.kind, self.ref]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """The cursor ``encode`` made; QueryError for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            rank, kind, ref = json.loads(raw)
+        except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+            raise QueryError("Not a cursor this service gave.") from exc
+        valid = (
+            isinstance(rank, float | int)
+            and not isinstance(rank, bool)
+            and math.isfinite(rank)
+            and type(kind) is int
+            and 0 <= kind <= 2
+            and type(ref) is int
+            and 0 < ref < 2**63
+        )
+        if not valid:
+            raise QueryError("Not a cursor this service gave.")
+        return cls(float(rank), kind, ref)

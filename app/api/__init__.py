@@ -60,10 +60,11 @@ def register_api(app: Flask) -> Api:
     from app.api.generation import blp as generation
     from app.api.health import blp as health
     from app.api.messages import blp as messages
+    from app.api.search import blp as search
 
     app.url_map.converters["id"] = IdConverter
     api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
     api.register_converter(IdConverter, _id_schema)
-    for blueprint in (conversations, messages, feedback, generation, health):
+    for blueprint in (conversations, messages, feedback, search, generation, health):
         api.register_blueprint(blueprint)
     return api

@@ -16,16 +16,21 @@ LINK_HEADER = {
 }
 
 
-def next_link(page: Page[Any], cursor: str = "after", value: object = None) -> dict[str, str]:
+def next_link(page: Page[Any]) -> dict[str, str]:
     """The Link header for the page after ``page`` (none after the last page).
 
     The same request with ``after`` set to the page's last id and ``skip`` dropped (the id
-    already counts the rows skipped); ``cursor``/``value`` name another cursor parameter.
+    already counts the rows skipped).
     """
     if not page.has_more or not page.items:
         return {}
+    return link_to("after", page.items[-1].id)
+
+
+def link_to(cursor: str, value: object) -> dict[str, str]:
+    """A rel="next" Link: this request with ``cursor`` set to ``value``, without skip."""
     args = request.args.to_dict(flat=False)
     args.pop("skip", None)
-    args[cursor] = [str(page.items[-1].id if value is None else value)]
+    args[cursor] = [str(value)]
     url = url_for(request.endpoint or "", **(request.view_args or {}), **args)
     return {"Link": f'<{url}>; rel="next"'}
