@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.api.openapi import CONVERSATION_NOT_FOUND, ErrorDoc, documents
+from app.api.openapi import CONVERSATION_NOT_FOUND, URL_TOO_LONG, ErrorDoc, documents
 from app.api.paging import LINK_HEADER, next_link
 from app.models import Conversation
 from app.schemas import (
@@ -30,7 +30,7 @@ OTHERS_FORBIDDEN = ErrorDoc(403, "Only an admin can list other users' conversati
 class Conversations(MethodView):
     @blp.arguments(ConversationListArgs, location="query")
     @blp.response(200, ConversationOut(many=True), headers=LINK_HEADER)
-    @documents(blp, OTHERS_FORBIDDEN)
+    @documents(blp, OTHERS_FORBIDDEN, URL_TOO_LONG)
     def get(self, args: dict[str, Any]) -> tuple[list[Conversation], dict[str, str]]:
         """List your conversations (admins: anyone's), oldest first.
 
