@@ -1,7 +1,9 @@
 """Scale benchmark: 100,000 conversations and 1,000,000 messages in PostgreSQL.
 
 Seeds the data with COPY, then times listing, reading and paging at the start of the data
-and deep in it (a large ``skip`` against ``after=<id>``), with wrk under real gunicorn.
+and deep in it (a large ``skip`` against ``after=<id>``), and full-text search, with wrk
+under real gunicorn. Prompts and answers are drawn from a 5,000-word vocabulary with
+Zipf-like frequencies (as words are in text), so that search has realistic posting lists.
 
     .venv/bin/python -m bench.scale                   # needs wrk: apt-get install wrk
 """
@@ -9,8 +11,10 @@ and deep in it (a large ``skip`` against ``after=<id>``), with wrk under real gu
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -29,12 +33,39 @@ from tests.procfile import WebProcess, create_user, release  # noqa: E402
 CONVERSATIONS = 100_000
 MESSAGES_EACH = 9  # in every conversation but the big one
 BIG_MESSAGES = 100_009  # in the big one (the last): 1,000,000 messages in all
+VOCABULARY = 5_000
+PROMPT_WORDS, ANSWER_WORDS = 12, 30
+SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+
+
+def vocabulary(rng: random.Random) -> tuple[list[str], list[float]]:
+    """Distinct made-up words, most frequent first, and cumulative Zipf weights (s = 1)."""
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < VOCABULARY:
+        word = "".join(rng.choices(SYLLABLES, k=rng.randint(2, 4)))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words, list(itertools.accumulate(1 / rank for rank in range(1, VOCABULARY + 1)))
+
+
+class Text:
+    """Prompts and answers drawn from the vocabulary, deterministically."""
+
+    def __init__(self, seed: int = 12) -> None:
+        self.rng = random.Random(seed)
+        self.words, self.weights = vocabulary(self.rng)
+
+    def sentence(self, length: int) -> str:
+        return " ".join(self.rng.choices(self.words, cum_weights=self.weights, k=length))
 
 
 def seed(url: str, owner_name: str) -> tuple[int, int, int]:
     """Seed by COPY; returns (big conversation id, last message id, seconds taken)."""
     started = time.perf_counter()
     now = datetime.now(UTC)
+    text = Text()
     libpq = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(libpq) as connection, connection.cursor() as cursor:
         (owner,) = cursor.execute("SELECT id FROM users WHERE name = %s", (owner_name,)).fetchone()
@@ -46,13 +77,14 @@ def seed(url: str, owner_name: str) -> tuple[int, int, int]:
         columns = "conversation_id, prompt_content, response_content, prompt_tokens, "
         columns += "response_tokens, total_tokens, is_success, status_code, created_at, updated_at"
         with cursor.copy(f"COPY messages ({columns}) FROM STDIN") as copy:
-            for conversation_id in range(first, big):
-                for i in range(MESSAGES_EACH):
-                    copy.write_row(
-                        (conversation_id, f"prompt {i}", "an answer", 3, 3, 6, True, 200, now, now)
-                    )
-            for i in range(BIG_MESSAGES):
-                copy.write_row((big, f"prompt {i}", "an answer", 3, 3, 6, True, 200, now, now))
+            owners = itertools.chain(
+                (c for c in range(first, big) for _ in range(MESSAGES_EACH)),
+                itertools.repeat(big, BIG_MESSAGES),
+            )
+            for conversation_id in owners:
+                prompt = text.sentence(PROMPT_WORDS)
+                answer = text.sentence(ANSWER_WORDS)
+                copy.write_row((conversation_id, prompt, answer, 12, 30, 42, True, 200, now, now))
         (last_message,) = cursor.execute("SELECT max(id) FROM messages").fetchone()
         connection.commit()
         connection.autocommit = True
@@ -78,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         key = create_user(env, "bench")
         big, last_message, seconds = seed(url, "bench")
         total_messages = (CONVERSATIONS - 1) * MESSAGES_EACH + BIG_MESSAGES
+        words = Text().words  # most frequent first
         deep = CONVERSATIONS - 1000
         deep_messages = BIG_MESSAGES - 1000
         queries = [
@@ -94,6 +127,12 @@ def main(argv: list[str] | None = None) -> None:
                 "messages 20, after=(1,000 from the end)",
                 f"/conversations/{big}/messages?take=20&after={last_message - 1000}",
             ),
+            # Word ranks 100 and 300: each in 1-4% of messages, together in a few hundred.
+            ("search, two words", f"/search?q={words[99]}+{words[299]}&take=20"),
+            ("search, a phrase", f"/search?q=%22{words[99]}+{words[299]}%22&take=20"),
+            ("search, two words, one excluded", f"/search?q={words[99]}+-{words[299]}&take=20"),
+            # Ranks 1 and 2: in most messages, so every match is ranked (the worst case).
+            ("search, two of the commonest words", f"/search?q={words[0]}+{words[1]}&take=20"),
         ]
         log = Path(tempfile.mkdtemp(prefix="convstore-bench-")) / "gunicorn.log"
         rows = []
