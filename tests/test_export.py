@@ -369,3 +369,29 @@ class TestImport:
 
         assert response.status_code == 422
         assert database.scalar("SELECT count(*) FROM conversations") == 1
+
+
+def test_an_export_restores_into_another_instance_on_the_other_engine(
+    backend, client, trip, database_factory
+):
+    import flask_migrate
+
+    from app.services import users as users_service
+    from tests.conftest import disposing, make_app
+
+    other_backend = "postgresql" if backend == "sqlite" else "sqlite"
+    exported = client.get(f"/conversations/{trip[0]}/export").json
+
+    with disposing(make_app(database_factory(other_backend))) as other:
+        with other.app_context():
+            flask_migrate.upgrade()
+            key = users_service.create_user("carol").secret
+        carol = keyed_client(other, key)
+        response = carol.post("/import", json=exported)
+        new_id = response.json["conversations"][0]["id"]
+        again = carol.get(f"/conversations/{new_id}/export").json
+        found = carol.get("/search?q=bouchon").json["results"]
+
+    assert response.status_code == 201
+    assert without_ids(again) == without_ids(exported)
+    assert [(r["conversation_id"], r["field"]) for r in found] == [(new_id, "response")]
