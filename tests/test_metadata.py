@@ -221,3 +221,18 @@ class TestListFilter:
         database.add(Conversation(title="b", model_type="m", owner_id=bob.user_id, meta={"k": "v"}))
 
         assert client.get("/conversations?metadata[k]=v").json == []
+
+
+def test_patch_reads_locked_then_writes_once(client, database):
+    conversation = create(client, title="t", metadata={"a": "1"})
+
+    with database.count_statements() as statements:
+        response = client.patch(
+            f"/conversations/{conversation['id']}", json={"title": "u", "metadata": {"b": "2"}}
+        )
+
+    assert response.status_code == 200
+    verbs = [statement.split(None, 1)[0].upper() for statement in statements]
+    assert verbs == ["SELECT", "UPDATE"]
+    if database.app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        assert statements[0].rstrip().endswith("FOR UPDATE")
