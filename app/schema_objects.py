@@ -1,7 +1,8 @@
 """Schema objects the migrations create but the models cannot describe.
 
-Full-text indexes (PostgreSQL expression GIN indexes, SQLite FTS5 tables and their shadow
-tables) and the JSONB GIN index on metadata: autogenerate must not report them as drift.
+Full-text indexes (PostgreSQL generated tsvector columns and their GIN indexes, SQLite FTS5
+tables and their shadow tables) and the JSONB GIN index on metadata: autogenerate must not
+report them as drift.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ FTS_TITLES = "fts_conversation_titles"
 FTS_PROMPTS = "fts_message_prompts"
 FTS_RESPONSES = "fts_message_responses"
 
-# PostgreSQL: GIN indexes over expressions (to_tsvector) and over the JSONB metadata.
+# PostgreSQL: generated tsvector columns (never mapped: the ORM neither reads nor writes
+# them), their GIN indexes, and the GIN index over the JSONB metadata.
+TITLE_VECTOR = "title_search"
+PROMPT_VECTOR = "prompt_search"
+RESPONSE_VECTOR = "response_search"
+SEARCH_COLUMNS = frozenset({TITLE_VECTOR, PROMPT_VECTOR, RESPONSE_VECTOR})
 TITLE_SEARCH_INDEX = "ix_conversations_title_search"
 PROMPT_SEARCH_INDEX = "ix_messages_prompt_search"
 RESPONSE_SEARCH_INDEX = "ix_messages_response_search"
@@ -29,5 +35,7 @@ def include_object(
 ) -> bool:
     """Alembic's ``include_object``: leave the objects above out of autogenerate."""
     if type_ == "table" and name and name.startswith(FTS_TABLE_PREFIX):
+        return False
+    if type_ == "column" and name in SEARCH_COLUMNS:
         return False
     return not (type_ == "index" and name in UNMANAGED_INDEXES)

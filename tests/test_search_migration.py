@@ -13,6 +13,7 @@ from app.schema_objects import (
     METADATA_INDEX,
     PROMPT_SEARCH_INDEX,
     RESPONSE_SEARCH_INDEX,
+    SEARCH_COLUMNS,
     TITLE_SEARCH_INDEX,
 )
 from app.services import users as users_service
@@ -56,8 +57,10 @@ def seed_before_the_migration(connection: sa.Connection) -> None:
 def search_objects() -> set[str]:
     inspector = sa.inspect(db.engine)
     if db.engine.dialect.name == "postgresql":
-        names = {i["name"] for t in ("conversations", "messages") for i in inspector.get_indexes(t)}
-        return names & (SEARCH_INDEXES | {METADATA_INDEX})
+        tables = ("conversations", "messages")
+        names = {i["name"] for t in tables for i in inspector.get_indexes(t)}
+        names |= {c["name"] for t in tables for c in inspector.get_columns(t)}
+        return names & (SEARCH_INDEXES | {METADATA_INDEX} | SEARCH_COLUMNS)
     return set(inspector.get_table_names()) & FTS_TABLES
 
 
@@ -70,7 +73,8 @@ def test_upgrade_indexes_existing_rows_and_downgrade_removes_it_all(backend, dat
 
             flask_migrate.upgrade(revision=THIS)
 
-            expected = SEARCH_INDEXES | {METADATA_INDEX} if backend == "postgresql" else FTS_TABLES
+            on_postgresql = SEARCH_INDEXES | {METADATA_INDEX} | SEARCH_COLUMNS
+            expected = on_postgresql if backend == "postgresql" else FTS_TABLES
             assert search_objects() == expected
             assert drift() == []
             with db.engine.connect() as connection:

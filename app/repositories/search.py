@@ -1,7 +1,6 @@
 """Full-text search over titles, prompts and answers: PostgreSQL GIN, SQLite FTS5.
 
-The expressions here mirror the indexes migration 0005 creates; a query that spells them
-differently would scan instead of using them.
+The columns and tables here are those migration 0005 creates (app/schema_objects.py).
 """
 
 from __future__ import annotations
@@ -36,9 +35,24 @@ from sqlalchemy.sql.expression import TableClause
 
 from app.models import Conversation, Message
 from app.repositories.conversations import metadata_matches
-from app.schema_objects import FTS_PROMPTS, FTS_RESPONSES, FTS_TITLES
+from app.schema_objects import (
+    FTS_PROMPTS,
+    FTS_RESPONSES,
+    FTS_TITLES,
+    PROMPT_VECTOR,
+    RESPONSE_VECTOR,
+    TITLE_VECTOR,
+)
 from app.search_query import Cursor, SearchQuery, Term
 
+# Matches ranked per field, at most. Past it, results are the best of the first RANK_WINDOW
+# matches the index yields (the same ones on every page): more words or a filter narrow it.
+RANK_WINDOW = 2000
+VECTORS = {
+    "title": TITLE_VECTOR,
+    "prompt_content": PROMPT_VECTOR,
+    "response_content": RESPONSE_VECTOR,
+}
 # Kinds of hit, in the order ties are broken.
 TITLE, PROMPT, RESPONSE = 0, 1, 2
 FIELDS = ("title", "prompt", "response")
@@ -89,7 +103,10 @@ class SearchRepository:
     ) -> list[Hit]:
         """The best ``take`` hits past ``after``: rank first, then kind, then id."""
         selects = [self._titles(query, filters), *self._messages(query, filters)]
-        hits = union_all(*selects).subquery("hits")
+        # Each field ranks at most RANK_WINDOW matches: ranking re-reads every matched text,
+        # so a query matching most of a million messages would take seconds otherwise.
+        windows = [select(statement.limit(RANK_WINDOW).subquery()) for statement in selects]
+        hits = union_all(*windows).subquery("hits")
         ordered = select(hits).order_by(hits.c.rank.desc(), hits.c.kind, hits.c.ref)
         if after is not None:
             ordered = ordered.where(
@@ -176,8 +193,8 @@ class SearchRepository:
         return match, -func.bm25(literal_column(fts_name))
 
     def _vector(self, source: str, field: str) -> ColumnElement[Any]:
-        text = func.coalesce(literal_column(f"{source}.{field}"), literal_column("''"))
-        return func.to_tsvector(self.config, text)
+        # The stored, indexed to_tsvector(SEARCH_LANGUAGE, field) of migration 0005.
+        return literal_column(f"{source}.{VECTORS[field]}")
 
     def _tsquery(self, query: SearchQuery, *, wanted_only: bool = False) -> ColumnElement[Any]:
         def phrase(term: Term) -> ColumnElement[Any]:
