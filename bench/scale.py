@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--only", default="", help="Time only the queries whose name contains this (e.g. search)."
+    )
     args = parser.parse_args(argv)
 
     url = create_database("postgresql")
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             # Ranks 1 and 2: in most messages, so every match is ranked (the worst case).
             ("search, two of the commonest words", f"/search?q={words[0]}+{words[1]}&take=20"),
         ]
+        queries = [(name, path) for name, path in queries if args.only in name]
         log = Path(tempfile.mkdtemp(prefix="convstore-bench-")) / "gunicorn.log"
         rows = []
         with WebProcess(env, log) as web:

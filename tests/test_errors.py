@@ -71,7 +71,7 @@ def test_openapi_lists_each_error_an_operation_can_answer(anonymous):
     spec = anonymous.get("/openapi.json").json
     documented = {key: " ".join(sorted(op["responses"])) for key, op in operations(spec).items()}
 
-    assert documented[("GET", "/conversations")] == "200 401 403 422 503"
+    assert documented[("GET", "/conversations")] == "200 401 403 414 422 503"
     assert documented[("POST", "/conversations")] == "201 400 401 413 415 422 503"
     assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 503"
     assert documented[("PUT", "/conversations/{conversation_id}")] == (
