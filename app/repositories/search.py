@@ -103,9 +103,20 @@ class SearchRepository:
     ) -> list[Hit]:
         """The best ``take`` hits past ``after``: rank first, then kind, then id."""
         selects = [self._titles(query, filters), *self._messages(query, filters)]
-        # Each field ranks at most RANK_WINDOW matches: ranking re-reads every matched text,
-        # so a query matching most of a million messages would take seconds otherwise.
-        windows = [select(statement.limit(RANK_WINDOW).subquery()) for statement in selects]
+        # Each field ranks at most RANK_WINDOW matches: a query matching most of a million
+        # messages would otherwise rank them all. The limit goes outside a materialized CTE,
+        # which PostgreSQL plans for all its rows (a LIMIT inside tempts it to scan the table
+        # in the hope of finding 2,000 matches early) yet runs lazily, stopping at the limit.
+        windows = [
+            select(
+                select(
+                    statement.cte(f"matches_{n}").prefix_with("MATERIALIZED", dialect="postgresql")
+                )
+                .limit(RANK_WINDOW)
+                .subquery()
+            )
+            for n, statement in enumerate(selects)
+        ]
         hits = union_all(*windows).subquery("hits")
         ordered = select(hits).order_by(hits.c.rank.desc(), hits.c.kind, hits.c.ref)
         if after is not None:
