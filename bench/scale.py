@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import create_database, drop_database, run_wrk, wrk_script  # noqa: E402
-from tests.procfile import WebProcess, create_user, release  # noqa: E402
+from tests.procfile import WebProcess, create_user, flask_command, release  # noqa: E402
 
 CONVERSATIONS = 100_000
 MESSAGES_EACH = 9  # in every conversation but the big one
@@ -102,6 +102,16 @@ def seed(url: str, owner_name: str) -> tuple[int, int, int]:
     return big, last_message, round(time.perf_counter() - started)
 
 
+def seeded(url: str) -> tuple[int, int, int]:
+    """(big conversation id, last message id, 0) of a database ``seed`` filled earlier."""
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        big = connection.scalar(sa.text("SELECT max(id) FROM conversations"))
+        last = connection.scalar(sa.text("SELECT max(id) FROM messages"))
+    engine.dispose()
+    return big, last, 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5)
@@ -109,9 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", default="", help="Time only the queries whose name contains this (e.g. search)."
     )
+    parser.add_argument(
+        "--database", help="Time against this database, seeded by an earlier run (kept)."
+    )
     args = parser.parse_args(argv)
 
-    url = create_database("postgresql")
+    url = args.database or create_database("postgresql")
     env = {
         "DATABASE_URL": url,
         "WEB_CONCURRENCY": str(os.cpu_count() or 2),
@@ -120,8 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     try:
         release(env)
-        key = create_user(env, "bench")
-        big, last_message, seconds = seed(url, "bench")
+        if args.database:
+            key = flask_command(env, "keys", "create", "bench").strip().splitlines()[-1]
+            big, last_message, seconds = seeded(url)
+        else:
+            key = create_user(env, "bench")
+            big, last_message, seconds = seed(url, "bench")
         total_messages = (CONVERSATIONS - 1) * MESSAGES_EACH + BIG_MESSAGES
         words = Text().words  # most frequent first
         deep = CONVERSATIONS - 1000
@@ -165,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append((name, result))
                 print(f"{name}: p50 {result.p50_ms:.1f} ms", file=sys.stderr)
     finally:
-        drop_database(url)
+        if not args.database:
+            drop_database(url)
 
     print(
         f"Scale benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} "
