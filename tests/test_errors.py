@@ -124,8 +124,6 @@ def test_openapi_lists_the_errors_of_search_metadata_feedback_and_export(anonymo
     )
     assert documented[("PUT", feedback)] == "200 400 401 404 413 415 422 503"
     assert documented[("DELETE", feedback)] == "204 401 404 503"
-    assert documented[("GET", "/conversations/{conversation_id}/export")] == (
-        "200 401 404 422 503"
-    )
+    assert documented[("GET", "/conversations/{conversation_id}/export")] == ("200 401 404 422 503")
     assert documented[("GET", "/export")] == "200 401 403 422 503"
     assert documented[("POST", "/import")] == "201 400 401 413 415 422 503"
