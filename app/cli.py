@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app.cli_conversations import conversations
 from app.errors import DomainError
 from app.models import USER_NAME_MAX, utcnow
 from app.services import users as users_service
@@ -181,5 +182,5 @@ def revoke_key(prefix: str) -> None:
 
 def register_cli(app: Flask) -> None:
     """Attach the project's CLI command groups to ``app``."""
-    for group in (messages, users, keys):
+    for group in (messages, users, keys, conversations):
         app.cli.add_command(group)

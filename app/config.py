@@ -273,6 +273,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "TITLE_MODEL": env.get("TITLE_MODEL") or None,
         "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24, minimum=1),
         "TITLE_TIMEOUT": _float(env, "TITLE_TIMEOUT", 10.0),
+        # Full-text search: PostgreSQL's text-search configuration (simple: any language).
+        "SEARCH_LANGUAGE": env.get("SEARCH_LANGUAGE") or "simple",
     }
     # A live stream heartbeats every CHECKPOINT_SECONDS: a staleness bound within two
     # heartbeats would reap streams that are merely slow to write.

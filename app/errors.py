@@ -14,6 +14,7 @@ class DomainError(Exception):
     """A failure a service reports; ``errors.py`` turns it into an HTTP response."""
 
     status_code = 500
+    errors: dict[str, Any] | None = None
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -45,6 +46,16 @@ class Conflict(DomainError):
     status_code = 409
 
 
+class Unprocessable(DomainError):
+    """Well-formed input a rule refuses (422), with the fields at fault as validation does."""
+
+    status_code = 422
+
+    def __init__(self, message: str, errors: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 class Unavailable(DomainError):
     """Something the service depends on is down; the client may retry (503)."""
 
@@ -73,7 +84,7 @@ def error_response(
 
 
 def _handle_domain_error(error: DomainError) -> Response:
-    return error_response(error.status_code, error.message, headers=error.headers)
+    return error_response(error.status_code, error.message, error.errors, error.headers)
 
 
 def _handle_http_exception(error: HTTPException) -> Response:

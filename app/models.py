@@ -12,13 +12,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     text,
     true,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import JSON, TypeDecorator
 
 from app.extensions import db
 
@@ -34,6 +36,16 @@ OUTCOME_MAX = 16
 FINISH_REASON_MAX = 32
 ENDPOINT_MAX = 32
 REQUEST_ID_MAX = 128
+
+# OpenAI's limits for metadata: at most 16 pairs, keys up to 64 characters, values up to 512.
+METADATA_MAX_PAIRS = 16
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
+FEEDBACK_COMMENT_MAX = 2000
+RATINGS = (1, -1)
+
+# JSONB on PostgreSQL: indexable (GIN) and compared by value; SQLite stores JSON as text.
+JsonObject = JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -127,6 +139,10 @@ class Conversation(TimestampMixin, db.Model):
     # NULL until the first prompt gives it a title (or the client sets one).
     title: Mapped[str | None] = mapped_column(String(TITLE_MAX))
     model_type: Mapped[str] = mapped_column(String(MODEL_MAX), index=True)
+    # "metadata" is reserved on declarative classes, hence the attribute's other name.
+    meta: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JsonObject, default=dict, server_default=text("'{}'")
+    )
 
     # passive_deletes: the database's ON DELETE CASCADE removes the messages, so deleting
     # a conversation never loads them.
@@ -186,6 +202,24 @@ class Message(TimestampMixin, db.Model):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    # Loaded only where asked for (joinedload): an exchange being generated never queries it.
+    feedback: Mapped[Feedback | None] = relationship(lazy="raise", passive_deletes=True)
 
     def __repr__(self) -> str:
         return f"<Message {self.id} of conversation {self.conversation_id}>"
+
+
+class Feedback(TimestampMixin, db.Model):
+    """A user's rating of one exchange: at most one per message, deleted with it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (CheckConstraint("rating IN (1, -1)", name="rating"),)
+
+    message_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"<Feedback {self.rating:+d} on message {self.message_id}>"

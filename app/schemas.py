@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.base import NO_VALUE
 
-from app.models import MODEL_MAX, TITLE_MAX
+from app.models import (
+    FEEDBACK_COMMENT_MAX,
+    METADATA_KEY_MAX,
+    METADATA_MAX_PAIRS,
+    METADATA_VALUE_MAX,
+    MODEL_MAX,
+    RATINGS,
+    TITLE_MAX,
+)
+from app.search_query import QUERY_MAX, Cursor, QueryError, SearchQuery, parse
 
 # Bound OFFSET to what a signed 64-bit integer holds: PostgreSQL rejects anything larger.
 MAX_OFFSET = 2**63 - 1
@@ -126,7 +139,127 @@ class Owner(fields.Field):
         raise ValidationError("Must be me, all, or a user id.")
 
 
-class ConversationListArgs(PageArgs):
+def _metadata(
+    *, nullable_values: bool = False, description: str = "", **kwargs: Any
+) -> fields.Dict:
+    """A metadata object: at most 16 pairs of strings (OpenAI's limits)."""
+    value = Text(validate=validate.Length(max=METADATA_VALUE_MAX), allow_none=nullable_values)
+    description += (
+        f"At most {METADATA_MAX_PAIRS} pairs; keys 1 to {METADATA_KEY_MAX} characters, "
+        f"string values up to {METADATA_VALUE_MAX}."
+    )
+    if nullable_values:
+        description += " Merged into the conversation's; a key set to null is removed."
+    return fields.Dict(
+        keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
+        values=value,
+        validate=validate.Length(
+            max=METADATA_MAX_PAIRS, error=f"At most {METADATA_MAX_PAIRS} pairs."
+        ),
+        data_key="metadata",
+        metadata={"description": description},
+        **kwargs,
+    )
+
+
+_METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
+
+
+class MetadataFilterArgs(Schema):
+    """Query arguments that take ``metadata[key]=value`` filters (all must match)."""
+
+    meta = _metadata(
+        load_default=dict,
+        description="Only conversations whose metadata has these pairs: metadata[key]=value. ",
+    )
+
+    @pre_load
+    def collect_metadata(self, data: Any, **_kwargs: Any) -> Any:
+        # The filters' keys are the user's own: gather metadata[key] parameters into one dict
+        # for the metadata field to validate (limits as on a conversation).
+        if not hasattr(data, "keys"):
+            return data
+        loaded: dict[str, Any] = {}
+        wanted: dict[str, Any] = {}
+        for key in data:
+            match = _METADATA_PARAM.match(key)
+            if match:
+                wanted[match[1]] = data[key]
+            else:
+                loaded[key] = data[key]
+        if wanted:
+            loaded["metadata"] = wanted
+        return loaded
+
+
+class ConversationListArgs(PageArgs, MetadataFilterArgs):
+    owner = Owner(
+        load_default="me",
+        metadata={
+            "description": "Whose conversations: me (default); admins also all or a user id."
+        },
+    )
+
+
+class SearchQueryField(fields.String):
+    """A search query, parsed: words, "quoted phrases", -exclusions."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> SearchQuery:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parse(text)
+        except QueryError as error:
+            raise ValidationError(str(error)) from error
+
+
+class CursorField(fields.String):
+    """The opaque cursor of a page of search results."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Cursor:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return Cursor.decode(text)
+        except QueryError as error:
+            raise ValidationError(str(error)) from error
+
+
+SEARCH_PAGE = 20
+
+
+class SearchArgs(MetadataFilterArgs):
+    q = SearchQueryField(
+        required=True,
+        metadata={
+            "minLength": 1,
+            "maxLength": QUERY_MAX,
+            "description": 'Words (all must match), "quoted phrases", and -excluded words or '
+            '-"phrases". Case is ignored; accents are not.',
+        },
+    )
+    take = fields.Integer(
+        load_default=SEARCH_PAGE,
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"description": f"Results to return (1 to {MAX_PAGE})."},
+    )
+    cursor = CursorField(
+        load_default=None,
+        metadata={"description": "next_cursor of the previous page (the Link header has it)."},
+    )
+    model = _model_type(
+        load_default=None, metadata={"description": "Only conversations with this model_type."}
+    )
+    since = fields.AwareDateTime(
+        data_key="from",
+        load_default=None,
+        default_timezone=UTC,
+        metadata={"description": "Only text written at or after this time (ISO 8601)."},
+    )
+    until = fields.AwareDateTime(
+        data_key="to",
+        load_default=None,
+        default_timezone=UTC,
+        metadata={"description": "Only text written before this time (ISO 8601)."},
+    )
     owner = Owner(
         load_default="me",
         metadata={
@@ -144,11 +277,21 @@ class ConversationCreate(Schema):
         load_default=None,
         metadata={"description": "The model name sent to the LLM; DEFAULT_MODEL if omitted."},
     )
+    meta = _metadata(load_default=dict)
 
 
 class ConversationUpdate(Schema):
     title = _title(required=True)
     model_type = _model_type(required=True)
+    meta = _metadata(load_default=dict)
+
+
+class ConversationPatch(Schema):
+    """A partial update: only the fields given change."""
+
+    title = _title()
+    model_type = _model_type()
+    meta = _metadata(nullable_values=True)
 
 
 def _prompt(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
@@ -180,8 +323,45 @@ class ConversationOut(Schema):
     owner_id = fields.Integer()
     title = fields.String(allow_none=True)
     model_type = fields.String()
+    meta = fields.Dict(keys=fields.String(), values=fields.String(), data_key="metadata")
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
+
+
+class FeedbackIn(Schema):
+    rating = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.OneOf(RATINGS),
+        metadata={"description": "1 (good) or -1 (bad)."},
+    )
+    comment = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=FEEDBACK_COMMENT_MAX),
+    )
+
+
+class FeedbackOut(Schema):
+    message_id = fields.Integer()
+    rating = fields.Integer()
+    comment = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class LoadedOnly(fields.Nested):
+    """A relationship serialized only if already loaded: never a lazy load (they raise).
+
+    An exchange just generated has no feedback; lists join it in their one statement.
+    """
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = None) -> Any:
+        state = sa_inspect(obj, raiseerr=False)
+        if state is None:
+            return super().get_value(obj, attr, accessor, default)
+        value = state.attrs[attr].loaded_value
+        return None if value is NO_VALUE else value
 
 
 class MessageOut(Schema):
@@ -219,8 +399,116 @@ class MessageOut(Schema):
     duration_ms = fields.Integer(
         allow_none=True, metadata={"description": "Request received to exchange ended."}
     )
+    feedback = LoadedOnly(
+        FeedbackOut,
+        allow_none=True,
+        metadata={"description": "The user's rating of this exchange, or null."},
+    )
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
+
+
+class SearchResultOut(Schema):
+    conversation_id = fields.Integer()
+    message_id = fields.Integer(
+        allow_none=True, metadata={"description": "null when the title matched."}
+    )
+    field = fields.String(
+        validate=validate.OneOf(["title", "prompt", "response"]),
+        metadata={"description": "What matched: title, prompt or response."},
+    )
+    snippet = fields.String(
+        metadata={"description": "The text around the matches, HTML-escaped, matches in <mark>."}
+    )
+    rank = fields.Float(metadata={"description": "Relevance: higher is better."})
+
+
+class SearchPageOut(Schema):
+    results = fields.List(fields.Nested(SearchResultOut), metadata={"description": "Best first."})
+    next_cursor = fields.String(
+        allow_none=True,
+        metadata={"description": "Pass as cursor for the next page; null at the end."},
+    )
+
+
+class ExportArgs(Schema):
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(["json", "markdown"]),
+        metadata={"description": "json (what POST /import takes) or markdown (to read)."},
+    )
+
+
+class ExportAllArgs(Schema):
+    format = fields.String(
+        load_default="ndjson",
+        validate=validate.OneOf(["ndjson"]),
+        metadata={"description": "ndjson: a conversation a line, each followed by its messages."},
+    )
+    owner = Owner(
+        load_default="me",
+        metadata={
+            "description": "Whose conversations: me (default); admins also all or a user id."
+        },
+    )
+
+
+class ExportedFeedback(Schema):
+    rating = fields.Integer(required=True, strict=True, validate=validate.OneOf(RATINGS))
+    comment = Text(
+        load_default=None, allow_none=True, validate=validate.Length(max=FEEDBACK_COMMENT_MAX)
+    )
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+
+
+_COUNT = validate.Range(min=0, max=2**31 - 1)
+
+
+class ExportedMessage(Schema):
+    id = fields.Integer(metadata={"description": "The id in the exporting instance."})
+    prompt_content = Text(required=True, validate=validate.Length(max=PROMPT_MAX))
+    response_content = Text(load_default="")
+    prompt_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
+    response_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
+    total_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
+    is_success = fields.Boolean(load_default=None, allow_none=True)
+    status_code = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=100, max=599)
+    )
+    feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+
+
+class ExportedConversation(Schema):
+    id = fields.Integer(metadata={"description": "The id in the exporting instance."})
+    title = _title(load_default=None, allow_none=True)
+    model_type = _model_type(required=True)
+    meta = _metadata(load_default=dict)
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+    messages = fields.List(fields.Nested(ExportedMessage), load_default=list)
+
+
+class ExportDocument(Schema):
+    """The JSON export: what GET /conversations/<id>/export gives and POST /import takes."""
+
+    format = fields.String(required=True, validate=validate.Equal("convstore"))
+    version = fields.Integer(required=True, strict=True, validate=validate.Equal(1))
+    conversations = fields.List(fields.Nested(ExportedConversation), required=True)
+
+
+class ImportedOut(Schema):
+    source_id = fields.Integer(
+        allow_none=True, metadata={"description": "Its id in the export, when it had one."}
+    )
+    id = fields.Integer(metadata={"description": "Its id here."})
+    messages = fields.Integer(metadata={"description": "Messages imported with it."})
+
+
+class ImportOut(Schema):
+    conversations = fields.List(fields.Nested(ImportedOut))
 
 
 class SseEventOut(Schema):

@@ -43,7 +43,16 @@ class TestCreate:
         body = response.json
         assert body["title"] == "Trip"
         assert body["model_type"] == "llama3"
-        assert set(body) == {"id", "owner_id", "title", "model_type", "created_at", "updated_at"}
+        assert set(body) == {
+            "id",
+            "owner_id",
+            "title",
+            "model_type",
+            "metadata",
+            "created_at",
+            "updated_at",
+        }
+        assert body["metadata"] == {}
         assert response.headers["Location"] == f"/conversations/{body['id']}"
         assert client.get(response.headers["Location"]).json == body
 

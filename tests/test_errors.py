@@ -76,7 +76,7 @@ def test_openapi_lists_each_error_an_operation_can_answer(anonymous):
     spec = anonymous.get("/openapi.json").json
     documented = {key: " ".join(sorted(op["responses"])) for key, op in operations(spec).items()}
 
-    assert documented[("GET", "/conversations")] == "200 401 403 422 503"
+    assert documented[("GET", "/conversations")] == "200 401 403 414 422 503"
     assert documented[("POST", "/conversations")] == "201 400 401 413 415 422 503"
     assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 503"
     assert documented[("PUT", "/conversations/{conversation_id}")] == (
@@ -116,3 +116,19 @@ def test_openapi_gives_the_streams_their_content_types(anonymous):
     assert list(text["content"]) == ["text/plain; charset=utf-8"]
     assert list(sse["200"]["content"]) == ["text/event-stream"]
     assert list(sse["201"]["content"]) == ["application/json"]
+
+
+def test_openapi_lists_the_errors_of_search_metadata_feedback_and_export(anonymous):
+    spec = anonymous.get("/openapi.json").json
+    documented = {key: " ".join(sorted(op["responses"])) for key, op in operations(spec).items()}
+    feedback = "/conversations/{conversation_id}/messages/{message_id}/feedback"
+
+    assert documented[("GET", "/search")] == "200 401 403 414 422 503"
+    assert documented[("PATCH", "/conversations/{conversation_id}")] == (
+        "200 400 401 404 413 415 422 503"
+    )
+    assert documented[("PUT", feedback)] == "200 400 401 404 413 415 422 503"
+    assert documented[("DELETE", feedback)] == "204 401 404 503"
+    assert documented[("GET", "/conversations/{conversation_id}/export")] == ("200 401 404 422 503")
+    assert documented[("GET", "/export")] == "200 401 403 422 503"
+    assert documented[("POST", "/import")] == "201 400 401 413 415 422 503"

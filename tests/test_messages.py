@@ -51,9 +51,11 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
         "finish_reason",
         "ttft_ms",
         "duration_ms",
+        "feedback",
         "created_at",
         "updated_at",
     }
+    assert first["feedback"] is None
     assert (first["total_tokens"], first["is_success"], first["status_code"]) == (4, True, 200)
     assert second["is_success"] is None  # an exchange still in progress
     assert second["response_content"] == ""

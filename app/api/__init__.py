@@ -56,13 +56,16 @@ class Api(flask_smorest.Api):
 def register_api(app: Flask) -> Api:
     """Create the app's Api and register the URL converter and every Blueprint on it."""
     from app.api.conversations import blp as conversations
+    from app.api.export import blp as export
+    from app.api.feedback import blp as feedback
     from app.api.generation import blp as generation
     from app.api.health import blp as health
     from app.api.messages import blp as messages
+    from app.api.search import blp as search
 
     app.url_map.converters["id"] = IdConverter
     api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
     api.register_converter(IdConverter, _id_schema)
-    for blueprint in (conversations, messages, generation, health):
+    for blueprint in (conversations, messages, feedback, search, export, generation, health):
         api.register_blueprint(blueprint)
     return api

@@ -1,4 +1,4 @@
-"""/conversations: create, list, read, update, delete."""
+"""/conversations: create, list, read, update (whole or partial), delete."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.api.openapi import CONVERSATION_NOT_FOUND, ErrorDoc, documents
+from app.api.openapi import CONVERSATION_NOT_FOUND, URL_TOO_LONG, ErrorDoc, documents
+from app.api.paging import LINK_HEADER, next_link
 from app.models import Conversation
 from app.schemas import (
     ConversationCreate,
     ConversationListArgs,
     ConversationOut,
+    ConversationPatch,
     ConversationUpdate,
 )
 from app.services import conversations as service
@@ -27,11 +29,15 @@ OTHERS_FORBIDDEN = ErrorDoc(403, "Only an admin can list other users' conversati
 @blp.route("")
 class Conversations(MethodView):
     @blp.arguments(ConversationListArgs, location="query")
-    @blp.response(200, ConversationOut(many=True))
-    @documents(blp, OTHERS_FORBIDDEN)
-    def get(self, args: dict[str, Any]) -> list[Conversation]:
-        """List your conversations (admins: anyone's), oldest first."""
-        return service.list_conversations(current_principal(), **args)
+    @blp.response(200, ConversationOut(many=True), headers=LINK_HEADER)
+    @documents(blp, OTHERS_FORBIDDEN, URL_TOO_LONG)
+    def get(self, args: dict[str, Any]) -> tuple[list[Conversation], dict[str, str]]:
+        """List your conversations (admins: anyone's), oldest first.
+
+        Filter by metadata with metadata[key]=value (every pair must match).
+        """
+        page = service.list_conversations(current_principal(), **args)
+        return page.items, next_link(page)
 
     @blp.arguments(ConversationCreate, required=False)
     @blp.response(201, ConversationOut, headers={"Location": {"schema": {"type": "string"}}})
@@ -54,8 +60,15 @@ class ConversationById(MethodView):
     @blp.response(202, ConversationOut)
     @documents(blp, CONVERSATION_NOT_FOUND)
     def put(self, body: dict[str, Any], conversation_id: int) -> Conversation:
-        """Replace a conversation's title and model."""
+        """Replace a conversation's title, model and metadata (omitted: emptied)."""
         return service.update_conversation(current_principal(), conversation_id, **body)
+
+    @blp.arguments(ConversationPatch)
+    @blp.response(200, ConversationOut)
+    @documents(blp, CONVERSATION_NOT_FOUND)
+    def patch(self, body: dict[str, Any], conversation_id: int) -> Conversation:
+        """Change some of a conversation's fields; metadata is merged (null removes a key)."""
+        return service.patch_conversation(current_principal(), conversation_id, **body)
 
     @blp.response(204)
     @documents(blp, CONVERSATION_NOT_FOUND)

@@ -10,6 +10,7 @@ from flask.views import MethodView
 from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
+from app.api.paging import LINK_HEADER, next_link
 from app.models import Message
 from app.schemas import MessageCreate, MessageOut, PageArgs, SseEventOut
 from app.services import conversations as conversations_service
@@ -29,11 +30,14 @@ SSE_DESCRIPTION = (
 @blp.route("/<id:conversation_id>/messages")
 class Messages(MethodView):
     @blp.arguments(PageArgs, location="query")
-    @blp.response(200, MessageOut(many=True))
+    @blp.response(200, MessageOut(many=True), headers=LINK_HEADER)
     @documents(blp, CONVERSATION_NOT_FOUND)
-    def get(self, page: dict[str, int], conversation_id: int) -> list[Message]:
+    def get(
+        self, args: dict[str, int], conversation_id: int
+    ) -> tuple[list[Message], dict[str, str]]:
         """List a conversation's messages in creation order."""
-        return conversations_service.list_messages(current_principal(), conversation_id, **page)
+        page = conversations_service.list_messages(current_principal(), conversation_id, **args)
+        return page.items, next_link(page)
 
     @blp.arguments(MessageCreate)
     @blp.response(201, MessageOut)

@@ -62,6 +62,8 @@ BODY_ERRORS = (
 CONVERSATION_NOT_FOUND = ErrorDoc(
     404, "No such conversation, or it is somebody else's (which is not revealed)."
 )
+# Query strings that can outgrow the request line gunicorn accepts (limit_request_line).
+URL_TOO_LONG = ErrorDoc(414, "The URL is longer than the server accepts (4094 bytes).")
 GENERATION_ERRORS = (
     ErrorDoc(
         429,

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists, select, update
+from collections.abc import Mapping
+
+from sqlalchemy import ColumnElement, and_, exists, func, select, true, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.models import Conversation, utcnow
-from app.repositories.base import SqlAlchemyRepository
+from app.repositories.base import SqlAlchemyRepository, keyset
+
+
+def metadata_matches(session: Session, pairs: Mapping[str, str]) -> ColumnElement[bool]:
+    """Conversations whose metadata holds every pair (PostgreSQL: @>, served by GIN)."""
+    if not pairs:
+        return true()
+    if session.get_bind().dialect.name == "postgresql":
+        # The column's type is a JSON/JSONB variant: say which, for JSONB's @> operator.
+        return type_coerce(Conversation.meta, JSONB).contains(dict(pairs))
+    # SQLite: json_each takes any key as data, where a JSON path would need quoting.
+    entries = func.json_each(Conversation.meta).table_valued("key", "value")
+    return and_(
+        *(
+            exists().select_from(entries).where(entries.c.key == key, entries.c.value == value)
+            for key, value in pairs.items()
+        )
+    )
 
 
 class ConversationRepository(SqlAlchemyRepository[Conversation]):
@@ -20,6 +40,27 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
 
     def _scope(self) -> list[ColumnElement[bool]]:
         return [] if self.owner_id is None else [Conversation.owner_id == self.owner_id]
+
+    def list_matching(
+        self,
+        *,
+        skip: int = 0,
+        take: int = 100,
+        after: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[Conversation]:
+        """Like ``list``, only those whose metadata holds every pair of ``metadata``."""
+        query = select(Conversation).where(
+            *self._scope(),
+            *keyset(Conversation.id, after),
+            metadata_matches(self.session, metadata or {}),
+        )
+        return list(self.session.scalars(query.order_by(Conversation.id).offset(skip).limit(take)))
+
+    def get_for_update(self, uid: int) -> Conversation | None:
+        """The conversation, locked until the transaction ends (read, then write)."""
+        query = select(Conversation).where(Conversation.id == uid, *self._scope())
+        return self.session.scalar(query.with_for_update())
 
     def exists(self, uid: int) -> bool:
         """Whether a conversation with this id exists (in scope), without loading it."""

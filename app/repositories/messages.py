@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import joinedload
 
 from app.models import Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
@@ -18,9 +19,10 @@ class MessageRepository(SqlAlchemyRepository[Message]):
     def list_for_conversation(
         self, conversation_id: int, *, skip: int = 0, take: int = 100, after: int | None = None
     ) -> list[Message]:
-        """One conversation's messages in creation order."""
+        """One conversation's messages in creation order, with their feedback."""
         query = (
             select(Message)
+            .options(joinedload(Message.feedback))
             .where(Message.conversation_id == conversation_id, *keyset(Message.id, after))
             .order_by(Message.id)
             .offset(skip)

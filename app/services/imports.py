@@ -1,0 +1,80 @@
+"""Imports: restore a JSON export into this instance, ids remapped, timestamps kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.errors import NotFound
+from app.repositories import UserRepository
+from app.repositories.imports import ImportRepository
+from app.services.auth import Principal
+from app.services.unit_of_work import unit_of_work
+
+MESSAGE_FIELDS = (
+    "prompt_content",
+    "response_content",
+    "prompt_tokens",
+    "response_tokens",
+    "total_tokens",
+    "is_success",
+    "status_code",
+    "created_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class Imported:
+    source_id: int | None
+    id: int
+    messages: int
+
+
+def import_document(actor: Principal, conversations: Iterable[Mapping[str, Any]]) -> list[Imported]:
+    """Add the conversations (as ExportDocument loads them) to the actor's, all or none."""
+    with unit_of_work() as session:
+        return _import(ImportRepository(session), actor.user_id, conversations)
+
+
+def import_for_user(name: str, conversations: Iterable[Mapping[str, Any]]) -> list[Imported]:
+    """The CLI's import: the conversations go to the user called ``name``."""
+    with unit_of_work() as session:
+        user = UserRepository(session).get_by_name(name)
+        if user is None:
+            raise NotFound(f"There is no user named {name!r}.")
+        return _import(ImportRepository(session), user.id, conversations)
+
+
+def _import(
+    repository: ImportRepository, owner_id: int, conversations: Iterable[Mapping[str, Any]]
+) -> list[Imported]:
+    imported = []
+    for conversation in conversations:
+        new_id = repository.add_conversation(
+            {
+                "owner_id": owner_id,
+                "title": conversation["title"],
+                "model_type": conversation["model_type"],
+                "meta": dict(conversation["meta"]),
+                "created_at": conversation["created_at"],
+                "updated_at": conversation["updated_at"],
+            }
+        )
+        messages = conversation["messages"]
+        ids = repository.add_messages(
+            [
+                {"conversation_id": new_id, **{field: message[field] for field in MESSAGE_FIELDS}}
+                for message in messages
+            ]
+        )
+        repository.add_feedback(
+            [
+                {"message_id": message_id, **message["feedback"]}
+                for message_id, message in zip(ids, messages, strict=True)
+                if message["feedback"] is not None
+            ]
+        )
+        imported.append(Imported(conversation.get("id"), new_id, len(ids)))
+    return imported

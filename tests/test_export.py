@@ -1,0 +1,397 @@
+"""Exports (JSON, Markdown, NDJSON), streamed page by page, and their import."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from app.extensions import db
+from app.models import Conversation, Feedback, Message
+from app.services import export as export_service
+from tests.conftest import keyed_client
+
+GOLDEN = Path(__file__).parent / "golden"
+T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+T1 = datetime(2026, 3, 1, 9, 31, 5, 250000, tzinfo=UTC)
+T2 = datetime(2026, 3, 1, 9, 40, tzinfo=UTC)
+ANSWER = "Try a *bouchon* in Vieux Lyon:\n\n- Daniel et Denise\n- Café Comptoir Abel"
+
+
+@pytest.fixture
+def trip(database, owner_id) -> tuple[int, list[int]]:
+    """A conversation with two exchanges (one rated, one failed), at fixed times."""
+    (conversation,) = database.add(
+        Conversation(
+            title="Trip to Lyon",
+            model_type="llama3.1:8b",
+            owner_id=owner_id,
+            meta={"team": "travel", "lang": "fr"},
+            created_at=T0,
+            updated_at=T2,
+        )
+    )
+    messages = database.add(
+        Message(
+            conversation_id=conversation,
+            prompt_content="Where should I eat?",
+            response_content=ANSWER,
+            prompt_tokens=5,
+            response_tokens=17,
+            total_tokens=22,
+            is_success=True,
+            status_code=200,
+            created_at=T1,
+            updated_at=T1,
+        ),
+        Message(
+            conversation_id=conversation,
+            prompt_content="And for dessert?",
+            response_content="Try a tarte aux pra",
+            is_success=False,
+            status_code=502,
+            created_at=T2,
+            updated_at=T2,
+        ),
+    )
+    with database.app.app_context():
+        db.session.add(
+            Feedback(
+                message_id=messages[0], rating=1, comment="Spot on", created_at=T2, updated_at=T2
+            )
+        )
+        db.session.commit()
+    return conversation, messages
+
+
+def expected_document(conversation: int, messages: list[int]) -> dict:
+    return {
+        "format": "convstore",
+        "version": 1,
+        "conversations": [
+            {
+                "id": conversation,
+                "title": "Trip to Lyon",
+                "model_type": "llama3.1:8b",
+                "metadata": {"team": "travel", "lang": "fr"},
+                "created_at": "2026-03-01T09:30:00+00:00",
+                "updated_at": "2026-03-01T09:40:00+00:00",
+                "messages": [
+                    {
+                        "id": messages[0],
+                        "prompt_content": "Where should I eat?",
+                        "response_content": ANSWER,
+                        "prompt_tokens": 5,
+                        "response_tokens": 17,
+                        "total_tokens": 22,
+                        "is_success": True,
+                        "status_code": 200,
+                        "feedback": {
+                            "rating": 1,
+                            "comment": "Spot on",
+                            "created_at": "2026-03-01T09:40:00+00:00",
+                            "updated_at": "2026-03-01T09:40:00+00:00",
+                        },
+                        "created_at": "2026-03-01T09:31:05.250000+00:00",
+                        "updated_at": "2026-03-01T09:31:05.250000+00:00",
+                    },
+                    {
+                        "id": messages[1],
+                        "prompt_content": "And for dessert?",
+                        "response_content": "Try a tarte aux pra",
+                        "prompt_tokens": None,
+                        "response_tokens": None,
+                        "total_tokens": None,
+                        "is_success": False,
+                        "status_code": 502,
+                        "feedback": None,
+                        "created_at": "2026-03-01T09:40:00+00:00",
+                        "updated_at": "2026-03-01T09:40:00+00:00",
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def without_ids(document: dict) -> dict:
+    return {
+        **document,
+        "conversations": [
+            {
+                **{k: v for k, v in c.items() if k != "id"},
+                "messages": [{k: v for k, v in m.items() if k != "id"} for m in c["messages"]],
+            }
+            for c in document["conversations"]
+        ],
+    }
+
+
+class TestConversationExport:
+    def test_json_is_the_whole_conversation_as_an_attachment(self, client, trip):
+        response = client.get(f"/conversations/{trip[0]}/export?format=json")
+
+        assert response.status_code == 200
+        assert response.mimetype == "application/json"
+        assert response.headers["Content-Disposition"] == (
+            f'attachment; filename="conversation-{trip[0]}.json"'
+        )
+        assert response.is_streamed
+        assert json.loads(response.get_data(as_text=True)) == expected_document(*trip)
+
+    def test_json_is_the_default(self, client, trip):
+        response = client.get(f"/conversations/{trip[0]}/export")
+
+        assert response.json == expected_document(*trip)
+
+    def test_markdown_matches_the_golden_file(self, client, trip):
+        response = client.get(f"/conversations/{trip[0]}/export?format=markdown")
+
+        assert response.status_code == 200
+        assert response.content_type == "text/markdown; charset=utf-8"
+        assert response.headers["Content-Disposition"] == (
+            f'attachment; filename="conversation-{trip[0]}.md"'
+        )
+        assert response.get_data(as_text=True) == (GOLDEN / "export.md").read_text("utf-8")
+
+    def test_an_empty_untitled_conversation(self, client, database, owner_id):
+        (conversation,) = database.add(
+            Conversation(model_type="m", owner_id=owner_id, created_at=T0, updated_at=T0)
+        )
+
+        as_json = client.get(f"/conversations/{conversation}/export").json
+        as_markdown = client.get(f"/conversations/{conversation}/export?format=markdown")
+
+        assert as_json["conversations"][0]["messages"] == []
+        assert as_json["conversations"][0]["title"] is None
+        assert as_markdown.get_data(as_text=True) == (
+            "# Untitled conversation\n\n- Model: `m`\n- Created: 2026-03-01T09:30:00+00:00\n"
+        )
+
+    def test_pages_are_read_past_their_boundaries(self, client, database, owner_id, monkeypatch):
+        monkeypatch.setattr(export_service, "PAGE", 2)
+        (conversation,) = database.add(Conversation(model_type="m", owner_id=owner_id))
+        ids = database.add(
+            *[Message(conversation_id=conversation, prompt_content=f"p{n}") for n in range(5)]
+        )
+
+        document = client.get(f"/conversations/{conversation}/export").json
+
+        assert [m["id"] for m in document["conversations"][0]["messages"]] == ids
+
+    def test_somebody_elses_is_404(self, app, trip, make_account):
+        bob = keyed_client(app, make_account("bob").key)
+
+        for fmt in ("json", "markdown"):
+            response = bob.get(f"/conversations/{trip[0]}/export?format={fmt}")
+            assert response.status_code == 404
+            assert response.json["message"] == f"Conversation {trip[0]} does not exist."
+
+    def test_an_admin_may_export_anyones(self, app, trip, make_account):
+        root = keyed_client(app, make_account("root", admin=True).key)
+
+        assert root.get(f"/conversations/{trip[0]}/export").json == expected_document(*trip)
+
+    @pytest.mark.parametrize("fmt", ["pdf", "ndjson", ""])
+    def test_an_unknown_format_is_422(self, client, trip, fmt):
+        response = client.get(f"/conversations/{trip[0]}/export?format={fmt}")
+
+        assert response.status_code == 422
+        assert list(response.json["errors"]["query"]) == ["format"]
+
+
+class TestExportAll:
+    def test_ndjson_has_each_conversation_then_its_messages(self, client, trip, database, owner_id):
+        (empty,) = database.add(
+            Conversation(model_type="m", owner_id=owner_id, created_at=T0, updated_at=T0)
+        )
+
+        response = client.get("/export?format=ndjson")
+
+        assert response.status_code == 200
+        assert response.mimetype == "application/x-ndjson"
+        assert response.headers["Content-Disposition"] == (
+            f'attachment; filename="conversations-{owner_id}.ndjson"'
+        )
+        lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+        document = expected_document(*trip)["conversations"][0]
+        assert lines == [
+            {"type": "conversation", **{k: v for k, v in document.items() if k != "messages"}},
+            *[
+                {"type": "message", "conversation_id": trip[0], **message}
+                for message in document["messages"]
+            ],
+            {
+                "type": "conversation",
+                "id": empty,
+                "title": None,
+                "model_type": "m",
+                "metadata": {},
+                "created_at": "2026-03-01T09:30:00+00:00",
+                "updated_at": "2026-03-01T09:30:00+00:00",
+            },
+        ]
+
+    def test_only_the_callers_conversations(self, app, trip, make_account):
+        bob = keyed_client(app, make_account("bob").key)
+
+        response = bob.get("/export")
+
+        assert response.status_code == 200
+        assert response.get_data() == b""
+
+    def test_an_admin_chooses_whose(self, app, trip, make_account, alice):
+        root = keyed_client(app, make_account("root", admin=True).key)
+
+        mine = root.get("/export").get_data(as_text=True)
+        alices = root.get(f"/export?owner={alice.user_id}")
+        everyone = root.get("/export?owner=all").get_data(as_text=True)
+
+        assert mine == ""
+        assert alices.headers["Content-Disposition"].endswith(
+            f'conversations-{alice.user_id}.ndjson"'
+        )
+        assert len(alices.get_data(as_text=True).splitlines()) == 3
+        assert everyone == alices.get_data(as_text=True)
+
+    def test_a_user_cannot_choose_another_owner(self, client, make_account):
+        bob = make_account("bob")
+
+        assert client.get(f"/export?owner={bob.user_id}").status_code == 403
+        assert client.get("/export?owner=all").status_code == 403
+
+
+class TestImport:
+    def test_round_trip_restores_an_equal_conversation_with_new_ids(
+        self, client, app, trip, make_account
+    ):
+        exported = client.get(f"/conversations/{trip[0]}/export").json
+        bob_account = make_account("bob")
+        bob = keyed_client(app, bob_account.key)
+
+        response = bob.post("/import", json=exported)
+
+        assert response.status_code == 201
+        ((imported),) = response.json["conversations"]
+        assert imported["source_id"] == trip[0]
+        assert imported["messages"] == 2
+        assert imported["id"] != trip[0]
+        again = bob.get(f"/conversations/{imported['id']}/export").json
+        assert without_ids(again) == without_ids(exported)
+        assert bob.get(f"/conversations/{imported['id']}").json["owner_id"] == bob_account.user_id
+        message_ids = [m["id"] for m in again["conversations"][0]["messages"]]
+        assert set(message_ids).isdisjoint(trip[1])
+
+    def test_the_imported_text_is_searchable(self, client, trip):
+        exported = client.get(f"/conversations/{trip[0]}/export").json
+        client.delete(f"/conversations/{trip[0]}")
+
+        new_id = client.post("/import", json=exported).json["conversations"][0]["id"]
+
+        results = client.get("/search?q=bouchon").json["results"]
+        assert [(r["conversation_id"], r["field"]) for r in results] == [(new_id, "response")]
+
+    def test_the_cli_imports_for_a_named_user(
+        self, app, client, trip, make_account, tmp_path, database
+    ):
+        bob = make_account("bob")
+        exported = client.get(f"/conversations/{trip[0]}/export").get_data(as_text=True)
+        path = tmp_path / "export.json"
+        path.write_text(exported, "utf-8")
+
+        result = app.test_cli_runner().invoke(
+            args=["conversations", "import", str(path), "--user", "bob"]
+        )
+
+        assert result.exit_code == 0, result.output
+        assert result.output == "imported 1 conversation(s) and 2 message(s) for bob\n"
+        new_id = database.scalar(
+            "SELECT id FROM conversations WHERE owner_id = :owner", owner=bob.user_id
+        )
+        again = keyed_client(app, bob.key).get(f"/conversations/{new_id}/export").json
+        assert without_ids(again) == without_ids(json.loads(exported))
+
+    def test_the_cli_imports_ndjson(self, app, client, trip, make_account, tmp_path):
+        make_account("bob")
+        path = tmp_path / "export.ndjson"
+        path.write_bytes(client.get("/export").get_data())
+
+        result = app.test_cli_runner().invoke(
+            args=["conversations", "import", str(path), "--user", "bob"]
+        )
+
+        assert result.output == "imported 1 conversation(s) and 2 message(s) for bob\n"
+
+    def test_the_cli_refuses_an_unknown_user_and_a_bad_file(self, app, tmp_path, database):
+        path = tmp_path / "bad.json"
+        path.write_text('{"format": "other"}', "utf-8")
+        good = tmp_path / "good.json"
+        good.write_text('{"format": "convstore", "version": 1, "conversations": []}', "utf-8")
+
+        bad_file = app.test_cli_runner().invoke(
+            args=["conversations", "import", str(path), "--user", "alice"]
+        )
+        no_user = app.test_cli_runner().invoke(
+            args=["conversations", "import", str(good), "--user", "nobody"]
+        )
+
+        assert bad_file.exit_code == 1
+        assert "not a valid export" in bad_file.output
+        assert no_user.exit_code == 1
+        assert "There is no user named 'nobody'." in no_user.output
+
+    @pytest.mark.parametrize(
+        ("document", "path"),
+        [
+            ({"format": "other", "version": 1, "conversations": []}, ["format"]),
+            ({"format": "convstore", "version": 2, "conversations": []}, ["version"]),
+            ({"format": "convstore", "version": 1}, ["conversations"]),
+            (
+                {"format": "convstore", "version": 1, "conversations": [{"model_type": "m"}]},
+                ["conversations"],
+            ),
+        ],
+    )
+    def test_an_invalid_document_is_422_and_imports_nothing(self, client, database, document, path):
+        response = client.post("/import", json=document)
+
+        assert response.status_code == 422
+        assert list(response.json["errors"]["json"]) == path
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_a_bad_message_rolls_back_the_whole_import(self, client, trip, database):
+        exported = client.get(f"/conversations/{trip[0]}/export").json
+        exported["conversations"][0]["messages"][1]["feedback"] = {"rating": 5}
+
+        response = client.post("/import", json=exported)
+
+        assert response.status_code == 422
+        assert database.scalar("SELECT count(*) FROM conversations") == 1
+
+
+def test_an_export_restores_into_another_instance_on_the_other_engine(
+    backend, client, trip, database_factory
+):
+    import flask_migrate
+
+    from app.services import users as users_service
+    from tests.conftest import disposing, make_app
+
+    other_backend = "postgresql" if backend == "sqlite" else "sqlite"
+    exported = client.get(f"/conversations/{trip[0]}/export").json
+
+    with disposing(make_app(database_factory(other_backend))) as other:
+        with other.app_context():
+            flask_migrate.upgrade()
+            key = users_service.create_user("carol").secret
+        carol = keyed_client(other, key)
+        response = carol.post("/import", json=exported)
+        new_id = response.json["conversations"][0]["id"]
+        again = carol.get(f"/conversations/{new_id}/export").json
+        found = carol.get("/search?q=bouchon").json["results"]
+
+    assert response.status_code == 201
+    assert without_ids(again) == without_ids(exported)
+    assert [(r["conversation_id"], r["field"]) for r in found] == [(new_id, "response")]

@@ -1,0 +1,334 @@
+"""GET /search: full-text search over the caller's titles, prompts and answers."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from app.models import Conversation, Message
+from tests.conftest import keyed_client
+
+NEXT = re.compile(r'^<([^>]+)>; rel="next"$')
+
+
+@pytest.fixture
+def add(database, owner_id):
+    """Add a conversation with exchanges (prompt, answer): returns (its id, message ids)."""
+
+    def make(title=None, *exchanges, owner=None, model="m", meta=None, at=None):
+        (conversation_id,) = database.add(
+            Conversation(title=title, model_type=model, owner_id=owner or owner_id, meta=meta or {})
+        )
+        extra = {} if at is None else {"created_at": at, "updated_at": at}
+        ids = database.add(
+            *[
+                Message(
+                    conversation_id=conversation_id,
+                    prompt_content=prompt,
+                    response_content=answer,
+                    **extra,
+                )
+                for prompt, answer in exchanges
+            ]
+        )
+        return conversation_id, ids
+
+    return make
+
+
+def search(client, q, **params):
+    response = client.get("/search", query_string={"q": q, **params})
+    assert response.status_code == 200, response.json
+    return response.json["results"]
+
+
+def found(client, q, **params):
+    """(field, conversation id, message id) of each result, best first."""
+    return [
+        (r["field"], r["conversation_id"], r["message_id"]) for r in search(client, q, **params)
+    ]
+
+
+def plain(snippet: str) -> str:
+    """A snippet with its marks joined across a phrase's words (engines differ there)."""
+    return snippet.replace("</mark> <mark>", " ")
+
+
+class TestFinds:
+    def test_a_title(self, client, add):
+        conversation, _ = add("Trip to Lyon")
+
+        (result,) = search(client, "lyon")
+
+        assert result["field"] == "title"
+        assert (result["conversation_id"], result["message_id"]) == (conversation, None)
+        assert result["snippet"] == "Trip to <mark>Lyon</mark>"
+        assert result["rank"] > 0
+
+    def test_a_prompt_and_an_answer(self, client, add):
+        conversation, (message,) = add(None, ("Where to eat?", "Try a bouchon."))
+
+        assert found(client, "eat") == [("prompt", conversation, message)]
+        assert found(client, "bouchon") == [("response", conversation, message)]
+
+    def test_every_field_that_matches_is_a_result(self, client, add):
+        conversation, (message,) = add("Lyon", ("Lyon?", "Lyon."))
+
+        assert sorted(found(client, "lyon")) == sorted(
+            [
+                ("title", conversation, None),
+                ("prompt", conversation, message),
+                ("response", conversation, message),
+            ]
+        )
+
+    def test_all_words_must_match_in_any_order_and_case(self, client, add):
+        add(None, ("the old TOWN of Lyon", ""), ("the old harbour", ""))
+
+        assert [r["snippet"].count("<mark>") for r in search(client, "town OLD")] == [2]
+
+    def test_nothing_is_an_empty_list(self, client, add):
+        add("Trip", ("a", "b"))
+
+        response = client.get("/search?q=absent")
+
+        assert response.json == {"results": [], "next_cursor": None}
+        assert "Link" not in response.headers
+
+    def test_an_answer_changed_later_is_found_by_its_new_text(self, client, add, database):
+        _, (message,) = add(None, ("q", "draft"))
+
+        database.execute(
+            "UPDATE messages SET response_content = 'final' WHERE id = :id", id=message
+        )
+
+        assert found(client, "draft") == []
+        assert [r[2] for r in found(client, "final")] == [message]
+
+    def test_deleted_conversations_are_gone_from_the_index(self, client, add):
+        conversation, _ = add("Lyon", ("Lyon", "Lyon"))
+
+        client.delete(f"/conversations/{conversation}")
+
+        assert found(client, "lyon") == []
+
+
+class TestRankAndSnippets:
+    def test_more_occurrences_rank_first(self, client, add):
+        _, (once, thrice) = add(
+            None,
+            ("paris is a city with many museums and parks", ""),
+            ("paris paris paris", ""),
+        )
+
+        results = search(client, "paris")
+
+        assert [r["message_id"] for r in results] == [thrice, once]
+        assert results[0]["rank"] > results[1]["rank"]
+
+    def test_the_snippet_marks_matches_and_escapes_the_rest(self, client, add):
+        add(None, ("a <script>alert(1)</script> near the keyword", ""))
+
+        (result,) = search(client, "keyword")
+
+        assert "<mark>keyword</mark>" in result["snippet"]
+        assert "<script>" not in result["snippet"]
+
+    def test_phrases_are_marked(self, client, add):
+        add(None, ("", "walk through the old town at night"))
+
+        (result,) = search(client, '"old town"')
+
+        assert "<mark>old town</mark>" in plain(result["snippet"])
+
+
+class TestSyntax:
+    def test_a_quoted_phrase_needs_its_words_together_in_order(self, client, add):
+        _, (together, apart) = add(None, ("the old town", ""), ("the town is old", ""))
+
+        assert [r[2] for r in found(client, '"old town"')] == [together]
+        assert sorted(r[2] for r in found(client, "old town")) == [together, apart]
+
+    def test_a_minus_excludes_a_word_or_a_phrase(self, client, add):
+        _, (plain_one, with_word, _) = add(
+            None, ("lyon food", ""), ("lyon food bouchon", ""), ("lyon food old town", "")
+        )
+
+        assert [r[2] for r in found(client, 'lyon -bouchon -"old town"')] == [plain_one]
+        assert sorted(r[2] for r in found(client, "lyon -town")) == [plain_one, with_word]
+
+    def test_punctuation_between_words_makes_a_phrase(self, client, add):
+        _, (message,) = add(None, ("send an e-mail", ""))
+
+        assert [r[2] for r in found(client, "e-mail")] == [message]
+
+    def test_operators_of_either_engine_are_just_words(self, client, add):
+        _, (message,) = add(None, ("this OR that AND NOT those", ""))
+
+        assert [r[2] for r in found(client, "OR NOT")] == [message]
+        assert found(client, "this | missing") == []
+        assert found(client, "this & missing") == []
+
+    @pytest.mark.parametrize(
+        ("q", "message"),
+        [
+            ("", "Give at least one word to look for (not only -exclusions)."),
+            ("   ", "Give at least one word to look for (not only -exclusions)."),
+            ("!!! ???", "Give at least one word to look for (not only -exclusions)."),
+            ("-lyon", "Give at least one word to look for (not only -exclusions)."),
+            ('"old town', "A quoted phrase is not closed."),
+            ('lyon "', "A quoted phrase is not closed."),
+            ("x" * 257, "At most 256 characters."),
+            (" ".join(["w"] * 17), "At most 16 words or phrases."),
+        ],
+        ids=[
+            "empty",
+            "blank",
+            "punctuation",
+            "only-excluded",
+            "unclosed",
+            "lone-quote",
+            "long",
+            "17-terms",
+        ],
+    )
+    def test_malformed_queries_are_422(self, client, q, message):
+        response = client.get("/search", query_string={"q": q})
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"query": {"q": [message]}}
+
+    def test_a_missing_query_is_422(self, client):
+        response = client.get("/search")
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"query": {"q": ["Missing data for required field."]}}
+
+    @pytest.mark.parametrize("cursor", ["nope", "WzEsIDIsIDNd" + "x", "W10", "WyJhIiwgMCwgMV0"])
+    def test_a_cursor_the_service_did_not_give_is_422(self, client, cursor):
+        response = client.get("/search", query_string={"q": "a", "cursor": cursor})
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"query": {"cursor": ["Not a cursor this service gave."]}}
+
+
+class TestLanguages:
+    def test_accents_are_kept_and_case_is_folded(self, client, add):
+        _, (message,) = add(None, ("Un café près de l'École", ""))
+
+        assert [r[2] for r in found(client, "CAFÉ école")] == [message]
+        assert found(client, "cafe") == []
+
+    def test_a_decomposed_accent_in_the_query_matches_the_composed_text(self, client, add):
+        _, (message,) = add(None, ("café", ""))
+
+        assert [r[2] for r in found(client, "cafe\u0301")] == [message]
+
+    @pytest.mark.parametrize(
+        ("text", "q"),
+        [
+            ("Привет, мир! Как дела?", "мир привет"),
+            ("Καλημέρα κόσμε", "ΚΌΣΜΕ"),
+            ("東京 タワー に 行く", "タワー"),
+            ("مرحبا بالعالم", "بالعالم"),
+        ],
+        ids=["cyrillic", "greek", "japanese", "arabic"],
+    )
+    def test_non_latin_text_is_found(self, client, add, text, q):
+        _, (message,) = add(None, (text, ""))
+
+        assert [r[2] for r in found(client, q)] == [message]
+
+
+class TestOwnership:
+    def test_never_finds_somebody_elses_text(self, client, add, make_account):
+        bob = make_account("bob")
+        add("secret plans", ("secret prompt", "secret answer"), owner=bob.user_id)
+        mine, _ = add("not secret")
+
+        assert found(client, "secret") == [("title", mine, None)]
+
+    def test_another_users_key_sees_only_their_own(self, app, add, make_account, alice):
+        bob = make_account("bob")
+        add("lyon")
+        bobs, _ = add("lyon", owner=bob.user_id)
+
+        assert found(keyed_client(app, bob.key), "lyon") == [("title", bobs, None)]
+
+    def test_only_an_admin_searches_others_with_owner(self, app, client, add, make_account, alice):
+        bob = make_account("bob")
+        root = keyed_client(app, make_account("root", admin=True).key)
+        alices, _ = add("lyon")
+        bobs, _ = add("lyon", owner=bob.user_id)
+
+        assert client.get("/search?q=lyon&owner=all").status_code == 403
+        assert sorted(r[1] for r in found(root, "lyon", owner="all")) == [alices, bobs]
+        assert [r[1] for r in found(root, "lyon", owner=bob.user_id)] == [bobs]
+        assert found(root, "lyon") == []  # the admin's own: none
+
+
+class TestFilters:
+    def test_by_model(self, client, add):
+        add("lyon", model="m1")
+        other, _ = add("lyon", model="m2")
+
+        assert found(client, "lyon", model="m2") == [("title", other, None)]
+
+    def test_by_metadata(self, client, add):
+        add("lyon", meta={"team": "a"})
+        wanted, _ = add("lyon", meta={"team": "b", "env": "prod"})
+
+        assert [r[1] for r in found(client, "lyon", **{"metadata[team]": "b"})] == [wanted]
+        assert found(client, "lyon", **{"metadata[team]": "b", "metadata[env]": "dev"}) == []
+
+    def test_by_time(self, client, add):
+        early = datetime(2026, 1, 1, tzinfo=UTC)
+        late = datetime(2026, 6, 1, tzinfo=UTC)
+        _, (old,) = add(None, ("lyon", ""), at=early)
+        _, (new,) = add(None, ("lyon", ""), at=late)
+
+        assert [r[2] for r in found(client, "lyon", to="2026-03-01T00:00:00Z")] == [old]
+        assert [r[2] for r in found(client, "lyon", **{"from": "2026-03-01T00:00:00+00:00"})] == [
+            new
+        ]
+        assert found(client, "lyon", **{"from": "2026-06-01T00:00:01Z"}) == []
+
+    def test_a_bad_date_is_422(self, client):
+        response = client.get("/search?q=a&from=yesterday")
+
+        assert response.status_code == 422
+        assert list(response.json["errors"]["query"]) == ["from"]
+
+
+class TestPages:
+    def test_cursor_pages_walk_every_result_once_best_first(self, client, add):
+        add("lyon lyon", *[("lyon " * (n % 3 + 1), "lyon") for n in range(7)])
+
+        every = search(client, "lyon", take=100)
+        seen, url = [], "/search?q=lyon&take=3"
+        while url:
+            response = client.get(url)
+            seen += response.json["results"]
+            link = response.headers.get("Link")
+            assert (link is None) == (response.json["next_cursor"] is None)
+            url = NEXT.match(link)[1] if link else None
+
+        assert len(every) == 15
+        assert seen == every
+        assert [r["rank"] for r in every] == sorted((r["rank"] for r in every), reverse=True)
+
+    def test_take_bounds_are_422(self, client):
+        assert client.get("/search?q=a&take=0").status_code == 422
+        assert client.get("/search?q=a&take=101").status_code == 422
+
+    def test_statements_are_constant(self, client, add, database):
+        add("lyon", *[("lyon", "lyon")] * 30)
+        client.get("/conversations?take=1")  # the key is cached from here on
+
+        with database.count_statements() as statements:
+            client.get("/search?q=lyon&take=50")
+
+        # The ranked hits, then one snippet query per field on the page.
+        assert len(statements) == 4
