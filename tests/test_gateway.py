@@ -217,6 +217,26 @@ class TestWhatIsSaved:
         assert (message.finish_reason, message.response_content) == ("tool_calls", "")
         assert message.request_params["tools"] == [{"type": "function"}]
 
+    def test_non_stream_tool_calls_and_reasoning_are_saved(self, client, fake_llm, database):
+        call = {"id": "call_9", "name": "lookup", "arguments": '{"q": "x"}'}
+        fake_llm.behavior = Behavior(
+            tokens=[], tool_calls=[call], reasoning=["think"], finish_reason="tool_calls"
+        )
+
+        response = chat(client, [user("look it up")])
+
+        assert response.json["choices"][0]["message"]["tool_calls"][0]["id"] == "call_9"
+        (message,) = messages_in(database, int(response.headers["X-Conversation-Id"]))
+        assert message.tool_calls == [
+            {
+                "id": "call_9",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": '{"q": "x"}'},
+            }
+        ]
+        assert (message.reasoning_content, message.response_content) == ("think", "")
+        assert message.finish_reason == "tool_calls"
+
     def test_an_upstream_error_before_the_first_byte_passes_on_status_and_message(
         self, client, fake_llm, database
     ):
@@ -357,3 +377,15 @@ class TestFingerprint:
 
         assert history_prefix(messages) == messages[:2]
         assert history_prefix(messages[:1]) is None
+
+
+def test_the_openapi_document_lists_the_v1_operations_with_openai_errors(anonymous):
+    paths = anonymous.get("/openapi.json").json["paths"]
+
+    post = paths["/v1/chat/completions"]["post"]
+    assert set(post["responses"]) >= {"200", "400", "401", "404", "429", "502", "504"}
+    for status in ("400", "401", "404", "429"):
+        schema = post["responses"][status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/OpenAIErrorOut"}
+    assert "X-Conversation-Id" in {p["name"] for p in post["parameters"]}
+    assert "200" in paths["/v1/models"]["get"]["responses"]
