@@ -51,6 +51,9 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
         "finish_reason",
         "ttft_ms",
         "duration_ms",
+        "tool_calls",
+        "request_params",
+        "system_prompt",
         "created_at",
         "updated_at",
     }
