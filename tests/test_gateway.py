@@ -257,6 +257,25 @@ class TestWhatIsSaved:
         assert response.status_code == 502
         assert openai_error(response)["type"] == "server_error"
 
+    def test_an_upstream_too_slow_to_answer_is_504(self, client, fake_llm, configure, database):
+        configure(OPENAI_READ_TIMEOUT=0.2)
+        fake_llm.behavior = Behavior(headers_delay=2)
+
+        response = chat(client, [user("slow")])
+
+        assert response.status_code == 504
+        assert openai_error(response)["type"] == "server_error"
+        (message,) = messages_in(database, int(response.headers["X-Conversation-Id"]))
+        assert (message.outcome, message.status_code) == ("failed", 504)
+
+    def test_a_body_over_the_limit_is_413_in_openai_shape(self, client, configure):
+        configure(MAX_CONTENT_LENGTH=200)
+
+        response = chat(client, [user("x" * 300)])
+
+        assert response.status_code == 413
+        openai_error(response)
+
     def test_models_are_the_upstreams_list_cached(self, client, fake_llm, configure):
         configure(MODELS_CACHE_SECONDS=60)
 

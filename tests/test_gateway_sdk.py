@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
 from tests.procfile import WebProcess, create_user, deployment_env, release
+from tests.test_gunicorn import wait_until
 
 MODEL = "fake-model"
 ANSWER = "tok0 tok1 tok2 tok3 tok4 "
@@ -322,6 +323,25 @@ def test_an_upstream_drop_mid_stream_raises_and_saves_the_partial_text(gateway, 
     assert caught.value.type == "server_error"
     row = gateway.message(raw.headers["x-message-id"])
     assert (row.response_content, row.outcome, row.status_code) == (received, "failed", 502)
+
+
+def test_a_client_that_stops_reading_is_saved_as_client_closed(gateway, fake_llm):
+    fake_llm.behavior = Behavior(n_tokens=200, delay=0.02)
+    raw = gateway.client().chat.completions.with_raw_response.create(
+        model=MODEL, messages=[user("hang up")], stream=True
+    )
+    stream = raw.parse()
+    received = [next(stream) for _ in range(5)]
+    stream.close()
+
+    def ended() -> bool:
+        return gateway.message(raw.headers["x-message-id"]).outcome is not None
+
+    assert wait_until(ended)
+    row = gateway.message(raw.headers["x-message-id"])
+    assert (row.outcome, row.status_code, row.is_success) == ("client_closed", 499, False)
+    assert row.response_content.startswith("tok0 tok1 tok2 ")
+    assert len(received) == 5
 
 
 def test_models_lists_the_upstreams(gateway, fake_llm):
