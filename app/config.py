@@ -235,6 +235,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "OPENAI_MAX_RETRIES": _int(env, "OPENAI_MAX_RETRIES", 2),
         "OPENAI_MAX_CONNECTIONS": _int(env, "OPENAI_MAX_CONNECTIONS", 1000, minimum=1),
         "OPENAI_STREAM_USAGE": _bool(env, "OPENAI_STREAM_USAGE", True),
+        # The /v1 gateway: how long a process reuses the upstream's model list.
+        "MODELS_CACHE_SECONDS": _float(env, "MODELS_CACHE_SECONDS", 60.0),
         # Generation.
         "HISTORY_MAX_MESSAGES": _int(env, "HISTORY_MAX_MESSAGES", 20),
         "HISTORY_MAX_CHARS": _int(env, "HISTORY_MAX_CHARS", 24000),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, has_request_context, jsonify, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
@@ -65,6 +66,25 @@ class Unavailable(DomainError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+# Builds an error's (status, JSON payload) from (status, message, errors).
+ErrorShape = Callable[[int, "str | None", "dict[str, Any] | None"], tuple[int, dict[str, Any]]]
+
+
+def register_error_shape(app: Flask, path_prefix: str, shape: ErrorShape) -> None:
+    """Answer every error under ``path_prefix`` in another shape (the /v1 gateway answers
+    OpenAI's), whichever handler or hook raised it: auth, routing, body checks, views."""
+    app.extensions.setdefault("error_shapes", []).append((path_prefix, shape))
+
+
+def _shape_for_path() -> ErrorShape | None:
+    if not has_request_context():
+        return None
+    for prefix, shape in current_app.extensions.get("error_shapes", ()):
+        if request.path.startswith(prefix):
+            return shape
+    return None
+
+
 def error_response(
     status: int,
     message: str | None = None,
@@ -72,6 +92,13 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Build ``{code, status, message, errors}``, the shape flask-smorest uses for its own."""
+    shape = _shape_for_path()
+    if shape is not None:
+        status, payload = shape(status, message, errors)
+        response = jsonify(payload)
+        response.status_code = status
+        response.headers.update(headers or {})
+        return response
     payload: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase}
     if message is not None:
         payload["message"] = message

@@ -43,6 +43,7 @@ from app.llm import (
     upstream_status,
 )
 from app.models import Message
+from app.text import storable
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class PendingExchange:
     endpoint: str
     request_id: str | None
     received_at: float  # time.perf_counter() when the request arrived
+    # More to write in the transaction that saves the ending: (session, the ending's values).
+    also_save: Callable[[Any, dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -108,6 +111,30 @@ class Progress:
     usage: Usage | None = None
     finish_reason: str | None = None
     first_piece_at: float | None = None
+    # Tool calls the model requested, assembled from their deltas: {id, type, function}.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_tool_calls(self, deltas: tuple[Any, ...]) -> None:
+        """Fold tool-call deltas in, as OpenAI streams them: by index, the arguments in pieces."""
+        for delta in deltas:
+            if not isinstance(delta, dict):
+                continue
+            index = delta.get("index")
+            index = index if isinstance(index, int) and 0 <= index < 128 else len(self.tool_calls)
+            while len(self.tool_calls) <= index:
+                self.tool_calls.append(
+                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                )
+            call = self.tool_calls[index]
+            if isinstance(delta.get("id"), str):
+                call["id"] += storable(delta["id"])
+            if isinstance(delta.get("type"), str):
+                call["type"] = storable(delta["type"])
+            function = delta.get("function")
+            if isinstance(function, dict):
+                for key in ("name", "arguments"):
+                    if isinstance(function.get(key), str):
+                        call["function"][key] += storable(function[key])
 
 
 # Hooks the lifecycle calls; services/generation.py wires them to the database and the LLM.
@@ -127,6 +154,7 @@ class Exchange:
         save: Save,
         live: Any,
         title: Callable[[], None] | None = None,
+        map_error: Callable[[Exception], DomainError] = map_error,
     ) -> None:
         self.app = app
         self.pending = pending
@@ -136,6 +164,7 @@ class Exchange:
         self._save = save
         self._live = live
         self._title = title
+        self._map_error = map_error
         self._ended: str | None = None
         self._last_write = time.monotonic()
         # After ``end``: what went wrong, to tell the client (None: nothing), and the row.
@@ -150,7 +179,7 @@ class Exchange:
         except StopIteration:
             first = None
         except STREAM_ERRORS as error:
-            failure = map_error(error)
+            failure = self._map_error(error)
             self.end(Outcome.FAILED, upstream_status(failure, error), failure)
             raise failure from error
         if first is not None:
@@ -191,7 +220,7 @@ class Exchange:
             self.end(Outcome.FAILED, TIMED_OUT, error)
         except STREAM_ERRORS as error:
             log.warning("upstream broke off mid-stream: %r", error)
-            self.end(Outcome.FAILED, UPSTREAM_BROKE, map_error(error))
+            self.end(Outcome.FAILED, UPSTREAM_BROKE, self._map_error(error))
         except Exception:
             log.exception("relaying exchange %d failed", self.pending.message_id)
             self.end(
@@ -214,6 +243,8 @@ class Exchange:
             progress.usage = chunk.usage
         if chunk.finish_reason:
             progress.finish_reason = chunk.finish_reason
+        if chunk.tool_calls:
+            progress.add_tool_calls(chunk.tool_calls)
 
     def _chunks(self, silence: float | None) -> Iterator[Chunk | None]:
         """The upstream's chunks, and None whenever the client has had no byte for
@@ -313,7 +344,7 @@ class Exchange:
         """The columns an ending writes."""
         progress, now = self.progress, time.perf_counter()
         usage, received = progress.usage, self.pending.received_at
-        return {
+        values: dict[str, Any] = {
             "response_content": "".join(progress.text),
             "reasoning_content": "".join(progress.reasoning) or None,
             "is_success": outcome is Outcome.COMPLETE,
@@ -326,6 +357,9 @@ class Exchange:
             "ttft_ms": _ms(progress.first_piece_at - received) if progress.first_piece_at else None,
             "duration_ms": _ms(now - received),
         }
+        if progress.tool_calls:
+            values["tool_calls"] = [dict(call) for call in progress.tool_calls]
+        return values
 
     # ------------------------------------------------------------------ close
     def close(self) -> None:

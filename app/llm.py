@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,6 +76,11 @@ class Chunk:
     reasoning: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+    # Choice 0's tool-call deltas as received (index, id, function name, argument pieces).
+    tool_calls: tuple[Any, ...] = ()
+    # The event's data as received, for streams opened to be relayed raw (the /v1 gateway);
+    # "" when it is not to be relayed, None on every other stream.
+    raw: str | None = None
 
 
 class ChatStream(Protocol):
@@ -107,6 +114,33 @@ def map_error(error: Exception) -> UpstreamError:
     return UpstreamError("The LLM provider failed.")
 
 
+class UpstreamStatus(UpstreamError):
+    """An error status from the upstream, passed on as it is (the /v1 gateway)."""
+
+    def __init__(self, message: str, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.status_code = status
+
+
+def pass_through_error(error: Exception) -> UpstreamError:
+    """Like ``map_error``, but the upstream's own status and message reach the client: the
+    /v1 gateway answers as the upstream would. Its refusal of *our* credentials is a 502."""
+    if isinstance(error, openai.APIStatusError) and not isinstance(
+        error, openai.AuthenticationError | openai.PermissionDeniedError
+    ):
+        retry_after = error.response.headers.get("retry-after")
+        body = error.body
+        if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+            body = body["error"]
+        message = body.get("message") if isinstance(body, Mapping) else None
+        return UpstreamStatus(
+            message if isinstance(message, str) and message else error.message,
+            error.status_code,
+            {"Retry-After": retry_after} if retry_after else None,
+        )
+    return map_error(error)
+
+
 def upstream_status(error: DomainError, cause: BaseException | None) -> int:
     """The status code to record for a failed exchange: the upstream's own when it gave one."""
     if isinstance(cause, openai.APIStatusError):
@@ -114,12 +148,13 @@ def upstream_status(error: DomainError, cause: BaseException | None) -> int:
     return error.status_code
 
 
-def _chunk_of(event: object) -> Chunk:
+def _chunk_of(event: object, raw: str | None = None) -> Chunk:
     """One chunk event as a ``Chunk`` of choice 0, its text made storable."""
     if not isinstance(event, Mapping):
         raise BadUpstreamEvent(f"expected a JSON object, got {type(event).__name__}")
     text = reasoning = ""
     finish_reason = None
+    tool_calls: tuple[Any, ...] = ()
     choices = event.get("choices") or ()
     for choice in choices if isinstance(choices, list) else ():
         if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
@@ -129,20 +164,59 @@ def _chunk_of(event: object) -> Chunk:
             text = _str(delta.get("content"))
             # vLLM and DeepSeek say reasoning_content; Ollama and newer vLLM say reasoning.
             reasoning = _str(delta.get("reasoning_content") or delta.get("reasoning"))
+            calls = delta.get("tool_calls")
+            if calls and isinstance(calls, list):
+                tool_calls = tuple(calls)
         finish_reason = _str(choice.get("finish_reason")) or None
     usage = event.get("usage")
     if isinstance(usage, Mapping):
-        return Chunk(
-            text,
-            reasoning,
-            Usage(
-                _int_or_none(usage.get("prompt_tokens")),
-                _int_or_none(usage.get("completion_tokens")),
-                _int_or_none(usage.get("total_tokens")),
-            ),
-            finish_reason,
-        )
-    return Chunk(text, reasoning, None, finish_reason)
+        return Chunk(text, reasoning, _usage_of(usage), finish_reason, tool_calls, raw)
+    return Chunk(text, reasoning, None, finish_reason, tool_calls, raw)
+
+
+def _usage_of(usage: Mapping[str, Any]) -> Usage:
+    return Usage(
+        _int_or_none(usage.get("prompt_tokens")),
+        _int_or_none(usage.get("completion_tokens")),
+        _int_or_none(usage.get("total_tokens")),
+    )
+
+
+def _completion_chunk(raw: str) -> Chunk:
+    """A whole (non-streamed) completion as one ``Chunk`` of its choice 0, ``raw`` kept."""
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise BadUpstreamEvent("a completion that is not JSON") from error
+    if not isinstance(data, Mapping):
+        raise BadUpstreamEvent(f"expected a JSON object, got {type(data).__name__}")
+    choices = data.get("choices")
+    choice: Any = next(
+        (
+            c
+            for c in (choices if isinstance(choices, list) else ())
+            if isinstance(c, Mapping) and c.get("index", 0) == 0
+        ),
+        {},
+    )
+    message = choice.get("message")
+    message = message if isinstance(message, Mapping) else {}
+    calls = message.get("tool_calls")
+    # Whole tool calls carry no index; the accumulation of deltas wants one.
+    tool_calls = tuple(
+        {"index": i, **call}
+        for i, call in enumerate(calls if isinstance(calls, list) else ())
+        if isinstance(call, Mapping)
+    )
+    usage = data.get("usage")
+    return Chunk(
+        _str(message.get("content")),
+        _str(message.get("reasoning_content") or message.get("reasoning")),
+        _usage_of(usage) if isinstance(usage, Mapping) else None,
+        _str(choice.get("finish_reason")) or None,
+        tool_calls,
+        raw,
+    )
 
 
 def _str(value: object) -> str:
@@ -162,8 +236,12 @@ class _RawChunkStream(openai.Stream[object]):
     paid a new TCP (and TLS) handshake. openai's async Stream drains; this does the same.
     """
 
+    # True: yield (the event's data as received, parsed) pairs, for relaying raw.
+    with_raw = False
+
     def __stream__(self) -> Iterator[object]:
         response = self.response
+        with_raw = self.with_raw
         events = self._iter_events()
         try:
             for sse in events:
@@ -182,7 +260,7 @@ class _RawChunkStream(openai.Stream[object]):
                         request=response.request,
                         body=error,
                     )
-                yield data
+                yield (sse.data, data) if with_raw else data
         finally:
             response.close()
 
@@ -212,6 +290,46 @@ class _OpenAIChatStream:
         self._stream.close()
 
 
+class _RawEventStream(_RawChunkStream):
+    with_raw = True
+
+
+class _RelayedChatStream:
+    """Chunks that carry their event's data as received; the usage-only event is withheld
+    (``raw`` "") unless the client asked for usage itself."""
+
+    def __init__(self, stream: _RawEventStream, relay_usage: bool) -> None:
+        self._stream = stream
+        self._relay_usage = relay_usage
+
+    def __iter__(self) -> Iterator[Chunk]:
+        relay_usage = self._relay_usage
+        for raw, event in self._stream:  # type: ignore[misc]
+            withheld = (
+                not relay_usage
+                and isinstance(event, Mapping)
+                and event.get("usage")
+                and not event.get("choices")
+            )
+            yield _chunk_of(event, "" if withheld else raw)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _CompletedChat:
+    """A non-streamed completion as a ChatStream of one chunk (its body kept as ``raw``)."""
+
+    def __init__(self, body: str) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[Chunk]:
+        yield _completion_chunk(self._body)
+
+    def close(self) -> None:
+        pass  # the body was read whole: the connection is back in the pool already
+
+
 class LLMClient:
     """Chat completions against the configured OpenAI-compatible server."""
 
@@ -226,6 +344,7 @@ class LLMClient:
             else {}
         )
         self.title_timeout = config["TITLE_TIMEOUT"]
+        self._models: tuple[float, str] | None = None  # (expires, the upstream's list)
         # Local servers (Ollama, vLLM, llama.cpp) take any key; the client insists on one.
         self._client = openai.OpenAI(
             api_key=key or "not-needed",
@@ -279,6 +398,58 @@ class LLMClient:
             raise map_error(error) from error
         return _OpenAIChatStream(stream)
 
+    def relay_chat(
+        self, body: Mapping[str, Any], request_id: str | None, relay_usage: bool
+    ) -> ChatStream:
+        """Open a streamed chat completion for a client's own request ``body`` (forwarded as
+        it is, usage requested); chunks carry their raw event. Raises UpstreamError
+        (``pass_through_error``) if it cannot start."""
+        self._check_configured()
+        body = {**body, "stream": True}
+        if self.stream_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        try:
+            stream = self._client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                options=_request_options(request_id),
+                stream=True,
+                stream_cls=_RawEventStream,
+            )
+        except STREAM_ERRORS as error:
+            raise pass_through_error(error) from error
+        return _RelayedChatStream(stream, relay_usage)
+
+    def complete_chat(self, body: Mapping[str, Any], request_id: str | None) -> ChatStream:
+        """A non-streamed chat completion for a client's own request ``body``: one chunk whose
+        ``raw`` is the upstream's JSON as received. Raises UpstreamError as ``relay_chat``."""
+        self._check_configured()
+        try:
+            raw = self._client.post(
+                "/chat/completions",
+                body={**body, "stream": False},
+                cast_to=str,
+                options=_request_options(request_id),
+            )
+        except STREAM_ERRORS as error:
+            raise pass_through_error(error) from error
+        return _CompletedChat(raw)
+
+    def list_models(self, max_age: float) -> str:
+        """The upstream's model list as received (JSON), cached per process for ``max_age``
+        seconds. Raises UpstreamError as ``relay_chat``."""
+        self._check_configured()
+        cached = self._models
+        if cached is not None and time.monotonic() < cached[0]:
+            return cached[1]
+        try:
+            raw = self._client.get("/models", cast_to=str)
+        except STREAM_ERRORS as error:
+            raise pass_through_error(error) from error
+        self._models = (time.monotonic() + max_age, raw)
+        return raw
+
     def complete(self, model: str, messages: Iterable[ChatMessage], max_tokens: int) -> str:
         """A short non-streamed completion (titles); raises UpstreamError on failure."""
         self._check_configured()
@@ -291,6 +462,10 @@ class LLMClient:
         if not completion.choices:
             return ""
         return storable(completion.choices[0].message.content or "")
+
+
+def _request_options(request_id: str | None) -> Any:
+    return {"headers": {"X-Request-ID": request_id}} if request_id else {}
 
 
 def init_llm(app: Flask) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -20,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.types import JSON, TypeDecorator
+from sqlalchemy.types import TypeDecorator
 
 from app.extensions import db
 
@@ -36,6 +38,7 @@ OUTCOME_MAX = 16
 FINISH_REASON_MAX = 32
 ENDPOINT_MAX = 32
 REQUEST_ID_MAX = 128
+FINGERPRINT_LENGTH = 64  # a SHA-256 in hex
 
 # OpenAI's limits for metadata: at most 16 pairs, keys up to 64 characters, values up to 512.
 METADATA_MAX_PAIRS = 16
@@ -131,7 +134,12 @@ class ApiKey(db.Model):
 class Conversation(TimestampMixin, db.Model):
     __tablename__ = "conversations"
     # Serves listing one owner's conversations in id order, either direction.
-    __table_args__ = (Index("ix_conversations_owner_id_id", "owner_id", "id"), _NO_ID_REUSE)
+    __table_args__ = (
+        Index("ix_conversations_owner_id_id", "owner_id", "id"),
+        # The /v1 gateway's threading: one owner's conversation whose history matches.
+        Index("ix_conversations_owner_id_history_fingerprint", "owner_id", "history_fingerprint"),
+        _NO_ID_REUSE,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # No cascade: deleting a user who still owns conversations fails rather than lose them.
@@ -143,6 +151,9 @@ class Conversation(TimestampMixin, db.Model):
     meta: Mapped[dict[str, str]] = mapped_column(
         "metadata", JsonObject, default=dict, server_default=text("'{}'")
     )
+    # SHA-256 of the history so far as an OpenAI client resends it (app/services/gateway.py),
+    # set by each successful /v1 exchange; NULL until one.
+    history_fingerprint: Mapped[str | None] = mapped_column(String(FINGERPRINT_LENGTH))
 
     # passive_deletes: the database's ON DELETE CASCADE removes the messages, so deleting
     # a conversation never loads them.
@@ -200,6 +211,11 @@ class Message(TimestampMixin, db.Model):
     finish_reason: Mapped[str | None] = mapped_column(String(FINISH_REASON_MAX))
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # /v1 exchanges: the tool calls the model requested ([{id, type, function: {name,
+    # arguments}}]), the request's parameters other than its messages, its system prompt.
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    request_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    system_prompt: Mapped[str | None] = mapped_column(Text)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.

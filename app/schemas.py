@@ -6,7 +6,7 @@ import re
 from datetime import UTC
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, pre_load, validate
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.base import NO_VALUE
 
@@ -388,7 +388,7 @@ class MessageOut(Schema):
     )
     model = fields.String(allow_none=True, metadata={"description": "The model that answered."})
     endpoint = fields.String(
-        allow_none=True, metadata={"description": "The API that made it: text, messages."}
+        allow_none=True, metadata={"description": "The API that made it: text, messages, v1."}
     )
     request_id = fields.String(allow_none=True)
     finish_reason = fields.String(allow_none=True)
@@ -403,6 +403,18 @@ class MessageOut(Schema):
         FeedbackOut,
         allow_none=True,
         metadata={"description": "The user's rating of this exchange, or null."},
+    )
+    tool_calls = fields.List(
+        fields.Dict(),
+        allow_none=True,
+        metadata={"description": "/v1: the tool calls the model requested ({id, type, function})."},
+    )
+    request_params = fields.Dict(
+        allow_none=True,
+        metadata={"description": "/v1: the request's parameters other than its messages."},
+    )
+    system_prompt = fields.String(
+        allow_none=True, metadata={"description": "/v1: the request's system message(s)."}
     )
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
@@ -546,3 +558,87 @@ class ErrorOut(Schema):
 class HealthOut(Schema):
     status = fields.String(metadata={"description": "ok, or unavailable"})
     detail = fields.String(metadata={"description": "What is wrong, when something is."})
+
+
+# ------------------------------------------------------------------ the /v1 gateway
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+def _chat_messages(messages: list[dict[str, Any]]) -> None:
+    for index, message in enumerate(messages):
+        if message.get("role") not in CHAT_ROLES:
+            raise ValidationError(f"messages[{index}].role must be one of {', '.join(CHAT_ROLES)}.")
+
+
+class ChatCompletionCreate(Schema):
+    """OpenAI's chat completion request: every field besides these goes to the upstream as is."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    model = _model_type(required=True, metadata={"description": "The upstream's model name."})
+    messages = fields.List(
+        fields.Dict(),
+        required=True,
+        validate=[validate.Length(min=1), _chat_messages],
+        metadata={"description": "The whole conversation so far, as OpenAI's SDKs send it."},
+    )
+    stream = fields.Boolean(load_default=False)
+
+
+class ConversationHeader(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    conversation_id = fields.Integer(
+        data_key="X-Conversation-Id",
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "Save the call in this conversation of yours; without it the call "
+            "continues the conversation whose history its messages repeat, or starts one."
+        },
+    )
+
+
+class ChatCompletionOut(Schema):
+    """OpenAI's chat completion object, as the upstream sent it (only its outline here)."""
+
+    id = fields.String()
+    object = fields.String()
+    created = fields.Integer()
+    model = fields.String()
+    choices = fields.List(fields.Dict())
+    usage = fields.Dict(allow_none=True)
+
+
+class ChatCompletionChunkOut(Schema):
+    """One event of a streamed answer: ``data: <chat.completion.chunk JSON>``, then
+    ``data: [DONE]``, or ``data: {"error": {...}}`` if it broke off."""
+
+    data = fields.String(required=True)
+
+
+class ModelOut(Schema):
+    id = fields.String()
+    object = fields.String()
+    created = fields.Integer()
+    owned_by = fields.String()
+
+
+class ModelListOut(Schema):
+    object = fields.String()
+    data = fields.List(fields.Nested(ModelOut))
+
+
+class OpenAIErrorDetailOut(Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True)
+    param = fields.String(allow_none=True)
+    code = fields.String(allow_none=True)
+
+
+class OpenAIErrorOut(Schema):
+    """Every error under /v1: OpenAI's shape, so that its SDKs raise their usual classes."""
+
+    error = fields.Nested(OpenAIErrorDetailOut, required=True)

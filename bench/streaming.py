@@ -3,8 +3,10 @@
 Starts the fake OpenAI-compatible server (its own process), migrates a fresh database,
 serves the app with the Procfile's web command (gunicorn), then for each N opens N
 concurrent streams with an asyncio client: once to the service's /text/generate/stream and
-once straight to the fake server. Reports time to first token and total time (p50/p99),
-errors, rows saved and the service's peak memory, as a Markdown table.
+once straight to the fake server; and (target ``v1``) through the OpenAI-compatible
+``POST /v1/chat/completions`` with ``stream: true``, the events relayed raw. Reports time to
+first token and total time (p50/p99), errors, rows saved, the service's CPU per stream and
+peak memory, as a Markdown table.
 
     .venv/bin/python -m bench.streaming                      # PostgreSQL (TEST_DATABASE_URL)
     .venv/bin/python -m bench.streaming --database sqlite --levels 1,50,200
@@ -136,6 +138,23 @@ def service_request(port: int, key: str, conversation_id: int, prompt: str) -> b
     ).encode()
 
 
+def v1_request(port: int, key: str, conversation_id: int, prompt: str) -> bytes:
+    """A streamed /v1 call into the bench conversation (named, so no title call is made)."""
+    body = json.dumps(
+        {"model": "bench", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nX-Conversation-Id: {conversation_id}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+TARGETS = {"service": service_request, "v1": v1_request}
+
+
 def upstream_request(port: int, prompt: str) -> bytes:
     body = json.dumps(
         {
@@ -182,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker-class", default="gevent")
     parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
     parser.add_argument("--modes", default="steady,burst")
+    parser.add_argument("--targets", default="service,v1", help="service (text), v1, or both")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",")]
 
@@ -231,7 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     with WebProcess(env, log) as web:
         assert web.process is not None
         # Warm every worker up (imports, first connections) before measuring.
-        warm = [[service_request(web.port, key, conversation_id, "warm-up")] for _ in range(20)]
+        warm = [
+            [make(web.port, key, conversation_id, "warm-up")]
+            for make in TARGETS.values()
+            for _ in range(10)
+        ]
         asyncio.run(burst("127.0.0.1", web.port, warm, 0))
         for mode in args.modes.split(","):
             run_clients, rounds = MODES[mode]
@@ -245,29 +269,33 @@ def main(argv: list[str] | None = None) -> None:
                 samples = asyncio.run(run_clients("127.0.0.1", llm_port, requests, stream_seconds))
                 runs.append(Run(mode, "direct", n, time.perf_counter() - started, samples))
 
-                requests = [
-                    [
-                        service_request(web.port, key, conversation_id, f"{tag}-{i}-{r}")
-                        for r in range(rounds)
+                for target in args.targets.split(","):
+                    tag = uuid.uuid4().hex[:8]
+                    make = TARGETS[target]
+                    requests = [
+                        [
+                            make(web.port, key, conversation_id, f"{tag}-{i}-{r}")
+                            for r in range(rounds)
+                        ]
+                        for i in range(n)
                     ]
-                    for i in range(n)
-                ]
-                cpu_before = cpu_seconds(web.process.pid)
-                with PeakMemory(web.process.pid) as memory:
-                    started = time.perf_counter()
-                    samples = asyncio.run(
-                        run_clients("127.0.0.1", web.port, requests, stream_seconds)
+                    cpu_before = cpu_seconds(web.process.pid)
+                    with PeakMemory(web.process.pid) as memory:
+                        started = time.perf_counter()
+                        samples = asyncio.run(
+                            run_clients("127.0.0.1", web.port, requests, stream_seconds)
+                        )
+                        wall = time.perf_counter() - started
+                    run = Run(mode, target, n, wall, samples, peak_rss_mb=memory.peak)
+                    cpu = cpu_seconds(web.process.pid) - cpu_before
+                    run.cpu_ms_per_stream = cpu * 1000 / len(samples)
+                    run.saved = count_saved(engine, tag, len(samples) - run.errors)
+                    runs.append(run)
+                    print(
+                        f"{mode} N={n}: {target} errors={run.errors} "
+                        f"saved={run.saved}/{len(samples)}",
+                        file=sys.stderr,
                     )
-                    wall = time.perf_counter() - started
-                run = Run(mode, "service", n, wall, samples, peak_rss_mb=memory.peak)
-                cpu = cpu_seconds(web.process.pid) - cpu_before
-                run.cpu_ms_per_stream = cpu * 1000 / len(samples)
-                run.saved = count_saved(engine, tag, len(samples) - run.errors)
-                runs.append(run)
-                print(
-                    f"{mode} N={n}: service errors={run.errors} saved={run.saved}/{len(samples)}",
-                    file=sys.stderr,
-                )
     llm.terminate()
     engine.dispose()
     drop_database(url)
@@ -314,15 +342,18 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
             f"| {run.pct('total', 0.5):.0f} | {run.pct('total', 0.99):.0f} | {run.wall:.2f} "
             f"| {run.errors} | {saved} | {rss} | {cpu} |"
         )
-    print("\n| mode | N | added TTFT p50 ms | added TTFT p99 ms |")
-    print("|---|---|---|---|")
+    print("\n| mode | N | target | added TTFT p50 ms | added TTFT p99 ms |")
+    print("|---|---|---|---|---|")
     by_key = {(r.mode, r.n, r.target): r for r in runs}
     for mode, n in sorted({(r.mode, r.n) for r in runs}, key=lambda k: (k[0] != "steady", k[1])):
-        service, direct = by_key[(mode, n, "service")], by_key[(mode, n, "direct")]
-        print(
-            f"| {mode} | {n} | {service.pct('ttft', 0.5) - direct.pct('ttft', 0.5):.1f} "
-            f"| {service.pct('ttft', 0.99) - direct.pct('ttft', 0.99):.1f} |"
-        )
+        direct = by_key[(mode, n, "direct")]
+        for target in args.targets.split(","):
+            service = by_key[(mode, n, target)]
+            print(
+                f"| {mode} | {n} | {target} "
+                f"| {service.pct('ttft', 0.5) - direct.pct('ttft', 0.5):.1f} "
+                f"| {service.pct('ttft', 0.99) - direct.pct('ttft', 0.99):.1f} |"
+            )
     errors = [s.error for r in runs for s in r.samples if s.error]
     if errors:
         print("\nFirst errors:", statistics.multimode(errors)[:3])

@@ -59,6 +59,9 @@ class Behavior:
     filler: int = 0  # chunks with an empty delta (no text at all) before the reasoning
     raw_events: list[str] | None = None  # data payloads sent verbatim before everything else
     break_after_done: bool = False  # after [DONE], cut the body instead of ending it
+    # Tool calls ({id, name, arguments}) after the tokens: streamed as OpenAI does (by index:
+    # id, type and name first, then the arguments in pieces), or whole in a non-stream answer.
+    tool_calls: list[dict[str, str]] | None = None
 
     def token_list(self) -> list[str]:
         """The tokens this behaviour streams."""
@@ -461,6 +464,13 @@ class FakeLLMServer:
                 sent += 1
             if b.break_after is not None:
                 return False  # abrupt close: no finish chunk, no terminating 0-chunk
+            for delta in _tool_call_deltas(b.tool_calls or ()):
+                await self._pause(b.delay, reader, writer)
+                await self._send(
+                    writer,
+                    event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]),
+                    False,
+                )
             await self._pause(b.delay if tokens else 0.0, reader, writer)
             await self._send(
                 writer,
@@ -510,6 +520,22 @@ class FakeLLMServer:
             reader,
             writer,
         )
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(tokens) if tokens or not b.tool_calls else None,
+            "refusal": None,
+        }
+        if b.reasoning:
+            message["reasoning_content"] = "".join(b.reasoning)
+        if b.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+                for call in b.tool_calls
+            ]
         payload: dict[str, Any] = {
             "id": cid,
             "object": "chat.completion",
@@ -519,7 +545,7 @@ class FakeLLMServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(tokens), "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": b.finish_reason,
                 }
@@ -553,6 +579,27 @@ class FakeLLMServer:
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
+
+
+def _tool_call_deltas(calls: Any) -> list[dict[str, Any]]:
+    """The deltas OpenAI streams tool calls in: per call, its id, type and name with empty
+    arguments, then the arguments in three pieces."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        head = {"name": call["name"], "arguments": ""}
+        deltas.append(
+            {
+                "tool_calls": [
+                    {"index": index, "id": call["id"], "type": "function", "function": head}
+                ]
+            }
+        )
+        arguments = call["arguments"]
+        step = max(1, -(-len(arguments) // 3))
+        for start in range(0, len(arguments), step):
+            piece = {"arguments": arguments[start : start + step]}
+            deltas.append({"tool_calls": [{"index": index, "function": piece}]})
+    return deltas
 
 
 def _text(content: Any) -> str:

@@ -52,6 +52,9 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
         "ttft_ms",
         "duration_ms",
         "feedback",
+        "tool_calls",
+        "request_params",
+        "system_prompt",
         "created_at",
         "updated_at",
     }

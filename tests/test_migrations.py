@@ -143,3 +143,66 @@ def test_existing_keys_survive_key_expiry_and_never_expire(backend, database_fac
             prefixes = connection.execute(sa.text("SELECT prefix FROM api_keys")).scalars().all()
         assert "expires_at" not in columns
         assert prefixes == [key.prefix]
+
+
+# The revision before the gateway's (re-chained at merge: change it here only).
+BEFORE_GATEWAY = "0005"
+
+
+def test_the_gateway_revision_keeps_existing_rows_and_downgrades(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_GATEWAY)
+        stamp = {"t": "2026-01-01 00:00:00+00:00"}
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('old', 'user', true, :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, created_at,"
+                    " updated_at) VALUES (1, 'old', 'm', :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " is_success, status_code, outcome, created_at, updated_at)"
+                    " VALUES (1, 'kept?', 'yes', true, 200, 'complete', :t, :t)"
+                ),
+                stamp,
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            conversation = connection.execute(
+                sa.text("SELECT title, history_fingerprint FROM conversations")
+            ).one()
+            message = connection.execute(
+                sa.text(
+                    "SELECT prompt_content, response_content, tool_calls, request_params,"
+                    " system_prompt FROM messages"
+                )
+            ).one()
+        indexes = {
+            i["name"]: i["column_names"] for i in sa.inspect(db.engine).get_indexes("conversations")
+        }
+        assert tuple(conversation) == ("old", None)
+        assert tuple(message) == ("kept?", "yes", None, None, None)
+        assert indexes["ix_conversations_owner_id_history_fingerprint"] == [
+            "owner_id",
+            "history_fingerprint",
+        ]
+        assert drift() == []
+
+        flask_migrate.downgrade(revision=BEFORE_GATEWAY)
+        with db.engine.connect() as connection:
+            kept = connection.execute(sa.text("SELECT prompt_content FROM messages")).scalars()
+            assert list(kept) == ["kept?"]
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
+        assert "tool_calls" not in columns

@@ -3,6 +3,7 @@
 from app.repositories.base import Repository, SqlAlchemyRepository
 from app.repositories.conversations import ConversationRepository
 from app.repositories.messages import MessageRepository
+from app.repositories.threads import ThreadRepository
 from app.repositories.users import ApiKeyRepository, UserRepository
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "MessageRepository",
     "Repository",
     "SqlAlchemyRepository",
+    "ThreadRepository",
     "UserRepository",
 ]

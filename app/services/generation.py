@@ -9,6 +9,7 @@ the LLM is called.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app
@@ -16,7 +17,7 @@ from flask import Flask, current_app
 from app.errors import DomainError, NotFound
 from app.exchange import Exchange, PendingExchange
 from app.extensions import db
-from app.llm import ChatMessage, get_llm, upstream_status
+from app.llm import ChatMessage, ChatStream, get_llm, map_error, upstream_status
 from app.models import Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
 from app.request_id import current_request_id, request_received_at
@@ -93,17 +94,30 @@ def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
     pending = exchange.pending
     # What `flask messages recover` needs if the database stays down through the retries.
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
+
+    def write(session: Any) -> Message | None:
+        message = MessageRepository(session).update(pending.message_id, values)
+        if message is not None and pending.also_save is not None:
+            pending.also_save(session, values)
+        return message
+
     return save_with_retry(
         exchange.app,
-        lambda session: MessageRepository(session).update(pending.message_id, values),
+        write,
         {**record, **values},
         f"exchange {pending.message_id}",
     )
 
 
-def open_exchange(pending: PendingExchange) -> Exchange:
+def open_exchange(
+    pending: PendingExchange,
+    open_upstream: Callable[[], ChatStream] | None = None,
+    map_upstream_error: Callable[[Exception], DomainError] = map_error,
+) -> Exchange:
     """Open the upstream for a pending exchange and wait for its first event; the response's
-    close hook ends the exchange (if nothing did) and then titles the conversation."""
+    close hook ends the exchange (if nothing did) and then titles the conversation.
+    ``open_upstream``: another way to call the LLM (the /v1 gateway's), whose errors
+    ``map_upstream_error`` maps."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     title = (
         functools.partial(
@@ -113,15 +127,24 @@ def open_exchange(pending: PendingExchange) -> Exchange:
         else None
     )
     live = live_exchanges(app)
+    hooks: dict[str, Any] = {
+        "save": _save,
+        "live": live,
+        "title": title,
+        "map_error": map_upstream_error,
+    }
     try:
-        upstream = get_llm().stream_chat(pending.model, pending.messages, pending.request_id)
+        if open_upstream is None:
+            upstream = get_llm().stream_chat(pending.model, pending.messages, pending.request_id)
+        else:
+            upstream = open_upstream()
     except DomainError as error:
         # Not even opened: record the failure through the same lifecycle, then answer it.
-        exchange = Exchange(app, pending, None, save=_save, live=live, title=title)
+        exchange = Exchange(app, pending, None, **hooks)
         after_response(exchange.close)
         exchange.fail_to_start(error, upstream_status(error, error.__cause__))
         raise
-    exchange = Exchange(app, pending, upstream, save=_save, live=live, title=title)
+    exchange = Exchange(app, pending, upstream, **hooks)
     after_response(exchange.close)
     exchange.start()
     return exchange

@@ -1,0 +1,250 @@
+"""The OpenAI-compatible gateway: a client's own chat completion, relayed and saved.
+
+A call is an exchange like any other (app/exchange.py): its row is committed in progress
+before the upstream is called, and it ends exactly once. What is particular to /v1 is which
+conversation it belongs to, found here:
+
+1. ``X-Conversation-Id`` names one of the caller's conversations (else NotFound);
+2. else the request's history (its messages up to the last assistant turn) is matched
+   against the fingerprint each successful exchange leaves on its conversation, among the
+   caller's conversations only: a client that resends the growing history stays in one;
+3. else a new conversation, titled from its first prompt after the exchange.
+
+The fingerprint is a SHA-256 of the messages in a canonical form that keeps what a client
+resends (role, text, name, tool calls, tool call id) and drops what SDKs add or omit
+(``refusal: null``, ``type: "function"``, reasoning, empty content versus none).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from app.errors import DomainError, NotFound
+from app.exchange import Exchange, Outcome, PendingExchange
+from app.llm import ChatStream, get_llm, pass_through_error
+from app.models import Conversation, Message, utcnow
+from app.repositories import MessageRepository, ThreadRepository
+from app.request_id import current_request_id, request_received_at
+from app.services.auth import Principal
+from app.services.generation import open_exchange
+from app.services.unit_of_work import unit_of_work
+from app.text import storable
+
+ENDPOINT = "v1"
+SYSTEM_ROLES = frozenset({"system", "developer"})
+# How non-text content parts are noted in the saved prompt (not dropped silently).
+_PART_NOTES = {"image_url": "[image]", "input_audio": "[audio]", "file": "[file]"}
+
+
+def chat(actor: Principal, body: dict[str, Any], conversation_id: int | None) -> Exchange:
+    """Record a chat completion call as an exchange in its conversation and call the
+    upstream (streamed or not, as the body says); returns the exchange, ready to relay."""
+    pending = _begin(actor, body, conversation_id)
+    llm = get_llm()
+
+    def open_upstream() -> ChatStream:
+        if body.get("stream"):
+            return llm.relay_chat(body, pending.request_id, asked_for_usage(body))
+        return llm.complete_chat(body, pending.request_id)
+
+    try:
+        return open_exchange(pending, open_upstream, pass_through_error)
+    except DomainError as error:
+        # Recorded as failed already; the client still learns where.
+        error.headers.update(exchange_headers(pending))
+        raise
+
+
+def list_models() -> str:
+    """The upstream's model list as it sent it (JSON), cached per process for a while."""
+    return get_llm().list_models(current_app.config["MODELS_CACHE_SECONDS"])
+
+
+def exchange_headers(pending: PendingExchange) -> dict[str, str]:
+    """The headers that tell a /v1 client where its call was saved."""
+    return {
+        "X-Conversation-Id": str(pending.conversation_id),
+        "X-Message-Id": str(pending.message_id),
+    }
+
+
+def asked_for_usage(body: Mapping[str, Any]) -> bool:
+    """Whether the client asked for the usage chunk of a stream itself."""
+    options = body.get("stream_options")
+    return isinstance(options, Mapping) and options.get("include_usage") is True
+
+
+def _begin(actor: Principal, body: dict[str, Any], conversation_id: int | None) -> PendingExchange:
+    messages: list[Any] = body["messages"]
+    model: str = body["model"]
+    canonical = [canonical_message(m) for m in messages]
+    prefix = history_prefix(canonical)
+    prompt = last_user_text(messages)
+    request_id = current_request_id()
+    with unit_of_work() as session:
+        threads = ThreadRepository(session, actor.user_id)
+        if conversation_id is not None:
+            conversation = threads.get(conversation_id)
+            if conversation is None:
+                raise NotFound(f"Conversation {conversation_id} does not exist.")
+        else:
+            conversation = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
+            if conversation is None:
+                conversation = threads.create(
+                    Conversation(title=None, model_type=model, owner_id=actor.user_id)
+                )
+        message = MessageRepository(session).create(
+            Message(
+                conversation_id=conversation.id,
+                prompt_content=prompt,
+                model=model,
+                endpoint=ENDPOINT,
+                request_id=request_id,
+                heartbeat_at=utcnow(),
+                request_params=storable_json({k: v for k, v in body.items() if k != "messages"}),
+                system_prompt=system_text(messages),
+            )
+        )
+        return PendingExchange(
+            message_id=message.id,
+            conversation_id=conversation.id,
+            model=model,
+            prompt=prompt,
+            messages=(),  # the client's own messages go to the upstream in its body
+            needs_title=conversation.title is None,
+            endpoint=ENDPOINT,
+            request_id=request_id,
+            received_at=request_received_at(),
+            also_save=functools.partial(_advance_thread, conversation.id, canonical),
+        )
+
+
+def _advance_thread(
+    conversation_id: int, canonical: list[dict[str, Any]], session: Session, values: dict[str, Any]
+) -> None:
+    """After a complete exchange, the conversation's fingerprint becomes that of the history
+    the client will resend next: its messages and the answer, as an SDK assembles it."""
+    if values.get("outcome") != Outcome.COMPLETE:
+        return
+    answer = canonical_message(
+        {
+            "role": "assistant",
+            "content": values.get("response_content") or "",
+            "tool_calls": values.get("tool_calls"),
+        }
+    )
+    ThreadRepository(session).set_fingerprint(conversation_id, fingerprint([*canonical, answer]))
+
+
+# ----------------------------------------------------------------- messages as text
+def content_text(content: Any) -> str:
+    """A message's content as text: its text parts, other parts noted as ``[image]`` etc."""
+    if isinstance(content, str):
+        return storable(content)
+    if not isinstance(content, list):
+        return ""
+    pieces = []
+    for part in content:
+        if isinstance(part, str):
+            pieces.append(part)
+        elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+            pieces.append(part["text"])
+        elif isinstance(part, Mapping):
+            kind = part.get("type")
+            kind = kind if isinstance(kind, str) and kind.isidentifier() else "part"
+            pieces.append(_PART_NOTES.get(kind, f"[{kind[:32]}]"))
+    return storable("\n".join(pieces))
+
+
+def last_user_text(messages: Sequence[Any]) -> str:
+    """The text of the last user message ("" if there is none)."""
+    for message in reversed(messages):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def system_text(messages: Sequence[Any]) -> str | None:
+    """The system (and developer) messages' text, or None."""
+    texts = [
+        content_text(m.get("content"))
+        for m in messages
+        if isinstance(m, Mapping) and m.get("role") in SYSTEM_ROLES
+    ]
+    return "\n\n".join(texts) if texts else None
+
+
+def storable_json(value: Any) -> Any:
+    """``value`` with every string made storable (JSON columns hold strings too)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, Mapping):
+        return {storable(str(k)): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value
+
+
+# -------------------------------------------------------------------- fingerprints
+def canonical_message(message: Any) -> dict[str, Any]:
+    """What of a message identifies a history, in one form whichever SDK resent it."""
+    if not isinstance(message, Mapping):
+        return {"role": None, "content": storable_json(message)}
+    canonical: dict[str, Any] = {
+        "role": message.get("role"),
+        "content": _canonical_content(message.get("content")),
+    }
+    if isinstance(message.get("name"), str):
+        canonical["name"] = storable(message["name"])
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        canonical["tool_calls"] = [_canonical_call(call) for call in calls]
+    if isinstance(message.get("tool_call_id"), str):
+        canonical["tool_call_id"] = storable(message["tool_call_id"])
+    return canonical
+
+
+def _canonical_content(content: Any) -> Any:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return storable(content)
+    # A list of text parts says what the same text as a string says.
+    if isinstance(content, list) and all(
+        isinstance(part, Mapping) and part.get("type") == "text" for part in content
+    ):
+        return "".join(storable(str(part.get("text") or "")) for part in content)
+    return storable_json(content)
+
+
+def _canonical_call(call: Any) -> dict[str, Any]:
+    call = call if isinstance(call, Mapping) else {}
+    function = call.get("function")
+    function = function if isinstance(function, Mapping) else {}
+    return {
+        "id": storable(str(call.get("id") or "")),
+        "name": storable(str(function.get("name") or "")),
+        "arguments": storable(str(function.get("arguments") or "")),
+    }
+
+
+def history_prefix(canonical: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The history a request continues: its messages up to its last assistant turn (what
+    follows is the new input: user turns, tool results). None: it continues nothing."""
+    for index in range(len(canonical) - 1, -1, -1):
+        if canonical[index]["role"] == "assistant":
+            return canonical[: index + 1]
+    return None
+
+
+def fingerprint(canonical: list[dict[str, Any]]) -> str:
+    """SHA-256 of canonical messages."""
+    data = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(data.encode()).hexdigest()
