@@ -106,11 +106,36 @@ def create_user(name: str, admin: bool) -> None:
 
 @users.command("list")
 def list_users() -> None:
-    """List users, their role, and the prefixes of their unrevoked keys."""
+    """List users, their role, the prefixes of their unrevoked keys, and their limits."""
     for user in users_service.list_users():
         state = "" if user.is_active else " (inactive)"
         prefixes = ", ".join(user.key_prefixes) or "no keys"
-        click.echo(f"{user.name}\t{user.role}{state}\t{prefixes}")
+        limits = _limits_text(user.rpm_limit, user.daily_token_budget)
+        click.echo(f"{user.name}\t{user.role}{state}\t{prefixes}\t{limits}")
+
+
+def _limits_text(rpm: int | None, tokens_per_day: int | None) -> str:
+    config = current_app.config
+    rpm_text = f"{rpm}/minute" if rpm else f"{config['RATE_LIMIT_GENERATION']} (default)"
+    budget = tokens_per_day or config["TOKEN_BUDGET_DAILY"]
+    budget_text = f"{budget} tokens/day" if budget else "no token budget"
+    return f"generation {rpm_text}, {budget_text}{'' if tokens_per_day else ' (default)'}"
+
+
+@users.command("limits")
+@click.argument("name", callback=_check_name)
+@click.option("--rpm", type=click.IntRange(min=1), help="Generation requests a minute.")
+@click.option("--tokens-per-day", type=click.IntRange(min=1), help="Daily token budget.")
+@click.option("--clear", is_flag=True, help="Back to the service-wide settings first.")
+def set_limits(name: str, rpm: int | None, tokens_per_day: int | None, clear: bool) -> None:
+    """Set user NAME's own rate limit and daily token budget (or --clear them)."""
+    if rpm is None and tokens_per_day is None and not clear:
+        raise click.UsageError("give --rpm, --tokens-per-day or --clear")
+    now = _run(
+        lambda: users_service.set_limits(name, rpm=rpm, tokens_per_day=tokens_per_day, clear=clear)
+    )
+    seconds = current_app.config["AUTH_CACHE_SECONDS"]
+    click.echo(f"{name}: {_limits_text(*now)}; running servers apply it within {seconds:g}s")
 
 
 @users.command("create-first")

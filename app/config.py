@@ -271,6 +271,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "RATELIMIT_WARNING_SECONDS": _float(env, "RATELIMIT_WARNING_SECONDS", 60.0),
         "RATE_LIMIT_GENERATION": _rate_limit(env, "RATE_LIMIT_GENERATION", "60/minute"),
         "RATE_LIMIT_DEFAULT": _rate_limit(env, "RATE_LIMIT_DEFAULT", "600/minute"),
+        # Tokens a user may spend a UTC day (0: no budget), counted from the usage rollups.
+        "TOKEN_BUDGET_DAILY": _int(env, "TOKEN_BUDGET_DAILY", 0),
         # Titles.
         "TITLE_MODEL": env.get("TITLE_MODEL") or None,
         "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24, minimum=1),

@@ -16,6 +16,8 @@ EXPOSED_HEADERS = (
     "WWW-Authenticate",
     "X-Request-ID",
     "X-Conversation-Id",
+    "X-Message-Id",
+    "X-Max-Output-Tokens",
     "X-Accel-Buffering",
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",

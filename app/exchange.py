@@ -100,6 +100,8 @@ class PendingExchange:
     received_at: float  # time.perf_counter() when the request arrived
     # More to write in the transaction that saves the ending: (session, the ending's values).
     also_save: Callable[[Any, dict[str, Any]], None] | None = None
+    # Headers the response adds (the /v1 gateway's: where it was saved, what was capped).
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -20,18 +20,19 @@ from app.api.auth import PUBLIC_BLUEPRINTS
 
 log = logging.getLogger(__name__)
 
-# The endpoints that call the LLM (Blueprint name.view name, as request.endpoint says).
-GENERATION_ENDPOINTS = frozenset(
-    {"generation.GenerateStream", "messages.Messages", "gateway.ChatCompletions"}
+# The requests that call the LLM: endpoint (Blueprint name.view name) and method.
+GENERATION_REQUESTS = frozenset(
+    {
+        ("generation.GenerateStream", "GET"),
+        ("messages.Messages", "POST"),
+        ("v1.ChatCompletions", "POST"),
+    }
 )
 
 
 def is_generation() -> bool:
     """Whether the current request asks the LLM for an answer."""
-    if request.endpoint not in GENERATION_ENDPOINTS:
-        return False
-    # Listing a conversation's messages shares the view that creates them.
-    return request.method == "POST" or request.endpoint == "generation.GenerateStream"
+    return (request.endpoint, request.method) in GENERATION_REQUESTS
 
 
 def _user_key() -> str:

@@ -98,6 +98,10 @@ class User(TimestampMixin, db.Model):
     role: Mapped[str] = mapped_column(String(16), default="user")
     # An inactive user's keys stop working; their conversations are kept.
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Overrides of RATE_LIMIT_GENERATION (requests a minute) and TOKEN_BUDGET_DAILY; NULL:
+    # the service-wide setting applies.
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    daily_token_budget: Mapped[int | None] = mapped_column(BigInteger)
 
     api_keys: Mapped[list[ApiKey]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True

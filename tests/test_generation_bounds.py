@@ -85,3 +85,38 @@ class TestGenerationTimeout:
         assert response.status_code == 504
         message = only_message(database, conversation_id)
         self.assert_cut_off_and_saved(database, conversation_id, message.response_content)
+
+
+class TestGatewayOutputCap:
+    def chat(self, client, **params):
+        body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], **params}
+        return client.post("/v1/chat/completions", json=body)
+
+    def test_asking_more_is_clamped_and_the_response_says_so(self, client, configure, fake_llm):
+        configure(MAX_OUTPUT_TOKENS=100)
+
+        response = self.chat(client, max_tokens=5000, max_completion_tokens=50)
+
+        assert response.status_code == 200
+        assert response.headers["X-Max-Output-Tokens"] == "100"
+        (call,) = fake_llm.requests
+        assert (call.body["max_tokens"], call.body["max_completion_tokens"]) == (100, 50)
+
+    def test_asking_less_is_left_alone(self, client, configure, fake_llm):
+        configure(MAX_OUTPUT_TOKENS=100)
+
+        response = self.chat(client, max_tokens=20)
+
+        assert "X-Max-Output-Tokens" not in response.headers
+        (call,) = fake_llm.requests
+        assert call.body["max_tokens"] == 20
+
+    def test_asking_nothing_gets_the_cap(self, client, configure, fake_llm):
+        configure(MAX_OUTPUT_TOKENS=100, MAX_OUTPUT_TOKENS_PARAM="max_completion_tokens")
+
+        response = self.chat(client, stream=True)
+
+        assert "X-Max-Output-Tokens" not in response.headers
+        (call,) = fake_llm.requests
+        assert call.body["max_completion_tokens"] == 100
+        assert "max_tokens" not in call.body

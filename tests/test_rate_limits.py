@@ -246,3 +246,56 @@ def test_probes_are_never_limited(limited_app):
     statuses = [probe.get("/healthz").status_code for _ in range(4)]
 
     assert statuses == [200] * 4
+
+
+class TestOwnLimits:
+    def test_a_users_own_rpm_replaces_the_service_wide_one(self, limited_app, fake_llm):
+        client = account(limited_app, "alice")
+        runner = limited_app.test_cli_runner()
+        assert runner.invoke(args=["users", "limits", "alice", "--rpm", "2"]).exit_code == 0
+        conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+        query = {"prompt": "hi", "conversation_id": conversation_id}
+
+        statuses = [
+            client.get("/text/generate/stream", query_string=query).status_code for _ in range(3)
+        ]
+
+        assert statuses == [200, 200, 429]
+
+    def test_the_cli_sets_shows_and_clears_them(self, limited_app):
+        account(limited_app, "bob")
+        runner = limited_app.test_cli_runner()
+
+        set_ = runner.invoke(
+            args=["users", "limits", "bob", "--rpm", "5", "--tokens-per-day", "9000"]
+        )
+        listed = runner.invoke(args=["users", "list"]).output
+        cleared = runner.invoke(args=["users", "limits", "bob", "--clear"])
+        listed_after = runner.invoke(args=["users", "list"]).output
+
+        assert set_.exit_code == 0
+        assert set_.output.startswith("bob: generation 5/minute, 9000 tokens/day;")
+        assert "bob\tuser\t" in listed
+        assert listed.rstrip().endswith("generation 5/minute, 9000 tokens/day")
+        assert cleared.output.startswith(
+            "bob: generation 60/minute (default), no token budget (default);"
+        )
+        assert listed_after.rstrip().endswith(
+            "generation 60/minute (default), no token budget (default)"
+        )
+
+    def test_the_cli_wants_something_to_set(self, limited_app):
+        account(limited_app, "carol")
+
+        result = limited_app.test_cli_runner().invoke(args=["users", "limits", "carol"])
+
+        assert result.exit_code == 2
+        assert "give --rpm, --tokens-per-day or --clear" in result.output
+
+    def test_an_unknown_user_is_one_line(self, limited_app):
+        result = limited_app.test_cli_runner().invoke(
+            args=["users", "limits", "nobody", "--rpm", "1"]
+        )
+
+        assert result.exit_code == 1
+        assert "nobody" in result.output

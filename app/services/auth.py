@@ -44,6 +44,9 @@ class Principal:
     user_id: int
     name: str
     role: str
+    # The user's own limits (None: the service's settings apply).
+    rpm_limit: int | None = None
+    daily_token_budget: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -201,7 +204,10 @@ def _lookup(secret: str, digest: str) -> ResolvedKey | None:
         if found is None or not hmac.compare_digest(found[0].secret_hash, digest):
             return None
         key, user = found
-        return ResolvedKey(Principal(user.id, user.name, user.role), key.id, key.expires_at)
+        principal = Principal(
+            user.id, user.name, user.role, user.rpm_limit, user.daily_token_budget
+        )
+        return ResolvedKey(principal, key.id, key.expires_at)
 
 
 def authenticate(secret: str) -> Principal:

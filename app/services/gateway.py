@@ -46,7 +46,9 @@ _PART_NOTES = {"image_url": "[image]", "input_audio": "[audio]", "file": "[file]
 def chat(actor: Principal, body: dict[str, Any], conversation_id: int | None) -> Exchange:
     """Record a chat completion call as an exchange in its conversation and call the
     upstream (streamed or not, as the body says); returns the exchange, ready to relay."""
-    pending = _begin(actor, body, conversation_id)
+    capped = cap_output(body)
+    headers = {} if capped is None else {"X-Max-Output-Tokens": str(capped)}
+    pending = _begin(actor, body, conversation_id, headers)
     llm = get_llm()
 
     def open_upstream() -> ChatStream:
@@ -62,16 +64,39 @@ def chat(actor: Principal, body: dict[str, Any], conversation_id: int | None) ->
         raise
 
 
+OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+def cap_output(body: dict[str, Any]) -> int | None:
+    """Hold ``body`` to MAX_OUTPUT_TOKENS (in place): a request asking for more, or for no
+    bound, gets the cap. Returns the cap when the client asked for more than it."""
+    config = current_app.config
+    cap = config["MAX_OUTPUT_TOKENS"]
+    if not cap:
+        return None
+    asked = [body[f] for f in OUTPUT_LIMIT_FIELDS if isinstance(body.get(f), int)]
+    if not asked:
+        body[config["MAX_OUTPUT_TOKENS_PARAM"]] = cap
+        return None
+    if max(asked) <= cap:
+        return None
+    for field in OUTPUT_LIMIT_FIELDS:
+        if isinstance(body.get(field), int) and body[field] > cap:
+            body[field] = cap
+    return cap
+
+
 def list_models() -> str:
     """The upstream's model list as it sent it (JSON), cached per process for a while."""
     return get_llm().list_models(current_app.config["MODELS_CACHE_SECONDS"])
 
 
 def exchange_headers(pending: PendingExchange) -> dict[str, str]:
-    """The headers that tell a /v1 client where its call was saved."""
+    """The headers that tell a /v1 client where its call was saved (and what was capped)."""
     return {
         "X-Conversation-Id": str(pending.conversation_id),
         "X-Message-Id": str(pending.message_id),
+        **pending.response_headers,
     }
 
 
@@ -81,7 +106,12 @@ def asked_for_usage(body: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
-def _begin(actor: Principal, body: dict[str, Any], conversation_id: int | None) -> PendingExchange:
+def _begin(
+    actor: Principal,
+    body: dict[str, Any],
+    conversation_id: int | None,
+    response_headers: dict[str, str],
+) -> PendingExchange:
     messages: list[Any] = body["messages"]
     model: str = body["model"]
     canonical = [canonical_message(m) for m in messages]
@@ -123,6 +153,7 @@ def _begin(actor: Principal, body: dict[str, Any], conversation_id: int | None) 
             request_id=request_id,
             received_at=request_received_at(),
             also_save=functools.partial(_advance_thread, conversation.id, canonical),
+            response_headers=response_headers,
         )
 
 

@@ -21,6 +21,8 @@ class UserSummary:
     role: str
     is_active: bool
     key_prefixes: tuple[str, ...]
+    rpm_limit: int | None = None
+    daily_token_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,36 @@ def list_users() -> list[UserSummary]:
         if key.revoked_at is None:
             prefixes.setdefault(key.user_id, []).append(key.prefix)
     return [
-        UserSummary(user.name, user.role, user.is_active, tuple(prefixes.get(user.id, ())))
+        UserSummary(
+            user.name,
+            user.role,
+            user.is_active,
+            tuple(prefixes.get(user.id, ())),
+            user.rpm_limit,
+            user.daily_token_budget,
+        )
         for user in users
     ]
+
+
+def set_limits(
+    name: str,
+    *,
+    rpm: int | None = None,
+    tokens_per_day: int | None = None,
+    clear: bool = False,
+) -> tuple[int | None, int | None]:
+    """Set (or with ``clear``, remove) a user's own limits; returns them as they now stand.
+    Running servers apply them once the user's cached key expires (AUTH_CACHE_SECONDS)."""
+    with unit_of_work() as session:
+        user = _user(UserRepository(session), name)
+        if clear:
+            user.rpm_limit = user.daily_token_budget = None
+        if rpm is not None:
+            user.rpm_limit = rpm
+        if tokens_per_day is not None:
+            user.daily_token_budget = tokens_per_day
+        return user.rpm_limit, user.daily_token_budget
 
 
 def create_first_user() -> NewKey | None:
