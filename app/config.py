@@ -106,6 +106,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "TITLE_MODEL": env.get("TITLE_MODEL") or None,
         "TITLE_MAX_TOKENS": _int(env, "TITLE_MAX_TOKENS", 24),
         "TITLE_TIMEOUT": _float(env, "TITLE_TIMEOUT", 10.0),
+        # Monitoring: a bearer token /metrics then requires (unset: /metrics is public).
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
     }
     return settings
 

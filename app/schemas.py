@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from webargs.fields import DelimitedList
 
 from app.models import MODEL_MAX, TITLE_MAX
 
@@ -238,6 +239,85 @@ class SseEventOut(Schema):
             "answer could not be saved."
         },
     )
+
+
+USAGE_GROUPS = ("day", "model", "user")
+USAGE_MAX_DAYS = 366
+
+
+class UsageArgs(Schema):
+    start = fields.Date(
+        data_key="from",
+        load_default=None,
+        metadata={"description": "First UTC day (YYYY-MM-DD); default: 29 days before to."},
+    )
+    end = fields.Date(
+        data_key="to",
+        load_default=None,
+        metadata={"description": "Last UTC day, included; default: today (UTC)."},
+    )
+    group_by = DelimitedList(
+        fields.String(validate=validate.OneOf(USAGE_GROUPS)),
+        load_default=[],
+        metadata={"description": "Comma-separated, any of day, model, user; none: one total."},
+    )
+    owner = Owner(
+        load_default="me",
+        metadata={"description": "Whose usage: me (default); admins also all or a user id."},
+    )
+
+    @validates_schema
+    def _range(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        start, end = data.get("start"), data.get("end")
+        if start is not None and end is not None:
+            if end < start:
+                raise ValidationError("Must not be before from.", "to")
+            if (end - start).days >= USAGE_MAX_DAYS:
+                raise ValidationError(f"At most {USAGE_MAX_DAYS} days after from.", "to")
+
+
+class Percentiles(Schema):
+    p50 = fields.Integer(allow_none=True)
+    p95 = fields.Integer(allow_none=True)
+
+
+class OutcomeCounts(Schema):
+    complete = fields.Integer()
+    failed = fields.Integer()
+    client_closed = fields.Integer()
+    interrupted = fields.Integer()
+    rate_limited = fields.Integer(
+        metadata={"description": "Failed because the LLM provider rate limited (429)."}
+    )
+
+
+class UsageRowOut(Schema):
+    day = fields.Date(allow_none=True, metadata={"description": "null unless grouped by day."})
+    model = fields.String(
+        allow_none=True, metadata={"description": "null unless grouped by model (or unknown)."}
+    )
+    user_id = fields.Integer(
+        allow_none=True, metadata={"description": "null unless grouped by user."}
+    )
+    exchanges = fields.Integer(metadata={"description": "Exchanges ended (titles excluded)."})
+    succeeded = fields.Integer()
+    failed = fields.Integer(metadata={"description": "Exchanges that did not complete."})
+    outcomes = fields.Nested(OutcomeCounts)
+    prompt_tokens = fields.Integer()
+    response_tokens = fields.Integer()
+    total_tokens = fields.Integer(metadata={"description": "Exchanges' and title calls'."})
+    title_tokens = fields.Integer(metadata={"description": "Spent on title calls."})
+    ttft_ms = fields.Nested(
+        Percentiles, metadata={"description": "Histogram percentiles: see README precision."}
+    )
+    duration_ms = fields.Nested(Percentiles)
+
+
+class UsageOut(Schema):
+    start = fields.Date(data_key="from")
+    end = fields.Date(data_key="to")
+    group_by = fields.List(fields.String())
+    rows = fields.List(fields.Nested(UsageRowOut))
 
 
 class ErrorOut(Schema):

@@ -59,10 +59,12 @@ def register_api(app: Flask) -> Api:
     from app.api.generation import blp as generation
     from app.api.health import blp as health
     from app.api.messages import blp as messages
+    from app.api.metrics import blp as metrics
+    from app.api.usage import blp as usage
 
     app.url_map.converters["id"] = IdConverter
     api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
     api.register_converter(IdConverter, _id_schema)
-    for blueprint in (conversations, messages, generation, health):
+    for blueprint in (conversations, messages, generation, usage, health, metrics):
         api.register_blueprint(blueprint)
     return api

@@ -7,8 +7,9 @@ from flask import Flask, g, request
 from app.errors import Unauthorized
 from app.services.auth import Principal, authenticate
 
-# Blueprints anyone may reach: the probes, and flask-smorest's OpenAPI document and docs.
-PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs"})
+# Blueprints anyone may reach: the probes, and flask-smorest's OpenAPI document and docs;
+# /metrics checks its own token (METRICS_TOKEN), not an API key.
+PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs", "metrics"})
 
 
 def _require_api_key() -> None:

@@ -25,6 +25,7 @@ from app.services.checkpoints import live_exchanges
 from app.services.persistence import save_with_retry
 from app.services.titles import title_conversation
 from app.services.unit_of_work import unit_of_work
+from app.services.usage import record_ending
 from app.streaming import after_response
 
 
@@ -95,7 +96,7 @@ def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
     return save_with_retry(
         exchange.app,
-        lambda session: MessageRepository(session).update(pending.message_id, values),
+        lambda session: record_ending(session, pending.message_id, values),
         {**record, **values},
         f"exchange {pending.message_id}",
     )

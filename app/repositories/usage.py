@@ -1,0 +1,213 @@
+"""Daily usage rollups: folded in as exchanges end, read back as aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Insert,
+    Select,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
+
+from app.models import (
+    LATENCY_BUCKETS_MS,
+    Conversation,
+    Message,
+    UsageDaily,
+    latency_columns,
+)
+
+MEASURES = ("ttft", "duration")
+KEY = ("owner_id", "day", "model", "kind", "outcome")
+SUMS = (
+    "calls",
+    "rate_limited",
+    "prompt_tokens",
+    "response_tokens",
+    "total_tokens",
+    *latency_columns("ttft"),
+    *latency_columns("duration"),
+)
+GROUPS = {"day": "day", "model": "model", "user": "owner_id"}
+
+
+class utc_day(FunctionElement[date]):  # lower case: it reads as the SQL function it is
+    """The UTC calendar day of a timestamp column."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
+    return f"CAST(timezone('UTC', {compiler.process(element.clauses, **kw)}) AS DATE)"
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
+    # Stored without an offset, as UTC: date() reads the calendar day, as Date stores it.
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+def _buckets(column: Any) -> list[ColumnElement[Any]]:
+    """One SUM per bucket: how many of the grouped rows fall in it."""
+    sums = []
+    lower = None
+    for bound in (*LATENCY_BUCKETS_MS, None):
+        conditions = [] if lower is None else [column > lower]
+        if bound is not None:
+            conditions.append(column <= bound)
+        sums.append(func.sum(case((and_(*conditions), 1), else_=0)))
+        lower = bound
+    return sums
+
+
+def _exchanges_by_key(where: Iterable[ColumnElement[bool]]) -> Select[Any]:
+    """Ended exchanges matching ``where``, rolled up by the table's key (in SUMS order)."""
+    day = utc_day(Message.created_at)
+    model = func.coalesce(Message.model, "")
+    return (
+        select(
+            Conversation.owner_id,
+            day,
+            model,
+            literal("exchange"),
+            Message.outcome,
+            func.count(),
+            func.sum(case((Message.status_code == 429, 1), else_=0)),
+            func.coalesce(func.sum(Message.prompt_tokens), 0),
+            func.coalesce(func.sum(Message.response_tokens), 0),
+            func.coalesce(func.sum(Message.total_tokens), 0),
+            *_buckets(Message.ttft_ms),
+            *_buckets(Message.duration_ms),
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.outcome.is_not(None), *where)
+        .group_by(Conversation.owner_id, day, model, Message.outcome)
+    )
+
+
+class UsageRepository:
+    """The ``usage_daily`` rollups. Every write is one upsert, valid on both engines."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _insert(self, rows: Select[Any]) -> Any:
+        dialect = self.session.get_bind().dialect.name
+        insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return insert_of(UsageDaily).from_select([*KEY, *SUMS], rows)
+
+    def _upsert(self, rows: Select[Any], sign: int = 1) -> None:
+        statement = self._insert(rows)
+        table = UsageDaily.__table__.c
+        operator = (lambda a, b: a + b) if sign > 0 else (lambda a, b: a - b)
+        upsert: Insert = statement.on_conflict_do_update(
+            index_elements=list(KEY),
+            set_={name: operator(table[name], statement.excluded[name]) for name in SUMS},
+        )
+        self.session.execute(upsert)
+
+    def add_exchanges(self, message_ids: Sequence[int]) -> None:
+        """Fold these ended exchanges into their days' rollups (one statement)."""
+        if message_ids:
+            self._upsert(_exchanges_by_key([Message.id.in_(message_ids)]))
+
+    def remove_exchanges(self, message_ids: Sequence[int]) -> None:
+        """Take these ended exchanges back out (before their ending is rewritten)."""
+        if not message_ids:
+            return
+        self._upsert(_exchanges_by_key([Message.id.in_(message_ids)]), sign=-1)
+        # A rollup emptied so is deleted: a report would show it as a row of zeros.
+        owners = (
+            select(Conversation.owner_id)
+            .join(Message, Message.conversation_id == Conversation.id)
+            .where(Message.id.in_(message_ids))
+        )
+        self.session.execute(
+            delete(UsageDaily).where(
+                UsageDaily.kind == "exchange",
+                UsageDaily.calls == 0,
+                UsageDaily.owner_id.in_(owners),
+            )
+        )
+
+    def add_title(
+        self,
+        conversation_id: int,
+        day: date,
+        model: str,
+        tokens: tuple[int | None, int | None, int | None],
+    ) -> None:
+        """Count one title call and its (prompt, response, total) tokens for the
+        conversation's owner; nothing if the conversation is gone."""
+        prompt, response, total = (value or 0 for value in tokens)
+        zeros = [literal(0)] * (len(SUMS) - 5)
+        rows = select(
+            Conversation.owner_id,
+            literal(day, Date()),
+            literal(model),
+            literal("title"),
+            literal(""),
+            literal(1),
+            literal(0),
+            literal(prompt),
+            literal(response),
+            literal(total),
+            *zeros,
+        ).where(Conversation.id == conversation_id)
+        self._upsert(rows)
+
+    def rebuild_exchanges(self) -> int:
+        """Recompute every exchange rollup from the messages; returns the rows written.
+        Title rows stay: their calls are recorded nowhere else."""
+        self.session.execute(delete(UsageDaily).where(UsageDaily.kind == "exchange"))
+        return self.session.execute(self._insert(_exchanges_by_key([]))).rowcount
+
+    def report(
+        self, start: date, end: date, group_by: Sequence[str], owner_id: int | None
+    ) -> list[dict[str, Any]]:
+        """Sums over [start, end] per group: the key columns named in ``group_by``, then
+        calls by kind and outcome, rate limited, tokens (all kinds and titles) and buckets."""
+        t = UsageDaily.__table__.c
+        keys = [t[GROUPS[name]].label(name) for name in group_by]
+        exchange = t.kind == "exchange"
+
+        def exchanges(condition: ColumnElement[bool] | None = None) -> ColumnElement[Any]:
+            matches = exchange if condition is None else and_(exchange, condition)
+            return func.coalesce(func.sum(case((matches, t.calls), else_=0)), 0)
+
+        outcomes = ("complete", "failed", "client_closed", "interrupted")
+        columns = [
+            *keys,
+            exchanges().label("exchanges"),
+            *(exchanges(t.outcome == outcome).label(outcome) for outcome in outcomes),
+            func.sum(t.rate_limited).label("rate_limited"),
+            func.sum(t.prompt_tokens).label("prompt_tokens"),
+            func.sum(t.response_tokens).label("response_tokens"),
+            func.sum(t.total_tokens).label("total_tokens"),
+            func.coalesce(func.sum(case((t.kind == "title", t.total_tokens), else_=0)), 0).label(
+                "title_tokens"
+            ),
+            *(func.sum(t[name]).label(name) for m in MEASURES for name in latency_columns(m)),
+        ]
+        query = select(*columns).where(t.day >= start, t.day <= end)
+        if owner_id is not None:
+            query = query.where(t.owner_id == owner_id)
+        # Ungrouped, an empty range would still give one row of NULLs: none instead.
+        query = query.group_by(*keys).order_by(*keys) if keys else query.having(func.count() > 0)
+        return [dict(row._mapping) for row in self.session.execute(query)]
