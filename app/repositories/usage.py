@@ -19,9 +19,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from app.models import (
     LATENCY_BUCKETS_MS,
@@ -30,6 +28,7 @@ from app.models import (
     UsageDaily,
     latency_columns,
 )
+from app.repositories.functions import utc_day
 
 MEASURES = ("ttft", "duration")
 KEY = ("owner_id", "day", "model", "kind", "outcome")
@@ -43,24 +42,6 @@ SUMS = (
     *latency_columns("duration"),
 )
 GROUPS = {"day": "day", "model": "model", "user": "owner_id"}
-
-
-class utc_day(FunctionElement[date]):  # lower case: it reads as the SQL function it is
-    """The UTC calendar day of a timestamp column."""
-
-    type = Date()
-    inherit_cache = True
-
-
-@compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
-    return f"CAST(timezone('UTC', {compiler.process(element.clauses, **kw)}) AS DATE)"
-
-
-@compiles(utc_day, "sqlite")
-def _utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
-    # Stored without an offset, as UTC: date() reads the calendar day, as Date stores it.
-    return f"date({compiler.process(element.clauses, **kw)})"
 
 
 def _buckets(column: Any) -> list[ColumnElement[Any]]:
@@ -176,7 +157,10 @@ class UsageRepository:
         """Recompute every exchange rollup from the messages; returns the rows written.
         Title rows stay: their calls are recorded nowhere else."""
         self.session.execute(delete(UsageDaily).where(UsageDaily.kind == "exchange"))
-        return self.session.execute(self._insert(_exchanges_by_key([]))).rowcount
+        self.session.execute(self._insert(_exchanges_by_key([])))
+        # Counted, not rowcount: drivers report -1 for some INSERT ... SELECT.
+        exchanges = select(func.count()).where(UsageDaily.kind == "exchange")
+        return self.session.scalar(exchanges) or 0
 
     def report(
         self, start: date, end: date, group_by: Sequence[str], owner_id: int | None
