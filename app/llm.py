@@ -317,7 +317,7 @@ class LLMClient:
             if reported is not None
             else None
         )
-        text = completion.choices[0].message.content or "" if completion.choices else ""
+        text = (completion.choices[0].message.content or "") if completion.choices else ""
         return Completion(storable(text), usage)
 
 

@@ -42,6 +42,17 @@ SUMS = (
     *latency_columns("duration"),
 )
 GROUPS = {"day": "day", "model": "model", "user": "owner_id"}
+OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
+# What ``report`` sums per group, in its column order (after the group's keys).
+REPORT_SUMS = (
+    "exchanges",
+    *OUTCOMES,
+    "rate_limited",
+    "prompt_tokens",
+    "response_tokens",
+    "total_tokens",
+    "title_tokens",
+)
 
 
 def _buckets(column: Any) -> list[ColumnElement[Any]]:
@@ -164,9 +175,10 @@ class UsageRepository:
 
     def report(
         self, start: date, end: date, group_by: Sequence[str], owner_id: int | None
-    ) -> list[dict[str, Any]]:
-        """Sums over [start, end] per group: the key columns named in ``group_by``, then
-        calls by kind and outcome, rate limited, tokens (all kinds and titles) and buckets."""
+    ) -> list[tuple[Any, ...]]:
+        """Sums over [start, end] per group, as tuples (plain tuples: a report can be
+        thousands of rows of 70 values): the key columns named in ``group_by``, then
+        REPORT_SUMS, then the ttft and the duration bucket counts."""
         t = UsageDaily.__table__.c
         keys = [t[GROUPS[name]].label(name) for name in group_by]
         exchange = t.kind == "exchange"
@@ -175,11 +187,10 @@ class UsageRepository:
             matches = exchange if condition is None else and_(exchange, condition)
             return func.coalesce(func.sum(case((matches, t.calls), else_=0)), 0)
 
-        outcomes = ("complete", "failed", "client_closed", "interrupted")
         columns = [
             *keys,
             exchanges().label("exchanges"),
-            *(exchanges(t.outcome == outcome).label(outcome) for outcome in outcomes),
+            *(exchanges(t.outcome == outcome).label(outcome) for outcome in OUTCOMES),
             func.sum(t.rate_limited).label("rate_limited"),
             func.sum(t.prompt_tokens).label("prompt_tokens"),
             func.sum(t.response_tokens).label("response_tokens"),
@@ -194,4 +205,4 @@ class UsageRepository:
             query = query.where(t.owner_id == owner_id)
         # Ungrouped, an empty range would still give one row of NULLs: none instead.
         query = query.group_by(*keys).order_by(*keys) if keys else query.having(func.count() > 0)
-        return [dict(row._mapping) for row in self.session.execute(query)]
+        return [tuple(row) for row in self.session.execute(query)]

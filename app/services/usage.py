@@ -8,23 +8,25 @@ transaction of its own. ``flask usage rebuild`` recomputes them from the message
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.errors import Forbidden
 from app.extensions import db
-from app.models import LATENCY_BUCKETS_MS, Message, latency_columns
+from app.models import LATENCY_BUCKETS_MS, Message
 from app.repositories import MessageRepository
-from app.repositories.usage import MEASURES, UsageRepository
+from app.repositories.usage import OUTCOMES, REPORT_SUMS, UsageRepository
 from app.services.auth import Principal
 from app.services.conversations import OWNER_ALL, OWNER_ME
 from app.services.unit_of_work import unit_of_work
 
 DEFAULT_DAYS = 30
-OUTCOMES = ("complete", "failed", "client_closed", "interrupted", "rate_limited")
+QUANTILES = (0.5, 0.95)
 
 
 def record_ending(session: Session, message_id: int, values: Mapping[str, Any]) -> Message | None:
@@ -50,19 +52,23 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def percentile(counts: Sequence[int], q: float) -> int | None:
-    """The ``q`` quantile (nearest rank) of a bucketed measure: the upper bound of the bucket
+def percentiles(counts: Sequence[int], quantiles: Sequence[float]) -> list[int | None]:
+    """Quantiles (nearest rank) of a bucketed measure: each the upper bound of the bucket
     holding it (the last finite bound for the open bucket); None without samples."""
-    total = sum(counts)
+    cumulative = list(accumulate(counts))
+    total = cumulative[-1] if cumulative else 0
     if total == 0:
-        return None
-    rank = max(1, math.ceil(q * total))
-    seen = 0
-    for index, count in enumerate(counts):
-        seen += count
-        if seen >= rank:
-            return LATENCY_BUCKETS_MS[min(index, len(LATENCY_BUCKETS_MS) - 1)]
-    return LATENCY_BUCKETS_MS[-1]  # pragma: no cover (seen reaches total)
+        return [None] * len(quantiles)
+    last = len(LATENCY_BUCKETS_MS) - 1
+    return [
+        LATENCY_BUCKETS_MS[min(bisect_left(cumulative, max(1, math.ceil(q * total))), last)]
+        for q in quantiles
+    ]
+
+
+def percentile(counts: Sequence[int], q: float) -> int | None:
+    """One quantile of a bucketed measure (see ``percentiles``)."""
+    return percentiles(counts, (q,))[0]
 
 
 def _owner_scope(actor: Principal, owner: str | int) -> int | None:
@@ -73,25 +79,34 @@ def _owner_scope(actor: Principal, owner: str | int) -> int | None:
     return None if owner == OWNER_ALL else int(owner)
 
 
-def _row(sums: Mapping[str, Any], group_by: Sequence[str]) -> dict[str, Any]:
-    exchanges = int(sums["exchanges"])
-    row: dict[str, Any] = {
-        "day": sums["day"] if "day" in group_by else None,
-        "model": (sums["model"] or None) if "model" in group_by else None,
-        "user_id": sums["user"] if "user" in group_by else None,
+_BUCKETS = len(LATENCY_BUCKETS_MS) + 1
+
+
+def _row(sums: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
+    """One report row as the API shows it (UsageRowOut), from ``report``'s tuple."""
+    keys = dict(zip(group_by, sums, strict=False))
+    values = dict(zip(REPORT_SUMS, (int(v or 0) for v in sums[len(group_by) :]), strict=False))
+    ttft_at = len(group_by) + len(REPORT_SUMS)
+    ttft, duration = sums[ttft_at : ttft_at + _BUCKETS], sums[ttft_at + _BUCKETS :]
+    day = keys.get("day")
+    exchanges, complete = values["exchanges"], values["complete"]
+    ttft_p50, ttft_p95 = percentiles([int(c or 0) for c in ttft], QUANTILES)
+    duration_p50, duration_p95 = percentiles([int(c or 0) for c in duration], QUANTILES)
+    return {
+        "day": day.isoformat() if day is not None else None,
+        "model": keys.get("model") or None,
+        "user_id": keys.get("user"),
         "exchanges": exchanges,
-        "succeeded": int(sums["complete"]),
-        "failed": exchanges - int(sums["complete"]),
-        "outcomes": {outcome: int(sums[outcome] or 0) for outcome in OUTCOMES},
-        "prompt_tokens": int(sums["prompt_tokens"] or 0),
-        "response_tokens": int(sums["response_tokens"] or 0),
-        "total_tokens": int(sums["total_tokens"] or 0),
-        "title_tokens": int(sums["title_tokens"] or 0),
+        "succeeded": complete,
+        "failed": exchanges - complete,
+        "outcomes": {outcome: values[outcome] for outcome in (*OUTCOMES, "rate_limited")},
+        "prompt_tokens": values["prompt_tokens"],
+        "response_tokens": values["response_tokens"],
+        "total_tokens": values["total_tokens"],
+        "title_tokens": values["title_tokens"],
+        "ttft_ms": {"p50": ttft_p50, "p95": ttft_p95},
+        "duration_ms": {"p50": duration_p50, "p95": duration_p95},
     }
-    for measure in MEASURES:
-        counts = [int(sums[name] or 0) for name in latency_columns(measure)]
-        row[f"{measure}_ms"] = {"p50": percentile(counts, 0.5), "p95": percentile(counts, 0.95)}
-    return row
 
 
 def usage_report(
