@@ -142,11 +142,14 @@ def main(argv: list[str] | None = None) -> None:
         deep = CONVERSATIONS - 1000
         deep_messages = BIG_MESSAGES - 1000
         since = (datetime.now(UTC).date() - timedelta(days=29)).isoformat()
-        usage = f"/usage?group_by=day,model&from={since}"
         usage_queries = [
-            ("usage 30 days by day,model (a user: owner=me)", usage, key),
-            ("usage 30 days by day,model (admin: owner=all)", f"{usage}&owner=all", admin_key),
-            ("usage 30 days by day,model,user (admin: all)", f"{usage},user&owner=all", admin_key),
+            ("usage 30 days by day,model (a user: owner=me)", "day,model", "me", key),
+            ("usage 30 days by day,model (admin: owner=all)", "day,model", "all", admin_key),
+            ("usage 30 days by day,model,user (admin: all)", "day,model,user", "all", admin_key),
+        ]
+        usage_queries = [
+            (name, f"/usage?from={since}&group_by={groups}&owner={owner}", bearer)
+            for name, groups, owner, bearer in usage_queries
         ]
         queries = [
             ("list 20, first page", "/conversations?take=20"),
@@ -165,19 +168,27 @@ def main(argv: list[str] | None = None) -> None:
         ]
         log = Path(tempfile.mkdtemp(prefix="convstore-bench-")) / "gunicorn.log"
         rows = []
-        queries = [(name, path, key) for name, path in queries]
-        queries = usage_queries if args.only == "usage" else queries + usage_queries
+        # A report's latency alone (one client), and under the load the others are timed at.
+        usage_runs = [
+            (f"{name}, 1 connection", path, bearer, 1) for name, path, bearer in usage_queries
+        ]
+        usage_runs += [
+            (name, path, bearer, args.connections) for name, path, bearer in usage_queries
+        ]
+        runs = [(name, path, key, args.connections) for name, path in queries]
+        runs = usage_runs if args.only == "usage" else runs + usage_runs
         with WebProcess(env, log) as web:
             base = f"http://127.0.0.1:{web.port}"
-            for name, path, bearer in queries:
+            for name, path, bearer, connections in runs:
                 script = wrk_script("GET", path, {"Authorization": f"Bearer {bearer}"})
-                run_wrk(base, script, connections=args.connections, seconds=1, ids=CONVERSATIONS)
+                run_wrk(base, script, connections=connections, seconds=1, ids=CONVERSATIONS)
                 result = run_wrk(
                     base,
                     script,
-                    connections=args.connections,
+                    connections=connections,
                     seconds=args.seconds,
                     ids=CONVERSATIONS,
+                    threads=min(2, connections),
                 )
                 rows.append((name, result))
                 print(f"{name}: p50 {result.p50_ms:.1f} ms", file=sys.stderr)
