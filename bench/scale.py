@@ -181,14 +181,22 @@ def main(argv: list[str] | None = None) -> None:
             base = f"http://127.0.0.1:{web.port}"
             for name, path, bearer, connections in runs:
                 script = wrk_script("GET", path, {"Authorization": f"Bearer {bearer}"})
-                run_wrk(base, script, connections=connections, seconds=1, ids=CONVERSATIONS)
+                threads = min(2, connections)  # wrk wants a connection per thread
+                run_wrk(
+                    base,
+                    script,
+                    connections=connections,
+                    seconds=1,
+                    ids=CONVERSATIONS,
+                    threads=threads,
+                )
                 result = run_wrk(
                     base,
                     script,
                     connections=connections,
                     seconds=args.seconds,
                     ids=CONVERSATIONS,
-                    threads=min(2, connections),
+                    threads=threads,
                 )
                 rows.append((name, result))
                 print(f"{name}: p50 {result.p50_ms:.1f} ms", file=sys.stderr)

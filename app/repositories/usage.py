@@ -11,13 +11,14 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     Insert,
+    Integer,
     Select,
+    String,
     and_,
     bindparam,
     case,
     delete,
     func,
-    literal,
     literal_column,
     select,
 )
@@ -58,15 +59,21 @@ REPORT_SUMS = (
 )
 
 
+def _sql(value: int | str) -> ColumnElement[Any]:
+    """A constant written into the SQL, not bound: these statements are built once, and
+    binding 70-odd constants per execution would cost more than running them."""
+    return literal_column(str(value) if isinstance(value, int) else f"'{value}'")
+
+
 def _buckets(column: Any) -> list[ColumnElement[Any]]:
     """One SUM per bucket: how many of the grouped rows fall in it."""
     sums = []
     lower = None
     for bound in (*LATENCY_BUCKETS_MS, None):
-        conditions = [] if lower is None else [column > lower]
+        conditions = [] if lower is None else [column > _sql(lower)]
         if bound is not None:
-            conditions.append(column <= bound)
-        sums.append(func.sum(case((and_(*conditions), 1), else_=0)))
+            conditions.append(column <= _sql(bound))
+        sums.append(func.sum(case((and_(*conditions), _sql(1)), else_=_sql(0))))
         lower = bound
     return sums
 
@@ -74,19 +81,19 @@ def _buckets(column: Any) -> list[ColumnElement[Any]]:
 def _exchanges_by_key(where: Iterable[ColumnElement[bool]]) -> Select[Any]:
     """Ended exchanges matching ``where``, rolled up by the table's key (in SUMS order)."""
     day = utc_day(Message.created_at)
-    model = func.coalesce(Message.model, "")
+    model = func.coalesce(Message.model, _sql(""))
     return (
         select(
             Conversation.owner_id,
             day,
             model,
-            literal("exchange"),
+            _sql("exchange"),
             Message.outcome,
             func.count(),
-            func.sum(case((Message.status_code == 429, 1), else_=0)),
-            func.coalesce(func.sum(Message.prompt_tokens), 0),
-            func.coalesce(func.sum(Message.response_tokens), 0),
-            func.coalesce(func.sum(Message.total_tokens), 0),
+            func.sum(case((Message.status_code == _sql(429), _sql(1)), else_=_sql(0))),
+            func.coalesce(func.sum(Message.prompt_tokens), _sql(0)),
+            func.coalesce(func.sum(Message.response_tokens), _sql(0)),
+            func.coalesce(func.sum(Message.total_tokens), _sql(0)),
             *_buckets(Message.ttft_ms),
             *_buckets(Message.duration_ms),
         )
@@ -96,37 +103,65 @@ def _exchanges_by_key(where: Iterable[ColumnElement[bool]]) -> Select[Any]:
     )
 
 
+def _insert(dialect: str, rows: Select[Any]) -> Any:
+    insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # The Table, not the mapped class: with parameters, an ORM insert is a bulk insert.
+    return insert_of(UsageDaily.__table__).from_select([*KEY, *SUMS], rows)
+
+
+def _upsert(dialect: str, rows: Select[Any], sign: int) -> Insert:
+    statement = _insert(dialect, rows)
+    table = UsageDaily.__table__.c
+    operator = (lambda a, b: a + b) if sign > 0 else (lambda a, b: a - b)
+    return statement.on_conflict_do_update(
+        index_elements=list(KEY),
+        set_={name: operator(table[name], statement.excluded[name]) for name in SUMS},
+    )
+
+
+# Built once per engine and sign, as the report's statement is: the exchange fold runs in
+# every exchange's save, where building it anew cost more CPU than the rest of the save.
+@functools.lru_cache(maxsize=8)
+def _fold(dialect: str, sign: int) -> Insert:
+    ids = bindparam("ids", expanding=True)
+    return _upsert(dialect, _exchanges_by_key([Message.id.in_(ids)]), sign)
+
+
+@functools.lru_cache(maxsize=4)
+def _title_fold(dialect: str) -> Insert:
+    rows = select(
+        Conversation.owner_id,
+        bindparam("day", type_=Date()),
+        bindparam("model", type_=String()),
+        _sql("title"),
+        _sql(""),
+        _sql(1),
+        _sql(0),
+        bindparam("prompt", type_=Integer()),
+        bindparam("response", type_=Integer()),
+        bindparam("total", type_=Integer()),
+        *[_sql(0)] * (len(SUMS) - 5),
+    ).where(Conversation.id == bindparam("conversation_id"))
+    return _upsert(dialect, rows, 1)
+
+
 class UsageRepository:
     """The ``usage_daily`` rollups. Every write is one upsert, valid on both engines."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-
-    def _insert(self, rows: Select[Any]) -> Any:
-        dialect = self.session.get_bind().dialect.name
-        insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        return insert_of(UsageDaily).from_select([*KEY, *SUMS], rows)
-
-    def _upsert(self, rows: Select[Any], sign: int = 1) -> None:
-        statement = self._insert(rows)
-        table = UsageDaily.__table__.c
-        operator = (lambda a, b: a + b) if sign > 0 else (lambda a, b: a - b)
-        upsert: Insert = statement.on_conflict_do_update(
-            index_elements=list(KEY),
-            set_={name: operator(table[name], statement.excluded[name]) for name in SUMS},
-        )
-        self.session.execute(upsert)
+        self.dialect = session.get_bind().dialect.name
 
     def add_exchanges(self, message_ids: Sequence[int]) -> None:
         """Fold these ended exchanges into their days' rollups (one statement)."""
         if message_ids:
-            self._upsert(_exchanges_by_key([Message.id.in_(message_ids)]))
+            self.session.execute(_fold(self.dialect, 1), {"ids": list(message_ids)})
 
     def remove_exchanges(self, message_ids: Sequence[int]) -> None:
         """Take these ended exchanges back out (before their ending is rewritten)."""
         if not message_ids:
             return
-        self._upsert(_exchanges_by_key([Message.id.in_(message_ids)]), sign=-1)
+        self.session.execute(_fold(self.dialect, -1), {"ids": list(message_ids)})
         # A rollup emptied so is deleted: a report would show it as a row of zeros.
         owners = (
             select(Conversation.owner_id)
@@ -151,27 +186,15 @@ class UsageRepository:
         """Count one title call and its (prompt, response, total) tokens for the
         conversation's owner; nothing if the conversation is gone."""
         prompt, response, total = (value or 0 for value in tokens)
-        zeros = [literal(0)] * (len(SUMS) - 5)
-        rows = select(
-            Conversation.owner_id,
-            literal(day, Date()),
-            literal(model),
-            literal("title"),
-            literal(""),
-            literal(1),
-            literal(0),
-            literal(prompt),
-            literal(response),
-            literal(total),
-            *zeros,
-        ).where(Conversation.id == conversation_id)
-        self._upsert(rows)
+        values = {"prompt": prompt, "response": response, "total": total}
+        params = {"conversation_id": conversation_id, "day": day, "model": model, **values}
+        self.session.execute(_title_fold(self.dialect), params)
 
     def rebuild_exchanges(self) -> int:
         """Recompute every exchange rollup from the messages; returns the rows written.
         Title rows stay: their calls are recorded nowhere else."""
         self.session.execute(delete(UsageDaily).where(UsageDaily.kind == "exchange"))
-        self.session.execute(self._insert(_exchanges_by_key([])))
+        self.session.execute(_insert(self.dialect, _exchanges_by_key([])))
         # Counted, not rowcount: drivers report -1 for some INSERT ... SELECT.
         exchanges = select(func.count()).where(UsageDaily.kind == "exchange")
         return self.session.scalar(exchanges) or 0
