@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     text,
@@ -199,6 +200,10 @@ LATENCY_BUCKETS_MS = (
     7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000, 300000, 600000,
 )  # fmt: skip
 USAGE_KINDS = ("exchange", "title")
+# Each rollup is split in this many rows (by exchange id): 1,000 streams ending at once for
+# one user and model would otherwise queue on one row's lock, each save holding it from its
+# upsert to its commit. Reports sum the shards.
+USAGE_SHARDS = 16
 
 
 def latency_columns(measure: str) -> list[str]:
@@ -227,6 +232,7 @@ class UsageDaily(db.Model):
     model: Mapped[str] = mapped_column(String(MODEL_MAX), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(OUTCOME_MAX), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     calls: Mapped[int] = mapped_column(Integer, server_default="0")
     # Failed exchanges the upstream refused with 429 (a subset of outcome failed).
     rate_limited: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import (
     LATENCY_BUCKETS_MS,
+    USAGE_SHARDS,
     Conversation,
     Message,
     UsageDaily,
@@ -59,14 +60,20 @@ def expected_rollups(app) -> dict[tuple, dict[str, int]]:
 
 
 def stored_rollups(app, kind: str = "exchange") -> dict[tuple, dict[str, int]]:
+    """The rollups as stored, their shards added up (each must be in its exchanges' shard)."""
     with app.app_context():
         rows = db.session.scalars(sa.select(UsageDaily).where(UsageDaily.kind == kind)).all()
-        return {
-            (r.owner_id, r.day, r.model, r.outcome): {
-                name: getattr(r, name) for name in SUMS + BUCKETS
-            }
-            for r in rows
-        }
+        shards = db.session.execute(
+            sa.select(Message.id % USAGE_SHARDS).where(Message.outcome.is_not(None))
+        ).scalars()
+        if kind == "exchange":
+            assert {r.shard for r in rows} == set(shards)
+    rollups: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SUMS + BUCKETS, 0))
+    for r in rows:
+        sums = rollups[(r.owner_id, r.day, r.model, r.outcome)]
+        for name in SUMS + BUCKETS:
+            sums[name] += getattr(r, name)
+    return dict(rollups)
 
 
 def expected_report(app, group_by: tuple[str, ...], owner_id: int | None = None) -> list[dict]:
@@ -234,7 +241,7 @@ def test_rebuild_recomputes_the_rollups_and_keeps_title_usage(pooled_app, mixed_
         db.session.execute(sa.update(UsageDaily).values(calls=UsageDaily.calls + 5))
         db.session.add(
             UsageDaily(
-                owner_id=owner, day=date(2020, 1, 1), model="m", kind="title", outcome="",
+                owner_id=owner, day=date(2020, 1, 1), model="m", kind="title", outcome="", shard=0,
                 calls=1, total_tokens=9,
             )
         )  # fmt: skip

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     LATENCY_BUCKETS_MS,
+    USAGE_SHARDS,
     Conversation,
     Message,
     UsageDaily,
@@ -35,7 +36,7 @@ from app.models import (
 from app.repositories.functions import utc_day
 
 MEASURES = ("ttft", "duration")
-KEY = ("owner_id", "day", "model", "kind", "outcome")
+KEY = ("owner_id", "day", "model", "kind", "outcome", "shard")
 SUMS = (
     "calls",
     "rate_limited",
@@ -82,6 +83,7 @@ def _exchanges_by_key(where: Iterable[ColumnElement[bool]]) -> Select[Any]:
     """Ended exchanges matching ``where``, rolled up by the table's key (in SUMS order)."""
     day = utc_day(Message.created_at)
     model = func.coalesce(Message.model, _sql(""))
+    shard = Message.id % _sql(USAGE_SHARDS)
     return (
         select(
             Conversation.owner_id,
@@ -89,6 +91,7 @@ def _exchanges_by_key(where: Iterable[ColumnElement[bool]]) -> Select[Any]:
             model,
             _sql("exchange"),
             Message.outcome,
+            shard,
             func.count(),
             func.sum(case((Message.status_code == _sql(429), _sql(1)), else_=_sql(0))),
             func.coalesce(func.sum(Message.prompt_tokens), _sql(0)),
@@ -99,7 +102,7 @@ def _exchanges_by_key(where: Iterable[ColumnElement[bool]]) -> Select[Any]:
         )
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(Message.outcome.is_not(None), *where)
-        .group_by(Conversation.owner_id, day, model, Message.outcome)
+        .group_by(Conversation.owner_id, day, model, Message.outcome, shard)
     )
 
 
@@ -135,6 +138,7 @@ def _title_fold(dialect: str) -> Insert:
         bindparam("model", type_=String()),
         _sql("title"),
         _sql(""),
+        Conversation.id % _sql(USAGE_SHARDS),
         _sql(1),
         _sql(0),
         bindparam("prompt", type_=Integer()),

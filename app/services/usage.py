@@ -20,7 +20,7 @@ from app.errors import Forbidden
 from app.extensions import db
 from app.models import LATENCY_BUCKETS_MS, Message
 from app.repositories import MessageRepository
-from app.repositories.usage import OUTCOMES, REPORT_SUMS, UsageRepository
+from app.repositories.usage import REPORT_SUMS, UsageRepository
 from app.services.auth import Principal
 from app.services.conversations import OWNER_ALL, OWNER_ME
 from app.services.unit_of_work import unit_of_work
@@ -83,29 +83,40 @@ _BUCKETS = len(LATENCY_BUCKETS_MS) + 1
 
 
 def _row(sums: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
-    """One report row as the API shows it (UsageRowOut), from ``report``'s tuple."""
-    keys = dict(zip(group_by, sums, strict=False))
-    values = dict(zip(REPORT_SUMS, (int(v or 0) for v in sums[len(group_by) :]), strict=False))
-    ttft_at = len(group_by) + len(REPORT_SUMS)
-    ttft, duration = sums[ttft_at : ttft_at + _BUCKETS], sums[ttft_at + _BUCKETS :]
+    """One report row as the API shows it (UsageRowOut), from ``report``'s tuple.
+
+    Plain unpacking: a month by day and model is hundreds of rows of 70 values.
+    """
+    width = len(group_by)
+    keys = dict(zip(group_by, sums[:width], strict=True))
+    exchanges, complete, failed, closed, interrupted, limited, *tokens = sums[width : width + 10]
+    # SUM of a BIGINT is a NUMERIC (a Decimal) on PostgreSQL.
+    prompt, response, total, titles = (int(value) for value in tokens)
+    buckets = width + len(REPORT_SUMS)
+    ttft = percentiles(sums[buckets : buckets + _BUCKETS], QUANTILES)
+    duration = percentiles(sums[buckets + _BUCKETS :], QUANTILES)
     day = keys.get("day")
-    exchanges, complete = values["exchanges"], values["complete"]
-    ttft_p50, ttft_p95 = percentiles([int(c or 0) for c in ttft], QUANTILES)
-    duration_p50, duration_p95 = percentiles([int(c or 0) for c in duration], QUANTILES)
     return {
-        "day": day.isoformat() if day is not None else None,
+        # SQLite answers a day as its ISO text already.
+        "day": day if day is None or isinstance(day, str) else day.isoformat(),
         "model": keys.get("model") or None,
         "user_id": keys.get("user"),
         "exchanges": exchanges,
         "succeeded": complete,
         "failed": exchanges - complete,
-        "outcomes": {outcome: values[outcome] for outcome in (*OUTCOMES, "rate_limited")},
-        "prompt_tokens": values["prompt_tokens"],
-        "response_tokens": values["response_tokens"],
-        "total_tokens": values["total_tokens"],
-        "title_tokens": values["title_tokens"],
-        "ttft_ms": {"p50": ttft_p50, "p95": ttft_p95},
-        "duration_ms": {"p50": duration_p50, "p95": duration_p95},
+        "outcomes": {
+            "complete": complete,
+            "failed": failed,
+            "client_closed": closed,
+            "interrupted": interrupted,
+            "rate_limited": limited,
+        },
+        "prompt_tokens": prompt,
+        "response_tokens": response,
+        "total_tokens": total,
+        "title_tokens": titles,
+        "ttft_ms": {"p50": ttft[0], "p95": ttft[1]},
+        "duration_ms": {"p50": duration[0], "p95": duration[1]},
     }
 
 

@@ -22,6 +22,7 @@ BUCKETS = (
     7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000, 300000, 600000,
 )
 MEASURES = ('ttft', 'duration')
+SHARDS = 16
 
 
 def _bucket_columns(measure):
@@ -35,6 +36,7 @@ def upgrade():
     sa.Column('model', sa.String(length=100), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('shard', sa.SmallInteger(), nullable=False),
     sa.Column('calls', sa.Integer(), server_default='0', nullable=False),
     sa.Column('rate_limited', sa.Integer(), server_default='0', nullable=False),
     sa.Column('prompt_tokens', sa.BigInteger(), server_default='0', nullable=False),
@@ -46,7 +48,7 @@ def upgrade():
         for name in _bucket_columns(measure)
     ],
     sa.CheckConstraint("kind IN ('exchange', 'title')", name=op.f('ck_usage_daily_kind')),
-    sa.PrimaryKeyConstraint('owner_id', 'day', 'model', 'kind', 'outcome', name=op.f('pk_usage_daily'))
+    sa.PrimaryKeyConstraint('owner_id', 'day', 'model', 'kind', 'outcome', 'shard', name=op.f('pk_usage_daily'))
     )
     with op.batch_alter_table('usage_daily', schema=None) as batch_op:
         batch_op.create_index('ix_usage_daily_day', ['day'], unique=False)
@@ -70,15 +72,16 @@ def upgrade():
             lower = bound
     names = [name for measure in MEASURES for name in _bucket_columns(measure)]
     op.execute(
-        'INSERT INTO usage_daily (owner_id, day, model, kind, outcome, calls, rate_limited,'
+        'INSERT INTO usage_daily (owner_id, day, model, kind, outcome, shard, calls, rate_limited,'
         f' prompt_tokens, response_tokens, total_tokens, {", ".join(names)})'
-        f" SELECT c.owner_id, {day}, COALESCE(m.model, ''), 'exchange', m.outcome, COUNT(*),"
+        f" SELECT c.owner_id, {day}, COALESCE(m.model, ''), 'exchange', m.outcome,"
+        f' m.id % {SHARDS}, COUNT(*),'
         ' SUM(CASE WHEN m.status_code = 429 THEN 1 ELSE 0 END),'
         ' COALESCE(SUM(m.prompt_tokens), 0), COALESCE(SUM(m.response_tokens), 0),'
         f' COALESCE(SUM(m.total_tokens), 0), {", ".join(buckets)}'
         ' FROM messages m JOIN conversations c ON c.id = m.conversation_id'
         ' WHERE m.outcome IS NOT NULL'
-        f" GROUP BY c.owner_id, {day}, COALESCE(m.model, ''), m.outcome"
+        f" GROUP BY c.owner_id, {day}, COALESCE(m.model, ''), m.outcome, m.id % {SHARDS}"
     )
 
 
