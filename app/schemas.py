@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 from webargs.fields import DelimitedList
 
 from app.models import MODEL_MAX, TITLE_MAX
@@ -243,6 +244,7 @@ class SseEventOut(Schema):
 
 USAGE_GROUPS = ("day", "model", "user")
 USAGE_MAX_DAYS = 366
+USAGE_DEFAULT_DAYS = 30
 
 
 class UsageArgs(Schema):
@@ -266,14 +268,19 @@ class UsageArgs(Schema):
         metadata={"description": "Whose usage: me (default); admins also all or a user id."},
     )
 
-    @validates_schema
-    def _range(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        start, end = data.get("start"), data.get("end")
-        if start is not None and end is not None:
-            if end < start:
-                raise ValidationError("Must not be before from.", "to")
-            if (end - start).days >= USAGE_MAX_DAYS:
-                raise ValidationError(f"At most {USAGE_MAX_DAYS} days after from.", "to")
+    @post_load
+    def _range(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        """Fill in the default range and check it: from <= to, at most USAGE_MAX_DAYS."""
+        end = data["end"] or datetime.now(UTC).date()
+        try:
+            start = data["start"] or end - timedelta(days=USAGE_DEFAULT_DAYS - 1)
+        except OverflowError:  # to= in the first days of year 1
+            start = date.min
+        if end < start:
+            raise ValidationError("Must not be before from (default: today).", "to")
+        if (end - start).days >= USAGE_MAX_DAYS:
+            raise ValidationError(f"At most {USAGE_MAX_DAYS} days after from.", "to")
+        return {**data, "start": start, "end": end}
 
 
 class Percentiles(Schema):

@@ -297,12 +297,20 @@ def test_the_default_range_is_the_last_30_utc_days(client):
     }
 
 
+def test_a_range_at_the_start_of_the_calendar_is_cut_there_not_a_500(client):
+    response = client.get("/usage", query_string={"to": "0001-01-05"})
+
+    assert response.status_code == 200
+    assert (response.json["from"], response.json["to"]) == ("0001-01-01", "0001-01-05")
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
         ({"from": "2026-02-01", "to": "2026-01-01"}, "to"),
         ({"from": "2024-01-01", "to": "2026-01-01"}, "to"),
         ({"from": "yesterday"}, "from"),
+        ({"from": "2999-01-01"}, "to"),  # after today, the default end
         ({"group_by": "day,week"}, "group_by"),
         ({"owner": "everyone"}, "owner"),
     ],

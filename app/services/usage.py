@@ -21,11 +21,11 @@ from app.extensions import db
 from app.models import LATENCY_BUCKETS_MS, Message
 from app.repositories import MessageRepository
 from app.repositories.usage import REPORT_SUMS, UsageRepository
+from app.schemas import USAGE_DEFAULT_DAYS
 from app.services.auth import Principal
 from app.services.conversations import OWNER_ALL, OWNER_ME
 from app.services.unit_of_work import unit_of_work
 
-DEFAULT_DAYS = 30
 QUANTILES = (0.5, 0.95)
 
 
@@ -130,7 +130,7 @@ def usage_report(
 ) -> dict[str, Any]:
     """Usage over [start, end] (default: the last 30 UTC days) per group, from the rollups."""
     end = end or today()
-    start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+    start = start or end - timedelta(days=USAGE_DEFAULT_DAYS - 1)
     group_by = list(dict.fromkeys(group_by))  # each once, in the order asked
     owner_id = _owner_scope(actor, owner)
     sums = UsageRepository(db.session).report(start, end, group_by, owner_id)
