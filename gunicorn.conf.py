@@ -114,6 +114,48 @@ logconfig_dict = _json_logconfig() or {}
 control_socket_disable = True
 
 
+def on_starting(server: object) -> None:
+    """Prepare prometheus-client's multiprocess directory before any worker exists.
+
+    Each worker writes its metrics to files there (the mode is chosen when a worker first
+    imports prometheus_client, so the variable must be set now, in the master, and be
+    inherited). Files of an earlier run would add to this run's counters: empty it. Without
+    PROMETHEUS_MULTIPROC_DIR, a fresh temporary directory, removed on exit.
+    """
+    import tempfile
+    from pathlib import Path
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    else:
+        path = tempfile.mkdtemp(prefix="convstore-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        _temporary_dirs.append(path)
+        server.log.info("metrics directory: %s", path)  # type: ignore[attr-defined]
+
+
+_temporary_dirs: list[str] = []
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker exited: its live gauges (streams in flight, pool checkouts) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    """Remove the metrics directory this run created for itself."""
+    import shutil
+
+    for path in _temporary_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def when_ready(server: object) -> None:
     """Before workers start: close the exchanges a killed worker left in progress.
 

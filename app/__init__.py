@@ -17,6 +17,7 @@ from app.errors import register_error_handlers
 from app.extensions import db, migrate
 from app.llm import init_llm
 from app.logs import init_request_log
+from app.metrics import init_metrics
 from app.proxy import init_proxy
 from app.request_id import init_request_id
 from app.services.auth import init_key_cache
@@ -51,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_llm(app)
     init_key_cache(app)
     init_live_exchanges(app)
+    init_metrics(app)
 
     from app.api import register_api
     from app.api.auth import init_auth

@@ -18,12 +18,14 @@ from app.services import users as users_service
 from app.services.auth import NewKey
 from app.services.persistence import recover_spooled
 from app.services.reaper import reap_interrupted
+from app.services.usage import rebuild_usage
 
 T = TypeVar("T")
 
 messages = AppGroup("messages", help="Maintain stored exchanges.")
 users = AppGroup("users", help="Manage users.")
 keys = AppGroup("keys", help="Manage API keys.")
+usage = AppGroup("usage", help="Maintain the daily usage rollups.")
 
 
 def _run(action: Callable[[], T]) -> T:
@@ -205,7 +207,14 @@ def revoke_key(prefix: str) -> None:
     click.echo(f"revoked {prefix}; running servers stop accepting it within {seconds:g}s")
 
 
+@usage.command("rebuild")
+def rebuild() -> None:
+    """Recompute the exchange rollups from the stored messages (title usage is kept)."""
+    rows = rebuild_usage()
+    click.echo(f"rebuilt the usage rollups: {rows} row(s) from the stored exchanges")
+
+
 def register_cli(app: Flask) -> None:
     """Attach the project's CLI command groups to ``app``."""
-    for group in (messages, users, keys, conversations):
+    for group in (messages, users, keys, conversations, usage):
         app.cli.add_command(group)

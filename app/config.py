@@ -279,6 +279,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "TITLE_TIMEOUT": _float(env, "TITLE_TIMEOUT", 10.0),
         # Full-text search: PostgreSQL's text-search configuration (simple: any language).
         "SEARCH_LANGUAGE": env.get("SEARCH_LANGUAGE") or "simple",
+        # Monitoring: a bearer token /metrics then requires (unset: /metrics is public).
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
     }
     # A live stream heartbeats every CHECKPOINT_SECONDS: a staleness bound within two
     # heartbeats would reap streams that are merely slow to write.

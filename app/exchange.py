@@ -32,6 +32,7 @@ from typing import Any
 
 from flask import Flask
 
+from app import metrics
 from app.errors import DomainError, NotFound, Unavailable
 from app.llm import (
     STREAM_ERRORS,
@@ -168,6 +169,7 @@ class Exchange:
         self._title = title
         self._map_error = map_error
         self._ended: str | None = None
+        self._streaming = False  # counted in the streams-in-flight gauge
         self._last_write = time.monotonic()
         # After ``end``: what went wrong, to tell the client (None: nothing), and the row.
         self.problem: DomainError | None = None
@@ -187,6 +189,8 @@ class Exchange:
         if first is not None:
             self._source = chain([first], self._source)
         self._live.add(self)
+        self._streaming = True
+        metrics.stream_started()
 
     def fail_to_start(self, error: DomainError, status: int) -> None:
         """End an exchange whose upstream could not even be opened."""
@@ -308,6 +312,8 @@ class Exchange:
         self.problem = error
         self._close_upstream()
         self._live.discard(self)
+        if self._streaming:
+            metrics.stream_ended()
         self._record(outcome, status)
 
     def _close_upstream(self) -> None:
@@ -318,8 +324,11 @@ class Exchange:
             log.warning("closing the upstream stream failed", exc_info=True)
 
     def _record(self, outcome: str, status: int) -> None:
+        values = self.final_values(outcome, status)
+        pending = self.pending
+        metrics.exchange_ended(pending.endpoint, outcome, pending.model, values)
         try:
-            self.saved = self._save(self, self.final_values(outcome, status))
+            self.saved = self._save(self, values)
         except Unavailable as error:  # the database stayed down; the record is spooled
             self.problem = self.problem or error
             return

@@ -13,6 +13,7 @@ import openai
 from flask import Flask, current_app
 from openai.types.chat import ChatCompletion
 
+from app import metrics
 from app.errors import DomainError
 from app.text import storable
 
@@ -83,13 +84,39 @@ class Chunk:
     raw: str | None = None
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A non-streamed answer: its text, and its usage if the upstream reported one."""
+
+    text: str
+    usage: Usage | None
+
+
 class ChatStream(Protocol):
     def __iter__(self) -> Iterator[Chunk]: ...
     def close(self) -> None: ...
 
 
+def _error_kind(error: Exception) -> str:
+    """The ``kind`` label an upstream failure is counted under."""
+    for kind, types in (
+        ("rate_limited", openai.RateLimitError),
+        ("bad_event", BadUpstreamEvent),
+        ("timeout", openai.APITimeoutError | TimeoutException),
+        ("connection", openai.APIConnectionError | TransportError),
+        ("auth", openai.AuthenticationError | openai.PermissionDeniedError),
+        ("unknown_model", openai.NotFoundError),
+    ):
+        if isinstance(error, types):
+            return kind
+    if isinstance(error, openai.APIStatusError):
+        return f"status_{error.status_code}"
+    return "other"
+
+
 def map_error(error: Exception) -> UpstreamError:
-    """Turn an openai/transport exception into the error our clients see."""
+    """Turn an openai/transport exception into the error our clients see (and count it)."""
+    metrics.upstream_error(_error_kind(error))
     if isinstance(error, openai.RateLimitError):
         retry_after = error.response.headers.get("retry-after")
         headers = {"Retry-After": retry_after} if retry_after else {}
@@ -451,7 +478,14 @@ class LLMClient:
         return raw
 
     def complete(self, model: str, messages: Iterable[ChatMessage], max_tokens: int) -> str:
-        """A short non-streamed completion (titles); raises UpstreamError on failure."""
+        """A short non-streamed completion's text; raises UpstreamError on failure."""
+        return self.complete_with_usage(model, messages, max_tokens).text
+
+    def complete_with_usage(
+        self, model: str, messages: Iterable[ChatMessage], max_tokens: int
+    ) -> Completion:
+        """A short non-streamed completion (titles) and the usage reported with it; raises
+        UpstreamError on failure."""
         self._check_configured()
         try:
             completion = self._client.with_options(
@@ -459,9 +493,14 @@ class LLMClient:
             ).chat.completions.create(model=model, messages=list(messages), max_tokens=max_tokens)
         except STREAM_ERRORS as error:
             raise map_error(error) from error
-        if not completion.choices:
-            return ""
-        return storable(completion.choices[0].message.content or "")
+        reported = completion.usage
+        usage = (
+            Usage(reported.prompt_tokens, reported.completion_tokens, reported.total_tokens)
+            if reported is not None
+            else None
+        )
+        text = (completion.choices[0].message.content or "") if completion.choices else ""
+        return Completion(storable(text), usage)
 
 
 def _request_options(request_id: str | None) -> Any:

@@ -12,7 +12,9 @@ from app.schema_objects import FTS_TABLE_PREFIX, include_object
 from app.services.auth import authenticate, generate_key
 from tests.conftest import disposing, make_app
 
-APP_TABLES = {"api_keys", "conversations", "feedback", "messages", "users"}
+APP_TABLES = {"api_keys", "conversations", "feedback", "messages", "usage_daily", "users"}
+# The revision before the usage rollups (re-chained at merge: change it here only).
+BEFORE_USAGE = "0005"
 # The revision before api key expiry (0004); the one place to change when revisions re-chain.
 BEFORE_KEY_EXPIRY = "0003"
 
@@ -146,7 +148,7 @@ def test_existing_keys_survive_key_expiry_and_never_expire(backend, database_fac
 
 
 # The revision before the gateway's (re-chained at merge: change it here only).
-BEFORE_GATEWAY = "0005"
+BEFORE_GATEWAY = "0006"
 
 
 def test_the_gateway_revision_keeps_existing_rows_and_downgrades(backend, database_factory):
@@ -206,3 +208,69 @@ def test_the_gateway_revision_keeps_existing_rows_and_downgrades(backend, databa
             assert list(kept) == ["kept?"]
         columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
         assert "tool_calls" not in columns
+
+
+def test_usage_rollups_are_backfilled_from_existing_exchanges(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_USAGE)
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('u', 'user', true, :t, :t)"
+                ),
+                {"t": "2026-01-01 00:00:00+00:00"},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversations (title, model_type, owner_id, created_at,"
+                    " updated_at) VALUES ('c', 'm', 1, :t, :t)"
+                ),
+                {"t": "2026-01-01 00:00:00+00:00"},
+            )
+            # Two complete (one older than the per-exchange columns: no model, no timings),
+            # one failed, one still in progress (not counted until it ends).
+            for outcome, model, tokens, ttft, duration in (
+                ("complete", "m", 10, 120, 900),
+                ("complete", None, 5, None, None),
+                ("failed", "m", None, None, 40),
+                (None, "m", None, None, None),
+            ):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO messages (conversation_id, prompt_content,"
+                        " response_content, total_tokens, outcome, model, ttft_ms,"
+                        " duration_ms, created_at, updated_at)"
+                        " VALUES (1, 'p', 'r', :tokens, :outcome, :model, :ttft, :duration,"
+                        " :t, :t)"
+                    ),
+                    {
+                        "tokens": tokens,
+                        "outcome": outcome,
+                        "model": model,
+                        "ttft": ttft,
+                        "duration": duration,
+                        "t": "2026-01-02 23:30:00+00:00",
+                    },
+                )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT model, outcome, calls, total_tokens, ttft_le_150, duration_le_1000,"
+                    " duration_le_50 FROM usage_daily ORDER BY model, outcome"
+                )
+            ).all()
+            days = connection.execute(sa.text("SELECT DISTINCT day FROM usage_daily")).scalars()
+            days = [str(day) for day in days]
+        assert [tuple(row) for row in rows] == [
+            ("", "complete", 1, 5, 0, 0, 0),
+            ("m", "complete", 1, 10, 1, 1, 0),
+            ("m", "failed", 1, 0, 0, 0, 1),
+        ]
+        assert days == ["2026-01-02"]
+
+        flask_migrate.downgrade(revision=BEFORE_USAGE)
+        assert "usage_daily" not in tables()

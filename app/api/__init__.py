@@ -61,7 +61,9 @@ def register_api(app: Flask) -> Api:
     from app.api.generation import blp as generation
     from app.api.health import blp as health
     from app.api.messages import blp as messages
+    from app.api.metrics import blp as metrics
     from app.api.search import blp as search
+    from app.api.usage import blp as usage
     from app.api.v1 import blp as v1
     from app.errors import register_error_shape
     from app.gateway_stream import error_shape
@@ -69,7 +71,18 @@ def register_api(app: Flask) -> Api:
     app.url_map.converters["id"] = IdConverter
     api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
     api.register_converter(IdConverter, _id_schema)
-    for blueprint in (conversations, messages, feedback, search, export, generation, health, v1):
+    for blueprint in (
+        conversations,
+        messages,
+        feedback,
+        search,
+        export,
+        generation,
+        usage,
+        health,
+        metrics,
+        v1,
+    ):
         api.register_blueprint(blueprint)
     register_error_shape(app, "/v1/", error_shape)
     return api

@@ -9,8 +9,9 @@ from flask import Flask, Response, after_this_request, current_app, g, request
 from app.errors import Unauthorized
 from app.services.auth import Principal, authenticate, flush_key_usage
 
-# Blueprints anyone may reach: the probes, the OpenAPI document and the docs page.
-PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs", "docs"})
+# Blueprints anyone may reach: the probes, the OpenAPI document and the docs page;
+# /metrics checks its own token (METRICS_TOKEN), not an API key.
+PUBLIC_BLUEPRINTS = frozenset({"health", "api-docs", "docs", "metrics"})
 
 
 def _require_api_key() -> None:

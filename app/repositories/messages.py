@@ -11,6 +11,7 @@ from sqlalchemy.orm import joinedload
 
 from app.models import Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
+from app.repositories.functions import ms_between
 
 
 class MessageRepository(SqlAlchemyRepository[Message]):
@@ -68,18 +69,37 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         )
         return result.rowcount
 
-    def reap_stale(self, cutoff: datetime, values: Mapping[str, Any]) -> int:
+    def end(self, uid: int, values: Mapping[str, Any]) -> Message | None:
+        """Write an exchange's ending if it is still in progress; None if it is not (ended
+        already, by the reaper) or gone."""
+        query = (
+            update(Message)
+            .where(Message.id == uid, Message.is_success.is_(None))
+            .values(**values)
+            .returning(Message)
+            .execution_options(synchronize_session=False)
+        )
+        return self.session.scalars(query).one_or_none()
+
+    def reap_stale(self, cutoff: datetime, values: Mapping[str, Any]) -> list[tuple[int, str]]:
         """End every exchange in progress whose heartbeat is older than ``cutoff`` with
-        ``values``; the text stays that of its last checkpoint. Returns how many."""
+        ``values``; the text stays that of its last checkpoint. Returns their (id, endpoint)."""
+        last_heard = func.coalesce(Message.heartbeat_at, Message.updated_at)
         result = self.session.execute(
             update(Message)
             # A row without a heartbeat was written by a worker of an earlier release (a
             # rolling deploy): its last update stands in for one.
             .where(
                 Message.is_success.is_(None),
-                func.coalesce(Message.heartbeat_at, Message.updated_at) < cutoff,
+                last_heard < cutoff,
             )
-            .values(**values, updated_at=utcnow()),
+            .values(
+                **values,
+                # To the worker's last sign of life: as close as anyone can tell.
+                duration_ms=ms_between(Message.created_at, last_heard),
+                updated_at=utcnow(),
+            )
+            .returning(Message.id, func.coalesce(Message.endpoint, "")),
             execution_options={"synchronize_session": False},
         )
-        return result.rowcount
+        return [(uid, endpoint) for uid, endpoint in result]

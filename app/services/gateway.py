@@ -33,6 +33,7 @@ from app.models import Conversation, Message, utcnow
 from app.repositories import MessageRepository, ThreadRepository
 from app.request_id import current_request_id, request_received_at
 from app.services.auth import Principal
+from app.services.budgets import check_budget
 from app.services.generation import open_exchange
 from app.services.unit_of_work import unit_of_work
 from app.text import storable
@@ -119,6 +120,7 @@ def _begin(
     prompt = last_user_text(messages)
     request_id = current_request_id()
     with unit_of_work() as session:
+        check_budget(session, actor)
         threads = ThreadRepository(session, actor.user_id)
         if conversation_id is not None:
             conversation = threads.get(conversation_id)

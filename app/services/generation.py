@@ -22,10 +22,12 @@ from app.models import Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
 from app.request_id import current_request_id, request_received_at
 from app.services.auth import Principal
+from app.services.budgets import check_budget
 from app.services.checkpoints import live_exchanges
 from app.services.persistence import save_with_retry
 from app.services.titles import title_conversation
 from app.services.unit_of_work import unit_of_work
+from app.services.usage import record_ending
 from app.streaming import after_response
 
 
@@ -63,6 +65,7 @@ def begin_exchange(
         conversation = ConversationRepository(session, actor.scope).get(conversation_id)
         if conversation is None:
             raise NotFound(f"Conversation {conversation_id} does not exist.")
+        check_budget(session, actor)
         messages = MessageRepository(session)
         earlier = messages.recent_exchanges(conversation_id, config["HISTORY_MAX_MESSAGES"])
         history = _history(earlier, config["HISTORY_MAX_CHARS"])
@@ -96,7 +99,7 @@ def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
 
     def write(session: Any) -> Message | None:
-        message = MessageRepository(session).update(pending.message_id, values)
+        message = record_ending(session, pending.message_id, values)
         if message is not None and pending.also_save is not None:
             pending.also_save(session, values)
         return message

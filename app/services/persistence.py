@@ -20,9 +20,10 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.errors import Unavailable
-from app.repositories import MessageRepository
 from app.services.unit_of_work import unit_of_work
+from app.services.usage import record_ending
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,10 +50,16 @@ def _spool(app: Flask, record: Mapping[str, Any]) -> Path:
 
 
 def save_with_retry(
-    app: Flask, work: Callable[[Session], T], record: Mapping[str, Any], what: str
+    app: Flask,
+    work: Callable[[Session], T],
+    record: Mapping[str, Any],
+    what: str,
+    *,
+    exchange: bool = True,
 ) -> T:
     """Run ``work`` in its own unit of work, retrying transient failures a bounded number of
-    times; then spool ``record`` and raise Unavailable. Other errors propagate at once."""
+    times; then spool ``record`` and raise Unavailable. Other errors propagate at once.
+    ``exchange``: the record is an exchange's ending (counted as lost if it is spooled)."""
     attempts = max(1, app.config["SAVE_ATTEMPTS"])
     for attempt in range(1, attempts + 1):
         try:
@@ -64,6 +71,7 @@ def save_with_retry(
             if attempt == attempts:
                 break
             delay = app.config["SAVE_RETRY_DELAY"] * attempt
+            metrics.save_retried()
             log.warning(
                 "saving %s failed (%s); retry %d in %.1fs",
                 what,
@@ -77,6 +85,8 @@ def save_with_retry(
     except OSError as error:
         where = f"and the spool file could not be written either ({error})"
     log.error("LOST %s: not saved after %d attempts, %s", what, attempts, where)
+    if exchange:
+        metrics.exchange_lost()
     raise Unavailable("The answer could not be saved: the database is unavailable.")
 
 
@@ -95,7 +105,7 @@ def recover_spooled(app: Flask) -> tuple[int, int]:
         values = {k: v for k, v in record.items() if k not in {"message_id", "conversation_id"}}
         try:
             with app.app_context(), unit_of_work() as session:
-                MessageRepository(session).update(record["message_id"], values)
+                record_ending(session, record["message_id"], values)
             written += 1
         except Exception as error:
             if not is_transient(error):

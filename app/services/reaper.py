@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app import metrics
 from app.exchange import INTERRUPTED, Outcome
 from app.models import utcnow
 from app.repositories import MessageRepository
+from app.repositories.usage import UsageRepository
 from app.services.unit_of_work import unit_of_work
 
 
@@ -22,4 +24,9 @@ def reap_interrupted(stale_after_seconds: float) -> int:
     cutoff = utcnow() - timedelta(seconds=stale_after_seconds)
     values = {"is_success": False, "outcome": Outcome.INTERRUPTED, "status_code": INTERRUPTED}
     with unit_of_work() as session:
-        return MessageRepository(session).reap_stale(cutoff, values)
+        reaped = MessageRepository(session).reap_stale(cutoff, values)
+        # Counted in the rollups in the same transaction as they are ended.
+        UsageRepository(session).add_exchanges([uid for uid, _ in reaped])
+    for _, endpoint in reaped:
+        metrics.exchange_interrupted(endpoint)
+    return len(reaped)

@@ -6,11 +6,15 @@ import logging
 import re
 
 from flask import Flask
+from sqlalchemy.orm import Session
 
+from app import metrics
 from app.errors import DomainError
 from app.llm import get_llm
 from app.repositories import ConversationRepository
+from app.repositories.usage import UsageRepository
 from app.services.persistence import save_with_retry
+from app.services.usage import today
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +56,36 @@ def fallback_title(prompt: str) -> str:
 
 def title_conversation(app: Flask, conversation_id: int, model: str, prompt: str) -> None:
     """Title an untitled conversation from its first prompt (runs after the exchange)."""
+    title_model = app.config["TITLE_MODEL"] or model
     with app.app_context():
-        title = None
+        title, usage = None, None
         try:
-            raw = get_llm().complete(
-                app.config["TITLE_MODEL"] or model,
+            answer = get_llm().complete_with_usage(
+                title_model,
                 [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": prompt}],
                 max_tokens=app.config["TITLE_MAX_TOKENS"],
             )
-            title = clean_title(raw)
+            title, usage, called = clean_title(answer.text), answer.usage, True
         except DomainError as error:
             log.info("title call failed (%s); using the prompt's first words", error.message)
+            called = False
         title = title or fallback_title(prompt)
+    tokens = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) if usage else None
+    if tokens:
+        metrics.title_tokens(title_model, tokens[2])
+
+    def save(session: Session) -> None:
+        ConversationRepository(session).set_title_if_missing(conversation_id, title)
+        if called:
+            # Tokens spent on titles count as usage of kind title, not as exchanges.
+            UsageRepository(session).add_title(
+                conversation_id, today(), title_model, tokens or (0, 0, 0)
+            )
 
     save_with_retry(
         app,
-        lambda session: ConversationRepository(session).set_title_if_missing(
-            conversation_id, title
-        ),
+        save,
         {"conversation_id": conversation_id, "title": title},
         f"title of conversation {conversation_id}",
+        exchange=False,
     )

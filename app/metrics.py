@@ -1,0 +1,166 @@
+"""Prometheus metrics, recorded at the lifecycle's single points and served at ``/metrics``.
+
+Under gunicorn, ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker
+starts: every worker then writes its values to files there (prometheus-client picks that
+mode when it is imported), and a scrape answered by any worker adds up all of them. Without
+that variable (``flask run``, tests in-process) the metrics live in the process's own
+registry and describe that process alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import Engine, event
+
+from app.extensions import db
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+UNMATCHED_ROUTE = "<unmatched>"  # unknown paths: one label value, not one per path tried
+
+HTTP_REQUESTS = Counter(
+    "convstore_http_requests",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "convstore_http_request_duration_seconds",
+    "Request received to response closed (a stream's last byte), by route and method.",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+STREAMS_IN_FLIGHT = Gauge(
+    "convstore_streams_in_flight",
+    "Exchanges relaying an answer now.",
+    multiprocess_mode="livesum",
+)
+EXCHANGES = Counter(
+    "convstore_exchanges",
+    "Exchanges ended, by endpoint and outcome.",
+    ["endpoint", "outcome"],
+)
+TOKENS = Counter(
+    "convstore_tokens",
+    "Tokens the upstream reported, by model and kind (prompt, response, title).",
+    ["model", "kind"],
+)
+TTFT = Histogram(
+    "convstore_ttft_seconds",
+    "Request received to first piece of the answer relayed, by model.",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_ERRORS = Counter(
+    "convstore_upstream_errors",
+    "Upstream (LLM) failures, by kind.",
+    ["kind"],
+)
+DB_CHECKED_OUT = Gauge(
+    "convstore_db_connections_checked_out",
+    "Database connections checked out of the pool now.",
+    multiprocess_mode="livesum",
+)
+SAVE_RETRIES = Counter(
+    "convstore_save_retries",
+    "Saves retried after a transient database failure.",
+)
+EXCHANGES_LOST = Counter(
+    "convstore_exchanges_lost",
+    "Exchange endings not saved after every retry (spooled for `flask messages recover`); "
+    "must stay 0.",
+)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of multiprocess mode, or None for a single-process registry."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format, and its content type."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+# ------------------------------------------------------------------ exchanges
+def stream_started() -> None:
+    STREAMS_IN_FLIGHT.inc()
+
+
+def stream_ended() -> None:
+    STREAMS_IN_FLIGHT.dec()
+
+
+def exchange_ended(endpoint: str, outcome: str, model: str, values: Mapping[str, Any]) -> None:
+    """Count an ended exchange, its tokens and its time to first token."""
+    EXCHANGES.labels(endpoint, outcome).inc()
+    for kind, column in (("prompt", "prompt_tokens"), ("response", "response_tokens")):
+        if values.get(column):
+            TOKENS.labels(model, kind).inc(values[column])
+    if values.get("ttft_ms") is not None:
+        TTFT.labels(model).observe(values["ttft_ms"] / 1000)
+
+
+def exchange_interrupted(endpoint: str) -> None:
+    """Count an exchange the reaper ended (its worker died)."""
+    EXCHANGES.labels(endpoint, "interrupted").inc()
+
+
+def title_tokens(model: str, total: int | None) -> None:
+    if total:
+        TOKENS.labels(model, "title").inc(total)
+
+
+def upstream_error(kind: str) -> None:
+    UPSTREAM_ERRORS.labels(kind).inc()
+
+
+def save_retried() -> None:
+    SAVE_RETRIES.inc()
+
+
+def exchange_lost() -> None:
+    EXCHANGES_LOST.inc()
+
+
+# ----------------------------------------------------------------------- HTTP
+def _count_request(response: Response) -> Response:
+    rule = request.url_rule
+    route = rule.rule if rule is not None else UNMATCHED_ROUTE
+    method, started = request.method, g.get("received_at") or time.perf_counter()
+    HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
+    # Observed when the response closes, so a stream's duration is the whole stream's.
+    response.call_on_close(
+        lambda: HTTP_DURATION.labels(route, method).observe(time.perf_counter() - started)
+    )
+    return response
+
+
+def _watch_pool(engine: Engine) -> None:
+    event.listen(engine, "checkout", lambda *_: DB_CHECKED_OUT.inc())
+    event.listen(engine, "checkin", lambda *_: DB_CHECKED_OUT.dec())
+
+
+def init_metrics(app: Flask) -> None:
+    """Count every request and follow the database pool."""
+    app.after_request(_count_request)
+    with app.app_context():
+        for engine in db.engines.values():
+            _watch_pool(engine)

@@ -1,0 +1,148 @@
+"""Usage: the daily rollups kept with every exchange's ending, and the report read from them.
+
+The rollups are written inside the transactions that already end exchanges (the save of an
+ending, the reaper's UPDATE, a title's save): one more statement there, never a
+transaction of its own. ``flask usage rebuild`` recomputes them from the messages.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.errors import Forbidden
+from app.extensions import db
+from app.models import LATENCY_BUCKETS_MS, Message
+from app.repositories import MessageRepository
+from app.repositories.usage import REPORT_SUMS, UsageRepository
+from app.schemas import USAGE_DEFAULT_DAYS
+from app.services.auth import Principal
+from app.services.conversations import OWNER_ALL, OWNER_ME
+from app.services.unit_of_work import unit_of_work
+
+QUANTILES = (0.5, 0.95)
+
+
+def record_ending(session: Session, message_id: int, values: Mapping[str, Any]) -> Message | None:
+    """Write an exchange's ending and fold it into the rollups, in the caller's transaction.
+
+    The rollup upsert comes last, so its row lock is held only until the commit that
+    follows. An ending rewritten over an earlier one (the reaper guessed interrupted during
+    a long outage; then the owner's save arrived) first takes the earlier one back out.
+    """
+    messages, usage = MessageRepository(session), UsageRepository(session)
+    message = messages.end(message_id, values)
+    if message is None:
+        usage.remove_exchanges([message_id])  # nothing if the row is gone
+        message = messages.update(message_id, values)
+        if message is None:
+            return None
+    usage.add_exchanges([message_id])
+    return message
+
+
+def today() -> date:
+    """The current UTC day."""
+    return datetime.now(UTC).date()
+
+
+def percentiles(counts: Sequence[int], quantiles: Sequence[float]) -> list[int | None]:
+    """Quantiles (nearest rank) of a bucketed measure: each the upper bound of the bucket
+    holding it (the last finite bound for the open bucket); None without samples."""
+    cumulative = list(accumulate(counts))
+    total = cumulative[-1] if cumulative else 0
+    if total == 0:
+        return [None] * len(quantiles)
+    last = len(LATENCY_BUCKETS_MS) - 1
+    return [
+        LATENCY_BUCKETS_MS[min(bisect_left(cumulative, max(1, math.ceil(q * total))), last)]
+        for q in quantiles
+    ]
+
+
+def percentile(counts: Sequence[int], q: float) -> int | None:
+    """One quantile of a bucketed measure (see ``percentiles``)."""
+    return percentiles(counts, (q,))[0]
+
+
+def _owner_scope(actor: Principal, owner: str | int) -> int | None:
+    if owner == OWNER_ME or owner == actor.user_id:
+        return actor.user_id
+    if not actor.is_admin:
+        raise Forbidden("Only an admin can see other users' usage.")
+    return None if owner == OWNER_ALL else int(owner)
+
+
+_BUCKETS = len(LATENCY_BUCKETS_MS) + 1
+
+
+def _row(sums: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
+    """One report row as the API shows it (UsageRowOut), from ``report``'s tuple.
+
+    Plain unpacking: a month by day and model is hundreds of rows of 70 values.
+    """
+    width = len(group_by)
+    keys = dict(zip(group_by, sums[:width], strict=True))
+    exchanges, complete, failed, closed, interrupted, limited, *tokens = sums[width : width + 10]
+    # SUM of a BIGINT is a NUMERIC (a Decimal) on PostgreSQL.
+    prompt, response, total, titles = (int(value) for value in tokens)
+    buckets = width + len(REPORT_SUMS)
+    ttft = percentiles(sums[buckets : buckets + _BUCKETS], QUANTILES)
+    duration = percentiles(sums[buckets + _BUCKETS :], QUANTILES)
+    day = keys.get("day")
+    return {
+        # SQLite answers a day as its ISO text already.
+        "day": day if day is None or isinstance(day, str) else day.isoformat(),
+        "model": keys.get("model") or None,
+        "user_id": keys.get("user"),
+        "exchanges": exchanges,
+        "succeeded": complete,
+        "failed": exchanges - complete,
+        "outcomes": {
+            "complete": complete,
+            "failed": failed,
+            "client_closed": closed,
+            "interrupted": interrupted,
+            "rate_limited": limited,
+        },
+        "prompt_tokens": prompt,
+        "response_tokens": response,
+        "total_tokens": total,
+        "title_tokens": titles,
+        "ttft_ms": {"p50": ttft[0], "p95": ttft[1]},
+        "duration_ms": {"p50": duration[0], "p95": duration[1]},
+    }
+
+
+def usage_report(
+    actor: Principal,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    group_by: Sequence[str] = (),
+    owner: str | int = OWNER_ME,
+) -> dict[str, Any]:
+    """Usage over [start, end] (default: the last 30 UTC days) per group, from the rollups."""
+    end = end or today()
+    start = start or end - timedelta(days=USAGE_DEFAULT_DAYS - 1)
+    group_by = list(dict.fromkeys(group_by))  # each once, in the order asked
+    owner_id = _owner_scope(actor, owner)
+    sums = UsageRepository(db.session).report(start, end, group_by, owner_id)
+    return {
+        "start": start,
+        "end": end,
+        "group_by": group_by,
+        "rows": [_row(row, group_by) for row in sums],
+    }
+
+
+def rebuild_usage() -> int:
+    """Recompute the exchange rollups from the messages; returns the rollup rows written."""
+    with unit_of_work() as session:
+        return UsageRepository(session).rebuild_exchanges()
