@@ -299,3 +299,21 @@ class TestOwnLimits:
 
         assert result.exit_code == 1
         assert "nobody" in result.output
+
+
+def test_the_gateway_is_limited_as_generation_in_openai_shape(limited_app, fake_llm):
+    client = account(limited_app, "dora")
+    runner = limited_app.test_cli_runner()
+    assert runner.invoke(args=["users", "limits", "dora", "--rpm", "1"]).exit_code == 0
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+
+    first = client.post("/v1/chat/completions", json=body)
+    refused = client.post("/v1/chat/completions", json=body)
+
+    assert first.status_code == 200
+    assert refused.status_code == 429
+    assert set(refused.json) == {"error"}
+    assert refused.json["error"]["message"].startswith("Too many generation requests: at most 1/")
+    assert refused.headers["X-RateLimit-Limit"] == "1"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert len(fake_llm.requests) == 1
