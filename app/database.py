@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.extensions import db
 
@@ -46,3 +48,10 @@ def configure_engines(app: Flask) -> None:
     with app.app_context():
         for engine in db.engines.values():
             configure_engine(engine)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` says the database is unreachable or saturated: worth another try."""
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeout | DisconnectionError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated

@@ -10,6 +10,8 @@ from flask import Flask, Response, current_app, has_request_context, jsonify, re
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
+from app.database import is_transient
+
 
 class DomainError(Exception):
     """A failure a service reports; ``errors.py`` turns it into an HTTP response."""
@@ -129,8 +131,6 @@ def _handle_http_exception(error: HTTPException) -> Response:
 
 
 def _handle_database_error(error: sa_exc.DBAPIError) -> Response:
-    from app.services.persistence import is_transient
-
     if _missing_table(error):
         current_app.logger.error("the database schema is not migrated: run `flask db upgrade`")
         return error_response(

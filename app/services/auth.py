@@ -21,17 +21,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.database import is_transient
 from app.errors import Unauthorized
 from app.models import KEY_PREFIX_LENGTH, utcnow
 from app.repositories import ApiKeyRepository
 from app.services.unit_of_work import read_only, unit_of_work
 
 log = logging.getLogger(__name__)
-# A database restart, a network blip, a saturated pool, SQLite's write lock: worth a retry.
-TRANSIENT = (OperationalError, InterfaceError, PoolTimeout)
 
 KEY_PATTERN = re.compile(r"cs_[A-Za-z0-9]{9}_[A-Za-z0-9_-]{43}")
 _ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -245,8 +243,9 @@ def flush_key_usage(app: Flask) -> None:
     try:
         with app.app_context(), unit_of_work() as session:
             ApiKeyRepository(session).touch(uses)
-    except TRANSIENT as error:
+    except SQLAlchemyError as error:
+        if not is_transient(error):
+            log.exception("recording API key usage failed")
+            return
         usage.give_back(uses)
         log.warning("recording API key usage failed (%s); will retry", error.__class__.__name__)
-    except SQLAlchemyError:
-        log.exception("recording API key usage failed")

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
+from app.database import is_transient
 from app.models import utcnow
 from app.repositories import MessageRepository
-from app.services.persistence import is_transient
 from app.services.reaper import reap_interrupted
 from app.services.unit_of_work import unit_of_work
 

@@ -16,24 +16,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Flask
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.database import is_transient
 from app.errors import Unavailable
 from app.services.unit_of_work import unit_of_work
 from app.services.usage import record_ending
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether ``error`` says the database is unreachable or saturated: worth another try."""
-    if isinstance(error, OperationalError | InterfaceError | PoolTimeout | DisconnectionError):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def spool_path(app: Flask) -> Path:
