@@ -125,7 +125,8 @@ def _libpq(url: str) -> str:
 
 def seed(url: str, owner_name: str, owners: int, scale: float) -> Data:
     """Seed by COPY: ``scale`` times the conversations and the big one's messages.
-    ``owners`` > 1: conversations go round-robin to that many users (``owner_name`` first)."""
+    ``owners`` > 1: conversations go round-robin to that many users (``owner_name`` first),
+    but the big one is always ``owner_name``'s (the user whose key times the queries)."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     conversations = max(2, round(CONVERSATIONS * scale))
@@ -153,7 +154,8 @@ def seed(url: str, owner_name: str, owners: int, scale: float) -> Data:
         columns = "title, model_type, owner_id, created_at, updated_at"
         with cursor.copy(f"COPY conversations ({columns}) FROM STDIN") as copy:
             for i in range(conversations):
-                copy.write_row((f"conversation {i}", "m", owner_ids[i % owners], now, now))
+                owner = owner_ids[0] if i == conversations - 1 else owner_ids[i % owners]
+                copy.write_row((f"conversation {i}", "m", owner, now, now))
         first, big = cursor.execute("SELECT min(id), max(id) FROM conversations").fetchone()
         columns = "conversation_id, prompt_content, response_content, model, endpoint, outcome, "
         columns += "is_success, status_code, prompt_tokens, response_tokens, total_tokens, "
@@ -242,6 +244,9 @@ def main(argv: list[str] | None = None) -> None:
         "WEB_CONCURRENCY": str(os.cpu_count() or 2),
         "GUNICORN_ACCESS_LOG": "",
         "LOG_LEVEL": "WARNING",
+        # One key drives thousands of requests a second: the per-user limits would answer
+        # most of them 429 (the errors column) and time that instead of the queries.
+        "RATELIMIT_ENABLED": "false",
     }
     try:
         release(env)
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
             key = new_key(env, "bench")
             admin_key = new_key(env, "bench-admin", admin=True)
             data = seeded(url)
-            rebuild = "not rebuilt (an earlier run's rollups)"
+            rebuild = "{:,} usage rollup rows (an earlier run's, not rebuilt)"
         else:
             key = create_user(env, "bench")
             admin_key = create_user(env, "bench-admin", admin=True)
@@ -258,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
             rebuilt = flask_command(env, "usage", "rebuild").strip()
             rebuild_seconds = time.perf_counter() - started
             print(f"{rebuilt} in {rebuild_seconds:.1f} s", file=sys.stderr)
-            rebuild = f"rebuilt in {rebuild_seconds:.1f} s"
+            rebuild = f"`flask usage rebuild`: {{:,}} rollup rows in {rebuild_seconds:.1f} s"
         with psycopg.connect(_libpq(url), autocommit=True) as connection:
             if not args.database:
                 connection.execute("VACUUM ANALYZE usage_daily")
@@ -267,15 +272,24 @@ def main(argv: list[str] | None = None) -> None:
             # than by ix_messages_conversation_id_id.
             connection.execute("ANALYZE messages, conversations")
             (rollups,) = connection.execute("SELECT count(*) FROM usage_daily").fetchone()
+            # The key's user sees its own conversations only: every ``owners``-th from the
+            # first (round-robin), and the big one. Paging goes as deep in those as it can.
+            mine = "FROM conversations WHERE owner_id = (SELECT id FROM users WHERE name = %s)"
+            owned, first = connection.execute(
+                f"SELECT count(*), min(id) {mine}", ("bench",)
+            ).fetchone()
+            deep = owned - owned // 100
+            (after,) = connection.execute(
+                f"SELECT id {mine} ORDER BY id OFFSET %s LIMIT 1", ("bench", deep - 1)
+            ).fetchone()
         words = Text().words  # most frequent first
-        deep = data.conversations - data.conversations // 100
         deep_messages = data.big_messages - data.big_messages // 100
         from_end = data.big_messages // 100
         big = data.big
         queries = [
             ("list 20, first page", "/conversations?take=20"),
             (f"list 20, skip={deep}", f"/conversations?take=20&skip={deep}"),
-            (f"list 20, after={deep}", f"/conversations?take=20&after={deep}"),
+            (f"list 20, after={after}", f"/conversations?take=20&after={after}"),
             ("get one (random id)", "/conversations/{id}"),
             ("messages 20, first page", f"/conversations/{big}/messages?take=20"),
             (
@@ -312,14 +326,17 @@ def main(argv: list[str] | None = None) -> None:
             yardstick, *others = runs
             runs = [run for run in others if args.only in run[0]]
             runs.insert(0, yardstick)
+        # "get one" draws among the key's user's conversations: ids of them, every owners-th.
+        ids = -(-data.conversations // data.owners)
+        pick = f"({first} + (math.random(1, ids) - 1) * {data.owners})"
         log = Path(tempfile.mkdtemp(prefix="convstore-bench-")) / "gunicorn.log"
         rows = []
         with WebProcess(env, log) as web:
             base = f"http://127.0.0.1:{web.port}"
             for name, path, bearer, connections in runs:
                 script = wrk_script("GET", path, {"Authorization": f"Bearer {bearer}"})
+                script = script.replace("math.random(1, ids)", pick)
                 threads = min(2, connections)  # wrk wants a connection per thread
-                ids = data.conversations
                 run_wrk(base, script, connections=connections, seconds=1, ids=ids, threads=threads)
                 result = run_wrk(
                     base,
@@ -340,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Scale benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} "
         f"cores, Python {platform.python_version()}; {data.conversations:,} conversations and "
         f"{data.messages:,} messages over {DAYS} days owned by {data.owners} user(s) "
-        f"({seeding}); `flask usage rebuild`: {rollups:,} rollup rows, {rebuild}; "
+        f"({seeding}); {rebuild.format(rollups)}; "
         f"wrk {args.connections} connections, {args.seconds:g} s per query.\n"
     )
     print("| query | req/s | p50 ms | p99 ms | errors |")
