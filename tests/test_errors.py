@@ -76,15 +76,15 @@ def test_openapi_lists_each_error_an_operation_can_answer(anonymous):
     spec = anonymous.get("/openapi.json").json
     documented = {key: " ".join(sorted(op["responses"])) for key, op in operations(spec).items()}
 
-    assert documented[("GET", "/conversations")] == "200 401 403 414 422 503"
-    assert documented[("POST", "/conversations")] == "201 400 401 413 415 422 503"
-    assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 503"
+    assert documented[("GET", "/conversations")] == "200 401 403 414 422 429 503"
+    assert documented[("POST", "/conversations")] == "201 400 401 413 415 422 429 503"
+    assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 429 503"
     assert documented[("PUT", "/conversations/{conversation_id}")] == (
-        "202 400 401 404 413 415 422 503"
+        "202 400 401 404 413 415 422 429 503"
     )
-    assert documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 503"
+    assert documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 429 503"
     assert documented[("GET", "/conversations/{conversation_id}/messages")] == (
-        "200 401 404 422 503"
+        "200 401 404 422 429 503"
     )
     assert documented[("POST", "/conversations/{conversation_id}/messages")] == (
         "200 201 400 401 404 413 415 422 429 502 503 504"
@@ -123,12 +123,14 @@ def test_openapi_lists_the_errors_of_search_metadata_feedback_and_export(anonymo
     documented = {key: " ".join(sorted(op["responses"])) for key, op in operations(spec).items()}
     feedback = "/conversations/{conversation_id}/messages/{message_id}/feedback"
 
-    assert documented[("GET", "/search")] == "200 401 403 414 422 503"
+    assert documented[("GET", "/search")] == "200 401 403 414 422 429 503"
     assert documented[("PATCH", "/conversations/{conversation_id}")] == (
-        "200 400 401 404 413 415 422 503"
+        "200 400 401 404 413 415 422 429 503"
     )
-    assert documented[("PUT", feedback)] == "200 400 401 404 413 415 422 503"
-    assert documented[("DELETE", feedback)] == "204 401 404 503"
-    assert documented[("GET", "/conversations/{conversation_id}/export")] == ("200 401 404 422 503")
-    assert documented[("GET", "/export")] == "200 401 403 422 503"
-    assert documented[("POST", "/import")] == "201 400 401 413 415 422 503"
+    assert documented[("PUT", feedback)] == "200 400 401 404 413 415 422 429 503"
+    assert documented[("DELETE", feedback)] == "204 401 404 429 503"
+    assert documented[("GET", "/conversations/{conversation_id}/export")] == (
+        "200 401 404 422 429 503"
+    )
+    assert documented[("GET", "/export")] == "200 401 403 422 429 503"
+    assert documented[("POST", "/import")] == "201 400 401 413 415 422 429 503"

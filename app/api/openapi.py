@@ -49,6 +49,16 @@ UNAUTHORIZED = ErrorDoc(
     "No API key, a malformed one, or an unknown, revoked or expired one.",
     {"WWW-Authenticate": _header('The scheme to use: Bearer realm="convstore".')},
 )
+RATE_LIMITED = ErrorDoc(
+    429,
+    "Over the user's rate limit (README: Limits and budgets): retry after Retry-After.",
+    {
+        **RETRY_AFTER,
+        "X-RateLimit-Limit": _header("Requests allowed in the window."),
+        "X-RateLimit-Remaining": _header("Requests left in the window."),
+        "X-RateLimit-Reset": _header("When the window resets (Unix time)."),
+    },
+)
 DATABASE_UNAVAILABLE = ErrorDoc(
     503, "The database is unavailable; retry shortly.", headers=RETRY_AFTER
 )
@@ -67,7 +77,8 @@ URL_TOO_LONG = ErrorDoc(414, "The URL is longer than the server accepts (4094 by
 GENERATION_ERRORS = (
     ErrorDoc(
         429,
-        "The LLM provider is rate limiting (its Retry-After is passed on when it sent one).",
+        "Over the user's rate limit or daily token budget, or the LLM provider is rate "
+        "limiting (its Retry-After is passed on when it sent one).",
         headers=RETRY_AFTER,
     ),
     ErrorDoc(502, "The LLM provider failed, could not be reached, or broke off."),
@@ -95,14 +106,14 @@ def documents(blp: Blueprint, *errors: ErrorDoc) -> Callable[[F], F]:
 class ErrorResponses(BasePlugin):
     """Document the cross-cutting errors on every operation they can reach.
 
-    An operation that needs a key (it does not set ``security: []``) can answer 401, and 503
-    when the database is unavailable; one that takes a JSON body, 400, 413 and 415. A view's
-    own documentation of the same status wins.
+    An operation that needs a key (it does not set ``security: []``) can answer 401, 429 over
+    its user's rate limit, and 503 when the database is unavailable; one that takes a JSON
+    body, 400, 413 and 415. A view's own documentation of the same status wins.
     """
 
     def init_spec(self, spec: APISpec) -> None:
         super().init_spec(spec)
-        for error in (UNAUTHORIZED, DATABASE_UNAVAILABLE, *BODY_ERRORS):
+        for error in (UNAUTHORIZED, RATE_LIMITED, DATABASE_UNAVAILABLE, *BODY_ERRORS):
             spec.components.response(error.component, error.response(), lazy=True)
 
     def operation_helper(
@@ -114,7 +125,7 @@ class ErrorResponses(BasePlugin):
         for operation in (operations or {}).values():
             errors: list[ErrorDoc] = []
             if operation.get("security") != []:
-                errors += [UNAUTHORIZED, DATABASE_UNAVAILABLE]
+                errors += [UNAUTHORIZED, RATE_LIMITED, DATABASE_UNAVAILABLE]
             if "requestBody" in operation:
                 errors += BODY_ERRORS
             responses = operation.setdefault("responses", {})

@@ -39,6 +39,12 @@ _SAVED_AT = {
 # (status, when, headers): every error a /v1 operation answers, in OpenAI's shape.
 _COMMON_ERRORS = (
     (401, "No API key, or an unknown or revoked one.", None),
+    (
+        429,
+        "Over the user's rate limit or daily token budget, or the upstream is rate limiting "
+        "(its Retry-After is passed on).",
+        _RETRY_AFTER,
+    ),
     (503, "No LLM is configured, or the database is unavailable.", _RETRY_AFTER),
 )
 _CHAT_ERRORS = (
@@ -46,7 +52,6 @@ _CHAT_ERRORS = (
     (404, "No such conversation of yours (X-Conversation-Id), or no such model.", None),
     (413, "The body is larger than MAX_CONTENT_LENGTH.", None),
     (415, "The body is not JSON.", None),
-    (429, "The upstream is rate limiting; its Retry-After is passed on.", _RETRY_AFTER),
     (502, "The upstream failed or could not be reached.", None),
     (504, "The upstream did not answer in time.", None),
 )
