@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,25 @@ from pathlib import Path
 import sqlalchemy as sa
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+LIMIT_MODES = ("off", "memory", "redis")
+
+
+def limits_env(mode: str) -> dict[str, str]:
+    """The service's rate-limit settings for a benchmark: ``off``, or counted (in memory or
+    in the local Redis) under limits no benchmark reaches, so that what is measured is the
+    limiter's cost per request, not its refusals."""
+    if mode == "off":
+        return {"RATELIMIT_ENABLED": "false"}
+    storage = "memory://" if mode == "memory" else "redis://127.0.0.1:6379/0"
+    return {
+        "RATELIMIT_ENABLED": "true",
+        "RATELIMIT_STORAGE_URL": storage,
+        "RATELIMIT_KEY_PREFIX": f"bench-{os.getpid()}-{time.time_ns()}",
+        "RATE_LIMIT_DEFAULT": "10000000/minute",
+        "RATE_LIMIT_GENERATION": "10000000/minute",
+    }
 
 
 def create_database(kind: str = "postgresql") -> str:

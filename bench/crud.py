@@ -31,10 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 from app.config import settings_from_env  # noqa: E402
 from bench.common import (  # noqa: E402
+    LIMIT_MODES,
     WrkResult,
     cpu_seconds,
     create_database,
     drop_database,
+    limits_env,
     run_wrk,
     wrk_script,
 )
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", default="", help="comma-separated endpoint names to drive (default: all)"
     )
+    parser.add_argument(
+        "--limits",
+        choices=LIMIT_MODES,
+        default="off",
+        help="rate limiting off, or counted in memory or in the local Redis (its cost)",
+    )
     args = parser.parse_args(argv)
 
     url = create_database("postgresql")
@@ -155,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         "GUNICORN_THREADS": args.threads,
         "GUNICORN_ACCESS_LOG": "",
         "LOG_LEVEL": "WARNING",
+        **limits_env(args.limits),
     }
     try:
         release(env)

@@ -35,7 +35,14 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_seconds, create_database, drop_database, rss_mb  # noqa: E402
+from bench.common import (  # noqa: E402
+    LIMIT_MODES,
+    cpu_seconds,
+    create_database,
+    drop_database,
+    limits_env,
+    rss_mb,
+)
 from tests.procfile import WebProcess, create_user, free_port, release  # noqa: E402
 
 
@@ -202,6 +209,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
     parser.add_argument("--modes", default="steady,burst")
     parser.add_argument("--targets", default="service,v1", help="service (text), v1, or both")
+    parser.add_argument(
+        "--limits",
+        choices=LIMIT_MODES,
+        default="off",
+        help="rate limiting off, or counted in memory or in the local Redis (its cost)",
+    )
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",")]
 
@@ -231,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         "GUNICORN_THREADS": args.threads,
         "GUNICORN_ACCESS_LOG": "",
         "LOG_LEVEL": "WARNING",
+        **limits_env(args.limits),
     }
     release(env)
     key = create_user(env, "bench")
