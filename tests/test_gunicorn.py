@@ -32,6 +32,15 @@ def served(backend, database_factory, llm_server, tmp_path):
     engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def served_once(backend, database_factory, llm_server, tmp_path_factory):
+    """One deployment per backend for the tests that never look at the database."""
+    env = deployment_env(database_factory(backend), llm_server.base_url)
+    release(env)
+    with WebProcess(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log") as web:
+        yield web
+
+
 def stream(web, conversation_id, prompt) -> tuple[int, bytes]:
     connection = web.connection(timeout=120)
     query = urlencode({"prompt": prompt, "conversation_id": conversation_id})
@@ -171,8 +180,8 @@ def test_sigterm_lets_in_flight_streams_finish_and_be_saved(served, fake_llm):
     ],
     ids=["request-line-too-long", "header-too-large", "malformed"],
 )
-def test_requests_gunicorn_cannot_parse_get_json_errors_too(served, request_head, status):
-    web, _ = served
+def test_requests_gunicorn_cannot_parse_get_json_errors_too(served_once, request_head, status):
+    web = served_once
 
     with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
         sock.sendall(request_head)
