@@ -75,34 +75,19 @@ class PageReader:
     def conversations(
         self, owner_id: int | None, only: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        after = None
-        while True:
-            page = self._read(
-                partial(
-                    ExportRepository.conversations,
-                    owner_id=owner_id,
-                    after=after,
-                    take=PAGE,
-                    only=only,
-                )
-            )
-            yield from (_conversation(row) for row in page)
-            if len(page) < PAGE:
-                return
-            after = page[-1]["id"]
+        read = partial(ExportRepository.conversations, owner_id=owner_id, only=only)
+        yield from (_conversation(row) for row in self._pages(read))
 
     def messages(self, conversation_id: int) -> Iterator[dict[str, Any]]:
+        read = partial(ExportRepository.messages, conversation_id=conversation_id)
+        yield from (_message(row) for row in self._pages(read))
+
+    def _pages(self, read: Any) -> Iterator[dict[str, Any]]:
+        """Every row ``read`` returns, a keyset page at a time, each page in its own read."""
         after = None
         while True:
-            page = self._read(
-                partial(
-                    ExportRepository.messages,
-                    conversation_id=conversation_id,
-                    after=after,
-                    take=PAGE,
-                )
-            )
-            yield from (_message(row) for row in page)
+            page = self._read(partial(read, after=after, take=PAGE))
+            yield from page
             if len(page) < PAGE:
                 return
             after = page[-1]["id"]
