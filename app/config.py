@@ -195,8 +195,8 @@ def engine_options(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         # SQLite has no server to time out on; the busy timeout is set per connection.
         return {"connect_args": {"timeout": settings["DB_BUSY_TIMEOUT"]}}
     return {
-        # A restarted database leaves dead connections in the pool: test before use.
-        "pool_pre_ping": True,
+        # No pool_pre_ping: a restarted database's dead connections are caught at checkout
+        # without a round trip (app/database.py).
         "pool_size": settings["DB_POOL_SIZE"],
         "max_overflow": settings["DB_MAX_OVERFLOW"],
         "pool_timeout": settings["DB_POOL_TIMEOUT"],

@@ -9,13 +9,20 @@ from sqlalchemy.orm import Session
 
 from app.database import WRITE_TRANSACTION
 from app.extensions import db
+from app.sessions import WRITING
 
 
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
     """Yield the request's session; commit once on success, roll back on any exception."""
     session = db.session()  # the scoped session's Session for this app context
-    if not session.in_transaction():
+    outermost = not session.info.get(WRITING)
+    if outermost:
+        if session.in_transaction():
+            # The reads before it ran in autocommit (app/sessions.py): ending their
+            # transaction costs no round trip and, unlike a rollback, expires nothing.
+            session.commit()
+        session.info[WRITING] = True
         session.connection(execution_options={WRITE_TRANSACTION: True})
     try:
         yield session
@@ -23,6 +30,9 @@ def unit_of_work() -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+    finally:
+        if outermost:
+            session.info.pop(WRITING, None)
 
 
 @contextmanager

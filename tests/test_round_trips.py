@@ -1,0 +1,100 @@
+"""Round trips to PostgreSQL per request, counted by libpq's own trace (tests/round_trips.py).
+
+A read is one statement in autocommit: no pre-ping, no BEGIN, no ROLLBACK. A write is one
+transaction: BEGIN, its statement, COMMIT. The key is in the process's cache (warmed first).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.extensions import db
+from tests.conftest import keyed_client
+from tests.round_trips import RoundTrips
+
+
+@pytest.fixture
+def backend() -> str:
+    return "postgresql"  # SQLite runs in the process: it has no round trips
+
+
+@pytest.fixture
+def engine(pooled_app: Flask) -> sa.Engine:
+    with pooled_app.app_context():
+        return db.engine
+
+
+@pytest.fixture
+def trips(engine: sa.Engine) -> Iterator[RoundTrips]:
+    engine.dispose()  # every connection from now on is traced from its first byte
+    yield RoundTrips(engine)
+
+
+@pytest.fixture
+def client(pooled_app: Flask) -> FlaskClient:
+    client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+    client.get("/conversations")  # the key's lookup, cached from now on
+    return client
+
+
+def round_trips(trips: RoundTrips, client: FlaskClient, method: str, path: str, **kwargs) -> int:
+    before = trips.total()
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code < 400, response.json
+    return trips.total() - before
+
+
+READS = [
+    ("/conversations", 1),
+    ("/conversations/{id}", 1),
+    ("/conversations/{id}/messages", 2),
+    ("/search?q=hello", 1),
+    ("/usage", 1),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), READS)
+def test_a_read_is_at_most_two_round_trips(trips, client, path, expected):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+
+    assert round_trips(trips, client, "get", path.format(id=conversation_id)) == expected
+
+
+WRITES = [
+    ("post", "/conversations", {"json": {"title": "t"}}),
+    ("put", "/conversations/{id}", {"json": {"title": "u", "model_type": "m"}}),
+    ("delete", "/conversations/{id}", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), WRITES)
+def test_a_write_is_one_transaction_of_three_round_trips(trips, client, method, path, kwargs):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+
+    assert round_trips(trips, client, method, path.format(id=conversation_id), **kwargs) == 3
+
+
+def test_a_read_after_the_server_dropped_the_pooled_connection_is_answered(engine, client, trips):
+    client.get("/conversations")  # one connection in the pool, idle
+    with psycopg.connect(
+        engine.url.set(drivername="postgresql").render_as_string(False), autocommit=True
+    ) as admin:
+        others = (
+            " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        admin.execute("SELECT pg_terminate_backend(pid)" + others)
+        while admin.execute("SELECT count(*)" + others).fetchone() != (0,):
+            time.sleep(0.01)  # the backend exits a moment after its signal
+    connections = len(trips.traced)
+
+    response = client.get("/conversations")
+
+    assert response.status_code == 200
+    assert len(trips.traced) == connections + 1  # the dead one was replaced at checkout
