@@ -20,7 +20,7 @@ class RoundTrips:
         sa.event.listen(engine, "connect", self._trace)
 
     def _trace(self, dbapi_connection: Any, _record: Any) -> None:
-        trace = tempfile.TemporaryFile()
+        trace = tempfile.TemporaryFile()  # noqa: SIM115 (open while the connection lives)
         self.traced.append((dbapi_connection, trace))
         self._start(dbapi_connection, trace)
 

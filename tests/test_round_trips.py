@@ -7,7 +7,6 @@ transaction: BEGIN, its statement, COMMIT. The key is in the process's cache (wa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -32,15 +31,17 @@ def engine(pooled_app: Flask) -> sa.Engine:
 
 
 @pytest.fixture
-def trips(engine: sa.Engine) -> Iterator[RoundTrips]:
+def trips(engine: sa.Engine) -> RoundTrips:
     engine.dispose()  # every connection from now on is traced from its first byte
-    yield RoundTrips(engine)
+    return RoundTrips(engine)
 
 
 @pytest.fixture
 def client(pooled_app: Flask) -> FlaskClient:
     client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
-    client.get("/conversations")  # the key's lookup, cached from now on
+    # The key's lookup, cached from now on; closing the response writes its last use (once
+    # per cache lifetime, not per request).
+    client.get("/conversations", buffered=True)
     return client
 
 
@@ -98,3 +99,32 @@ def test_a_read_after_the_server_dropped_the_pooled_connection_is_answered(engin
 
     assert response.status_code == 200
     assert len(trips.traced) == connections + 1  # the dead one was replaced at checkout
+
+
+def test_a_streamed_exchange_is_four_round_trips_before_the_llm_and_four_to_save(
+    trips, client, pooled_app
+):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    with pooled_app.app_context():
+        engine = db.engine
+    before = trips.total()
+    at_each_checkin: list[int] = []
+
+    def checked_in(*_args: object) -> None:
+        at_each_checkin.append(trips.total() - before)
+
+    sa.event.listen(engine.pool, "checkin", checked_in)
+    try:
+        response = client.get(
+            "/text/generate/stream",
+            query_string={"prompt": "Say hello", "conversation_id": conversation_id},
+            buffered=True,
+        )
+    finally:
+        sa.event.remove(engine.pool, "checkin", checked_in)
+
+    assert response.status_code == 200
+    # The conversation and its history in one autocommit read; the prompt's INSERT in its
+    # transaction (BEGIN, INSERT, COMMIT), before the LLM is called; after the answer, the
+    # ending's transaction: BEGIN, its UPDATE, the usage rollup's upsert, COMMIT.
+    assert at_each_checkin == [1, 1 + 3, 1 + 3 + 4]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, exists, func, select, true, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from app.models import Conversation, utcnow
+from app.models import Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
 
 
@@ -27,6 +28,16 @@ def metadata_matches(session: Session, pairs: Mapping[str, str]) -> ColumnElemen
             for key, value in pairs.items()
         )
     )
+
+
+@dataclass(frozen=True)
+class GenerationContext:
+    """What a new exchange needs of its conversation: its model, whether it still wants a
+    title, and its last successful (prompt, response) pairs, newest first."""
+
+    model_type: str
+    untitled: bool
+    exchanges: list[tuple[str, str]]
 
 
 class ConversationRepository(SqlAlchemyRepository[Conversation]):
@@ -66,6 +77,33 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         """Whether a conversation with this id exists (in scope), without loading it."""
         condition = exists().where(Conversation.id == uid, *self._scope())
         return bool(self.session.scalar(select(condition)))
+
+    def generation_context(self, uid: int, history_limit: int) -> GenerationContext | None:
+        """The conversation (in scope) and its recent history in one statement, or None."""
+        history = (
+            select(Message.id, Message.prompt_content, Message.response_content)
+            .where(Message.conversation_id == uid, Message.is_success.is_(True))
+            .order_by(Message.id.desc())
+            .limit(history_limit)
+            .subquery()
+        )
+        query = (
+            select(
+                Conversation.model_type,
+                Conversation.title,
+                history.c.prompt_content,
+                history.c.response_content,
+            )
+            .outerjoin(history, true())
+            .where(Conversation.id == uid, *self._scope())
+            .order_by(history.c.id.desc())
+        )
+        rows = self.session.execute(query).all()
+        if not rows:
+            return None
+        model_type, title = rows[0][0], rows[0][1]
+        exchanges = [(prompt, response) for _, _, prompt, response in rows if prompt is not None]
+        return GenerationContext(model_type, title is None, exchanges)
 
     def set_title_if_missing(self, uid: int, title: str) -> bool:
         """Give an untitled conversation a title; a title set meanwhile is left alone."""

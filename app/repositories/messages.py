@@ -31,16 +31,6 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         )
         return list(self.session.scalars(query))
 
-    def recent_exchanges(self, conversation_id: int, limit: int) -> list[tuple[str, str]]:
-        """The last ``limit`` successful (prompt, response) pairs, newest first."""
-        query = (
-            select(Message.prompt_content, Message.response_content)
-            .where(Message.conversation_id == conversation_id, Message.is_success.is_(True))
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-        return [(prompt, response) for prompt, response in self.session.execute(query)]
-
     def checkpoint(
         self, progress: Mapping[int, tuple[str, str | None] | None], now: datetime
     ) -> int:

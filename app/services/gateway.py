@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import DomainError, NotFound
 from app.exchange import Exchange, Outcome, PendingExchange
+from app.extensions import db
 from app.llm import ChatStream, get_llm, pass_through_error
 from app.models import Conversation, Message, utcnow
 from app.repositories import MessageRepository, ThreadRepository
@@ -119,19 +120,20 @@ def _begin(
     prefix = history_prefix(canonical)
     prompt = last_user_text(messages)
     request_id = current_request_id()
+    # The reads in autocommit; the transaction holds the INSERTs (a new conversation's too).
+    check_budget(db.session, actor)
+    threads = ThreadRepository(db.session, actor.user_id)
+    if conversation_id is not None:
+        conversation = threads.get(conversation_id)
+        if conversation is None:
+            raise NotFound(f"Conversation {conversation_id} does not exist.")
+    else:
+        conversation = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
     with unit_of_work() as session:
-        check_budget(session, actor)
-        threads = ThreadRepository(session, actor.user_id)
-        if conversation_id is not None:
-            conversation = threads.get(conversation_id)
-            if conversation is None:
-                raise NotFound(f"Conversation {conversation_id} does not exist.")
-        else:
-            conversation = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
-            if conversation is None:
-                conversation = threads.create(
-                    Conversation(title=None, model_type=model, owner_id=actor.user_id)
-                )
+        if conversation is None:
+            conversation = ThreadRepository(session, actor.user_id).create(
+                Conversation(title=None, model_type=model, owner_id=actor.user_id)
+            )
         message = MessageRepository(session).create(
             Message(
                 conversation_id=conversation.id,
@@ -144,19 +146,19 @@ def _begin(
                 system_prompt=system_text(messages),
             )
         )
-        return PendingExchange(
-            message_id=message.id,
-            conversation_id=conversation.id,
-            model=model,
-            prompt=prompt,
-            messages=(),  # the client's own messages go to the upstream in its body
-            needs_title=conversation.title is None,
-            endpoint=ENDPOINT,
-            request_id=request_id,
-            received_at=request_received_at(),
-            also_save=functools.partial(_advance_thread, conversation.id, canonical),
-            response_headers=response_headers,
-        )
+    return PendingExchange(
+        message_id=message.id,
+        conversation_id=conversation.id,
+        model=model,
+        prompt=prompt,
+        messages=(),  # the client's own messages go to the upstream in its body
+        needs_title=conversation.title is None,
+        endpoint=ENDPOINT,
+        request_id=request_id,
+        received_at=request_received_at(),
+        also_save=functools.partial(_advance_thread, conversation.id, canonical),
+        response_headers=response_headers,
+    )
 
 
 def _advance_thread(

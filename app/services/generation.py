@@ -58,38 +58,42 @@ def check_conversation(actor: Principal, conversation_id: int) -> None:
 def begin_exchange(
     actor: Principal, conversation_id: int, prompt: str, endpoint: str
 ) -> PendingExchange:
-    """Commit the prompt as an exchange in progress and gather the context to send."""
+    """Commit the prompt as an exchange in progress and gather the context to send.
+
+    The reads come first, in autocommit (one round trip for the conversation and its
+    history); the transaction holds the one INSERT."""
     config = current_app.config
     request_id = current_request_id()
+    session = db.session
+    context = ConversationRepository(session, actor.scope).generation_context(
+        conversation_id, config["HISTORY_MAX_MESSAGES"]
+    )
+    if context is None:
+        raise NotFound(f"Conversation {conversation_id} does not exist.")
+    check_budget(session, actor)
+    history = _history(context.exchanges, config["HISTORY_MAX_CHARS"])
     with unit_of_work() as session:
-        conversation = ConversationRepository(session, actor.scope).get(conversation_id)
-        if conversation is None:
-            raise NotFound(f"Conversation {conversation_id} does not exist.")
-        check_budget(session, actor)
-        messages = MessageRepository(session)
-        earlier = messages.recent_exchanges(conversation_id, config["HISTORY_MAX_MESSAGES"])
-        history = _history(earlier, config["HISTORY_MAX_CHARS"])
-        message = messages.create(
+        message = MessageRepository(session).create(
             Message(
                 conversation_id=conversation_id,
                 prompt_content=prompt,
-                model=conversation.model_type,
+                model=context.model_type,
                 endpoint=endpoint,
                 request_id=request_id,
                 heartbeat_at=utcnow(),
             )
         )
-        return PendingExchange(
-            message_id=message.id,
-            conversation_id=conversation_id,
-            model=conversation.model_type,
-            prompt=prompt,
-            messages=(*history, {"role": "user", "content": prompt}),
-            needs_title=conversation.title is None,
-            endpoint=endpoint,
-            request_id=request_id,
-            received_at=request_received_at(),
-        )
+    return PendingExchange(
+        message_id=message.id,
+        conversation_id=conversation_id,
+        model=context.model_type,
+        prompt=prompt,
+        messages=(*history, {"role": "user", "content": prompt}),
+        needs_title=context.untitled,
+        endpoint=endpoint,
+        request_id=request_id,
+        received_at=request_received_at(),
+    )
 
 
 def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
