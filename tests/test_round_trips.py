@@ -101,7 +101,7 @@ def test_a_read_after_the_server_dropped_the_pooled_connection_is_answered(engin
     assert len(trips.traced) == connections + 1  # the dead one was replaced at checkout
 
 
-def test_a_streamed_exchange_is_four_round_trips_before_the_llm_and_four_to_save(
+def test_a_streamed_exchange_is_two_round_trips_before_the_llm_and_one_to_save(
     trips, client, pooled_app
 ):
     conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
@@ -124,7 +124,7 @@ def test_a_streamed_exchange_is_four_round_trips_before_the_llm_and_four_to_save
         sa.event.remove(engine.pool, "checkin", checked_in)
 
     assert response.status_code == 200
-    # The conversation and its history in one autocommit read; the prompt's INSERT in its
-    # transaction (BEGIN, INSERT, COMMIT), before the LLM is called; after the answer, the
-    # ending's transaction: BEGIN, its UPDATE, the usage rollup's upsert, COMMIT.
-    assert at_each_checkin == [1, 1 + 3, 1 + 3 + 4]
+    # Before the LLM is called, the conversation and its history in one read, then the
+    # prompt's INSERT, which commits by itself; after the answer, one statement ends the
+    # exchange and folds it into its usage rollup.
+    assert at_each_checkin == [1 + 1, 1 + 1 + 1]

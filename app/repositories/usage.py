@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -32,6 +33,7 @@ from app.models import (
     Message,
     UsageDaily,
     latency_columns,
+    utcnow,
 )
 from app.repositories.functions import utc_day
 
@@ -79,30 +81,35 @@ def _buckets(column: Any) -> list[ColumnElement[Any]]:
     return sums
 
 
-def _exchanges_by_key(where: Iterable[ColumnElement[bool]]) -> Select[Any]:
-    """Ended exchanges matching ``where``, rolled up by the table's key (in SUMS order)."""
-    day = utc_day(Message.created_at)
-    model = func.coalesce(Message.model, _sql(""))
-    shard = Message.id % _sql(USAGE_SHARDS)
+def _exchanges_by_key(
+    where: Iterable[ColumnElement[bool]], messages: Any = Message.__table__
+) -> Select[Any]:
+    """Ended exchanges matching ``where``, rolled up by the table's key (in SUMS order).
+    ``messages``: the messages table, or a CTE returning its rows."""
+    m = messages.c
+    day = utc_day(m.created_at)
+    model = func.coalesce(m.model, _sql(""))
+    shard = m.id % _sql(USAGE_SHARDS)
     return (
         select(
             Conversation.owner_id,
             day,
             model,
             _sql("exchange"),
-            Message.outcome,
+            m.outcome,
             shard,
             func.count(),
-            func.sum(case((Message.status_code == _sql(429), _sql(1)), else_=_sql(0))),
-            func.coalesce(func.sum(Message.prompt_tokens), _sql(0)),
-            func.coalesce(func.sum(Message.response_tokens), _sql(0)),
-            func.coalesce(func.sum(Message.total_tokens), _sql(0)),
-            *_buckets(Message.ttft_ms),
-            *_buckets(Message.duration_ms),
+            func.sum(case((m.status_code == _sql(429), _sql(1)), else_=_sql(0))),
+            func.coalesce(func.sum(m.prompt_tokens), _sql(0)),
+            func.coalesce(func.sum(m.response_tokens), _sql(0)),
+            func.coalesce(func.sum(m.total_tokens), _sql(0)),
+            *_buckets(m.ttft_ms),
+            *_buckets(m.duration_ms),
         )
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.outcome.is_not(None), *where)
-        .group_by(Conversation.owner_id, day, model, Message.outcome, shard)
+        .select_from(messages)
+        .join(Conversation, Conversation.id == m.conversation_id)
+        .where(m.outcome.is_not(None), *where)
+        .group_by(Conversation.owner_id, day, model, m.outcome, shard)
     )
 
 
@@ -127,7 +134,23 @@ def _upsert(dialect: str, rows: Select[Any], sign: int) -> Insert:
 @functools.lru_cache(maxsize=8)
 def _fold(dialect: str, sign: int) -> Insert:
     ids = bindparam("ids", expanding=True)
-    return _upsert(dialect, _exchanges_by_key([Message.id.in_(ids)]), sign)
+    return _upsert(dialect, _exchanges_by_key([Message.__table__.c.id.in_(ids)]), sign)
+
+
+@functools.lru_cache(maxsize=16)
+def _end_and_fold(columns: tuple[str, ...]) -> Any:
+    """PostgreSQL: end an exchange in progress and fold it into its rollup in one statement
+    (a data-modifying CTE), loading the ended row; built once per set of columns."""
+    table = Message.__table__
+    ended = (
+        update(table)
+        .where(table.c.id == bindparam("uid"), table.c.is_success.is_(None))
+        .values({name: bindparam(name) for name in columns})
+        .returning(*table.c)
+        .cte("ended")
+    )
+    fold = _upsert("postgresql", _exchanges_by_key([], ended), 1).cte("folded")
+    return select(Message).from_statement(select(*ended.c).add_cte(fold))
 
 
 @functools.lru_cache(maxsize=4)
@@ -160,6 +183,13 @@ class UsageRepository:
         """Fold these ended exchanges into their days' rollups (one statement)."""
         if message_ids:
             self.session.execute(_fold(self.dialect, 1), {"ids": list(message_ids)})
+
+    def end_and_fold(self, message_id: int, values: Mapping[str, Any]) -> Message | None:
+        """PostgreSQL only: ``MessageRepository.end`` and ``add_exchanges`` as one statement,
+        atomic without a transaction; None if the exchange was not in progress."""
+        params = {**values, "updated_at": utcnow(), "uid": message_id}
+        statement = _end_and_fold(tuple(sorted(params.keys() - {"uid"})))
+        return self.session.scalars(statement, params).one_or_none()
 
     def remove_exchanges(self, message_ids: Sequence[int]) -> None:
         """Take these ended exchanges back out (before their ending is rewritten)."""

@@ -26,8 +26,8 @@ from app.services.budgets import check_budget
 from app.services.checkpoints import live_exchanges
 from app.services.persistence import save_with_retry
 from app.services.titles import title_conversation
-from app.services.unit_of_work import unit_of_work
-from app.services.usage import record_ending
+from app.services.unit_of_work import one_statement
+from app.services.usage import end_exchange, record_ending
 from app.streaming import after_response
 
 
@@ -60,8 +60,8 @@ def begin_exchange(
 ) -> PendingExchange:
     """Commit the prompt as an exchange in progress and gather the context to send.
 
-    The reads come first, in autocommit (one round trip for the conversation and its
-    history); the transaction holds the one INSERT."""
+    Two round trips on PostgreSQL: the conversation and its history in one read, then the
+    prompt's INSERT, which commits by itself."""
     config = current_app.config
     request_id = current_request_id()
     session = db.session
@@ -72,7 +72,7 @@ def begin_exchange(
         raise NotFound(f"Conversation {conversation_id} does not exist.")
     check_budget(session, actor)
     history = _history(context.exchanges, config["HISTORY_MAX_CHARS"])
-    with unit_of_work() as session:
+    with one_statement() as session:
         message = MessageRepository(session).create(
             Message(
                 conversation_id=conversation_id,
@@ -97,23 +97,29 @@ def begin_exchange(
 
 
 def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
-    """Write an exchange's ending in one short transaction; None if its row is gone."""
+    """Write an exchange's ending (one statement on PostgreSQL, unless something else is
+    saved with it); None if its row is gone."""
     pending = exchange.pending
     # What `flask messages recover` needs if the database stays down through the retries.
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
+    what = f"exchange {pending.message_id}"
+    also_save = pending.also_save
+    if also_save is None:
+        return save_with_retry(
+            exchange.app,
+            functools.partial(end_exchange, message_id=pending.message_id, values=values),
+            {**record, **values},
+            what,
+            unit=one_statement,
+        )
 
     def write(session: Any) -> Message | None:
         message = record_ending(session, pending.message_id, values)
-        if message is not None and pending.also_save is not None:
-            pending.also_save(session, values)
+        if message is not None:
+            also_save(session, values)
         return message
 
-    return save_with_retry(
-        exchange.app,
-        write,
-        {**record, **values},
-        f"exchange {pending.message_id}",
-    )
+    return save_with_retry(exchange.app, write, {**record, **values}, what)
 
 
 def open_exchange(

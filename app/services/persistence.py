@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,14 +49,15 @@ def save_with_retry(
     what: str,
     *,
     exchange: bool = True,
+    unit: Callable[[], AbstractContextManager[Session]] = unit_of_work,
 ) -> T:
-    """Run ``work`` in its own unit of work, retrying transient failures a bounded number of
-    times; then spool ``record`` and raise Unavailable. Other errors propagate at once.
-    ``exchange``: the record is an exchange's ending (counted as lost if it is spooled)."""
+    """Run ``work`` in its own ``unit`` (of work), retrying transient failures a bounded
+    number of times; then spool ``record`` and raise Unavailable. Other errors propagate at
+    once. ``exchange``: the record is an exchange's ending (counted as lost if spooled)."""
     attempts = max(1, app.config["SAVE_ATTEMPTS"])
     for attempt in range(1, attempts + 1):
         try:
-            with app.app_context(), unit_of_work() as session:
+            with app.app_context(), unit() as session:
                 return work(session)
         except Exception as error:
             if not is_transient(error):

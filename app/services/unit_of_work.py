@@ -36,6 +36,24 @@ def unit_of_work() -> Iterator[Session]:
 
 
 @contextmanager
+def one_statement() -> Iterator[Session]:
+    """Yield the session for a write of exactly one statement (one INSERT): PostgreSQL
+    commits it by itself in autocommit, one round trip where a transaction takes three
+    (BEGIN, the statement, COMMIT). Elsewhere it is a unit of work."""
+    session = db.session()
+    if session.info.get(WRITING) or session.get_bind().dialect.name != "postgresql":
+        with unit_of_work() as session:
+            yield session
+        return
+    try:
+        yield session
+        session.commit()  # flushes the one statement, which commits itself
+    except BaseException:
+        session.rollback()
+        raise
+
+
+@contextmanager
 def read_only() -> Iterator[Session]:
     """Yield the session for reads; end the transaction they began (without writing), so
     no lock or connection is held afterwards and a later unit of work begins its own."""

@@ -47,6 +47,17 @@ def record_ending(session: Session, message_id: int, values: Mapping[str, Any]) 
     return message
 
 
+def end_exchange(session: Session, message_id: int, values: Mapping[str, Any]) -> Message | None:
+    """``record_ending`` in as few round trips as the database allows: on PostgreSQL, run
+    by ``one_statement``, an exchange still in progress ends in one statement."""
+    if session.get_bind().dialect.name == "postgresql":
+        message = UsageRepository(session).end_and_fold(message_id, values)
+        if message is not None:
+            return message
+    with unit_of_work() as session:  # ended already (by the reaper), or gone
+        return record_ending(session, message_id, values)
+
+
 def today() -> date:
     """The current UTC day."""
     return datetime.now(UTC).date()
