@@ -7,6 +7,8 @@ transaction: BEGIN, its statement, COMMIT. The key is in the process's cache (wa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -101,12 +103,8 @@ def test_a_read_after_the_server_dropped_the_pooled_connection_is_answered(engin
     assert len(trips.traced) == connections + 1  # the dead one was replaced at checkout
 
 
-def test_a_streamed_exchange_is_two_round_trips_before_the_llm_and_one_to_save(
-    trips, client, pooled_app
-):
-    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
-    with pooled_app.app_context():
-        engine = db.engine
+def checkins_during(engine: sa.Engine, trips: RoundTrips, request: Callable[[], Any]) -> list[int]:
+    """The round trips made so far at each return of a connection to the pool."""
     before = trips.total()
     at_each_checkin: list[int] = []
 
@@ -115,16 +113,49 @@ def test_a_streamed_exchange_is_two_round_trips_before_the_llm_and_one_to_save(
 
     sa.event.listen(engine.pool, "checkin", checked_in)
     try:
-        response = client.get(
+        response = request()
+    finally:
+        sa.event.remove(engine.pool, "checkin", checked_in)
+    assert response.status_code == 200
+    return at_each_checkin
+
+
+def test_a_streamed_exchange_is_two_round_trips_before_the_llm_and_one_to_save(
+    trips, client, engine
+):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+
+    checkins = checkins_during(
+        engine,
+        trips,
+        lambda: client.get(
             "/text/generate/stream",
             query_string={"prompt": "Say hello", "conversation_id": conversation_id},
             buffered=True,
-        )
-    finally:
-        sa.event.remove(engine.pool, "checkin", checked_in)
+        ),
+    )
 
-    assert response.status_code == 200
     # Before the LLM is called, the conversation and its history in one read, then the
     # prompt's INSERT, which commits by itself; after the answer, one statement ends the
     # exchange and folds it into its usage rollup.
-    assert at_each_checkin == [1 + 1, 1 + 1 + 1]
+    assert checkins == [1 + 1, 1 + 1 + 1]
+
+
+def test_a_v1_stream_into_a_conversation_is_two_round_trips_before_the_llm(trips, client, engine):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+
+    checkins = checkins_during(
+        engine,
+        trips,
+        lambda: client.post(
+            "/v1/chat/completions",
+            json=body,
+            headers={"X-Conversation-Id": str(conversation_id)},
+            buffered=True,
+        ),
+    )
+
+    # The conversation read, the prompt's INSERT; the save is a transaction, as it also
+    # moves the thread's fingerprint: BEGIN, the ending, the rollup, the fingerprint, COMMIT.
+    assert checkins == [1 + 1, 1 + 1 + 5]

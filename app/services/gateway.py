@@ -36,7 +36,7 @@ from app.request_id import current_request_id, request_received_at
 from app.services.auth import Principal
 from app.services.budgets import check_budget
 from app.services.generation import open_exchange
-from app.services.unit_of_work import unit_of_work
+from app.services.unit_of_work import one_statement, unit_of_work
 from app.text import storable
 
 ENDPOINT = "v1"
@@ -120,7 +120,8 @@ def _begin(
     prefix = history_prefix(canonical)
     prompt = last_user_text(messages)
     request_id = current_request_id()
-    # The reads in autocommit; the transaction holds the INSERTs (a new conversation's too).
+    # The reads in autocommit; then the prompt's INSERT commits by itself, or shares a
+    # transaction with a new conversation's.
     check_budget(db.session, actor)
     threads = ThreadRepository(db.session, actor.user_id)
     if conversation_id is not None:
@@ -129,7 +130,7 @@ def _begin(
             raise NotFound(f"Conversation {conversation_id} does not exist.")
     else:
         conversation = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
-    with unit_of_work() as session:
+    with (one_statement() if conversation is not None else unit_of_work()) as session:
         if conversation is None:
             conversation = ThreadRepository(session, actor.user_id).create(
                 Conversation(title=None, model_type=model, owner_id=actor.user_id)
