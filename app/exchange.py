@@ -99,8 +99,9 @@ class PendingExchange:
     endpoint: str
     request_id: str | None
     received_at: float  # time.perf_counter() when the request arrived
-    # More to write in the transaction that saves the ending: (session, the ending's values).
-    also_save: Callable[[Any, dict[str, Any]], None] | None = None
+    # The conversation's history fingerprint once this ending is saved, from the ending's
+    # values (the /v1 gateway's threading); None leaves it as it is.
+    next_fingerprint: Callable[[dict[str, Any]], str | None] | None = None
     # Headers the response adds (the /v1 gateway's: where it was saved, what was capped).
     response_headers: dict[str, str] = field(default_factory=dict)
 

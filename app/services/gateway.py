@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flask import current_app
-from sqlalchemy.orm import Session
 
 from app.errors import DomainError, NotFound
 from app.exchange import Exchange, Outcome, PendingExchange
@@ -130,7 +129,7 @@ def _begin(
             raise NotFound(f"Conversation {conversation_id} does not exist.")
     else:
         conversation = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
-    with (one_statement() if conversation is not None else unit_of_work()) as session:
+    with one_statement() if conversation is not None else unit_of_work() as session:
         if conversation is None:
             conversation = ThreadRepository(session, actor.user_id).create(
                 Conversation(title=None, model_type=model, owner_id=actor.user_id)
@@ -157,18 +156,16 @@ def _begin(
         endpoint=ENDPOINT,
         request_id=request_id,
         received_at=request_received_at(),
-        also_save=functools.partial(_advance_thread, conversation.id, canonical),
+        next_fingerprint=functools.partial(_next_fingerprint, canonical),
         response_headers=response_headers,
     )
 
 
-def _advance_thread(
-    conversation_id: int, canonical: list[dict[str, Any]], session: Session, values: dict[str, Any]
-) -> None:
+def _next_fingerprint(canonical: list[dict[str, Any]], values: dict[str, Any]) -> str | None:
     """After a complete exchange, the conversation's fingerprint becomes that of the history
     the client will resend next: its messages and the answer, as an SDK assembles it."""
     if values.get("outcome") != Outcome.COMPLETE:
-        return
+        return None
     answer = canonical_message(
         {
             "role": "assistant",
@@ -176,7 +173,7 @@ def _advance_thread(
             "tool_calls": values.get("tool_calls"),
         }
     )
-    ThreadRepository(session).set_fingerprint(conversation_id, fingerprint([*canonical, answer]))
+    return fingerprint([*canonical, answer])
 
 
 # ----------------------------------------------------------------- messages as text

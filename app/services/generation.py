@@ -27,7 +27,7 @@ from app.services.checkpoints import live_exchanges
 from app.services.persistence import save_with_retry
 from app.services.titles import title_conversation
 from app.services.unit_of_work import one_statement
-from app.services.usage import end_exchange, record_ending
+from app.services.usage import end_exchange
 from app.streaming import after_response
 
 
@@ -97,29 +97,23 @@ def begin_exchange(
 
 
 def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
-    """Write an exchange's ending (one statement on PostgreSQL, unless something else is
-    saved with it); None if its row is gone."""
+    """Write an exchange's ending (one statement on PostgreSQL); None if its row is gone."""
     pending = exchange.pending
     # What `flask messages recover` needs if the database stays down through the retries.
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
-    what = f"exchange {pending.message_id}"
-    also_save = pending.also_save
-    if also_save is None:
-        return save_with_retry(
-            exchange.app,
-            functools.partial(end_exchange, message_id=pending.message_id, values=values),
-            {**record, **values},
-            what,
-            unit=one_statement,
-        )
-
-    def write(session: Any) -> Message | None:
-        message = record_ending(session, pending.message_id, values)
-        if message is not None:
-            also_save(session, values)
-        return message
-
-    return save_with_retry(exchange.app, write, {**record, **values}, what)
+    next_fingerprint = pending.next_fingerprint and pending.next_fingerprint(values)
+    return save_with_retry(
+        exchange.app,
+        functools.partial(
+            end_exchange,
+            message_id=pending.message_id,
+            values=values,
+            fingerprint=(pending.conversation_id, next_fingerprint) if next_fingerprint else None,
+        ),
+        {**record, **values},
+        f"exchange {pending.message_id}",
+        unit=one_statement,
+    )
 
 
 def open_exchange(

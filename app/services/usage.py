@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app.errors import Forbidden
 from app.extensions import db
 from app.models import LATENCY_BUCKETS_MS, Message
-from app.repositories import MessageRepository
+from app.repositories import MessageRepository, ThreadRepository
 from app.repositories.usage import REPORT_SUMS, UsageRepository
 from app.schemas import USAGE_DEFAULT_DAYS
 from app.services.auth import Principal
@@ -47,15 +47,24 @@ def record_ending(session: Session, message_id: int, values: Mapping[str, Any]) 
     return message
 
 
-def end_exchange(session: Session, message_id: int, values: Mapping[str, Any]) -> Message | None:
-    """``record_ending`` in as few round trips as the database allows: on PostgreSQL, run
-    by ``one_statement``, an exchange still in progress ends in one statement."""
+def end_exchange(
+    session: Session,
+    message_id: int,
+    values: Mapping[str, Any],
+    fingerprint: tuple[int, str] | None = None,
+) -> Message | None:
+    """``record_ending`` (and, given a (conversation id, fingerprint), the conversation's
+    new history fingerprint) in as few round trips as the database allows: on PostgreSQL,
+    run by ``one_statement``, an exchange still in progress ends in one statement."""
     if session.get_bind().dialect.name == "postgresql":
-        message = UsageRepository(session).end_and_fold(message_id, values)
+        message = UsageRepository(session).end_and_fold(message_id, values, fingerprint)
         if message is not None:
             return message
-    with unit_of_work() as session:  # ended already (by the reaper), or gone
-        return record_ending(session, message_id, values)
+    with unit_of_work() as session:  # SQLite; or ended already (by the reaper), or gone
+        message = record_ending(session, message_id, values)
+        if message is not None and fingerprint is not None:
+            ThreadRepository(session).set_fingerprint(*fingerprint)
+        return message
 
 
 def today() -> date:
