@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _socket
 from typing import Any
 
 from flask import Flask
@@ -11,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.extensions import db
+from app.sockets import readable_now
 
 # Execution option set by a unit of work that will write. SQLite then begins with
 # BEGIN IMMEDIATE: a deferred transaction that reads and then writes cannot wait for the
@@ -41,26 +41,12 @@ def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) 
     """Refuse a pooled connection the server has hung up on, without a round trip.
 
     An idle connection has nothing to read unless the server ended it (a restart, an idle
-    time-out, a terminated backend: a FATAL message, then end of file). So one
-    non-blocking peek at its socket replaces pool_pre_ping's SELECT, a round trip on every
-    checkout. DisconnectionError makes the pool discard it and connect anew.
+    time-out, a terminated backend), so a peek at its socket replaces pool_pre_ping's
+    SELECT, a round trip on every checkout. DisconnectionError makes the pool discard it
+    and connect anew.
     """
-    # _socket, not socket: gevent's patched socket would wait for data instead of saying
-    # there is none. The object only borrows libpq's descriptor (detach, not close).
-    peek = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM, 0, dbapi_connection.fileno())
-    try:
-        pending = peek.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return  # nothing to read: alive
-    except OSError as error:
-        raise DisconnectionError(f"the connection's socket failed: {error}") from error
-    finally:
-        peek.detach()
-    raise DisconnectionError(
-        "the server ended this connection while it was idle"
-        if pending
-        else "the server closed this connection while it was idle"
-    )
+    if readable_now(dbapi_connection.fileno()):
+        raise DisconnectionError("the server ended this connection while it was idle")
 
 
 def configure_engine(engine: Engine) -> None:
