@@ -41,9 +41,9 @@ def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) 
     """Refuse a pooled connection the server has hung up on, without a round trip.
 
     An idle connection has nothing to read unless the server ended it (a restart, an idle
-    time-out, a terminated backend), so a peek at its socket replaces pool_pre_ping's
-    SELECT, a round trip on every checkout. DisconnectionError makes the pool discard it
-    and connect anew.
+    time-out, a terminated backend), so a zero-timeout poll of its socket replaces
+    pool_pre_ping's SELECT, a round trip on every checkout. DisconnectionError makes the
+    pool discard it and connect anew.
     """
     if readable_now(dbapi_connection.fileno()):
         raise DisconnectionError("the server ended this connection while it was idle")

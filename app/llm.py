@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletion
 
 from app import metrics
 from app.errors import DomainError
-from app.sockets import probe_idle_http_connections_by_peeking
+from app.sockets import probe_idle_http_connections_directly
 from app.text import storable
 
 try:  # openai >= 3 ships on httpx2; earlier releases on httpx.
@@ -510,7 +510,7 @@ def _request_options(request_id: str | None) -> Any:
 
 def init_llm(app: Flask) -> None:
     """Create the app's LLM client (one per process: it holds the HTTP connection pool)."""
-    probe_idle_http_connections_by_peeking()
+    probe_idle_http_connections_directly()
     app.extensions["llm"] = LLMClient(app.config)
 
 

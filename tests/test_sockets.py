@@ -1,4 +1,4 @@
-"""The idle-socket peek behind the database pool's checkout check and httpcore's probe."""
+"""The idle-socket poll behind the database pool's checkout check and httpcore's probe."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_a_socket_the_peer_wrote_to_is_readable_and_the_data_stays(pair):
     peer.sendall(b"FATAL")
 
     assert readable_now(ours.fileno()) is True
-    assert ours.recv(16) == b"FATAL"  # a peek: nothing was consumed
+    assert ours.recv(16) == b"FATAL"  # nothing was consumed
 
 
 def test_a_socket_the_peer_closed_is_readable(pair):
@@ -38,7 +38,7 @@ def test_a_socket_the_peer_closed_is_readable(pair):
     assert readable_now(ours.fileno()) is True
 
 
-def test_the_socket_stays_open_and_blocking_after_a_peek(pair):
+def test_the_socket_stays_open_and_blocking_after_a_poll(pair):
     ours, peer = pair
     readable_now(ours.fileno())
     peer.sendall(b"x")
@@ -47,7 +47,7 @@ def test_the_socket_stays_open_and_blocking_after_a_peek(pair):
     assert ours.recv(1) == b"x"
 
 
-def test_httpcore_probes_its_idle_connections_by_peeking(app):
+def test_httpcore_probes_its_idle_connections_directly(app):
     from httpcore2._backends import sync
 
     from app.sockets import _socket_readable
