@@ -8,7 +8,6 @@ before its first statement, and gets a real transaction on the engine itself.
 from __future__ import annotations
 
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import Connection, Engine
@@ -16,16 +15,15 @@ from sqlalchemy import Connection, Engine
 # Session.info key: set while a unit of work is open on the session.
 WRITING = "convstore_writing"
 
-_autocommit_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+_READER = "convstore_autocommit_engine"
 
 
 def _autocommit(engine: Engine) -> Engine:
-    """``engine`` with its connections in autocommit (the same pool, one per engine)."""
-    reader = _autocommit_engines.get(engine)
+    """``engine`` with its connections in autocommit (the same pool), made once per engine
+    and kept on it: it lives and goes with its engine."""
+    reader = engine.__dict__.get(_READER)
     if reader is None:
-        reader = _autocommit_engines[engine] = engine.execution_options(
-            isolation_level="AUTOCOMMIT"
-        )
+        reader = engine.__dict__[_READER] = engine.execution_options(isolation_level="AUTOCOMMIT")
     return reader
 
 
