@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from flask import Flask
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -45,7 +46,11 @@ def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) 
     pool_pre_ping's SELECT, a round trip on every checkout. DisconnectionError makes the
     pool discard it and connect anew.
     """
-    if readable_now(dbapi_connection.fileno()):
+    try:
+        fd = dbapi_connection.fileno()
+    except psycopg.Error as error:  # closed on our side already
+        raise DisconnectionError(str(error)) from error
+    if readable_now(fd):
         raise DisconnectionError("the server ended this connection while it was idle")
 
 

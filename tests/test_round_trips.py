@@ -161,3 +161,15 @@ def test_a_v1_stream_into_a_conversation_is_two_round_trips_before_the_llm_and_o
     # The conversation read, the prompt's INSERT; then one statement ends the exchange,
     # folds it into its rollup and moves the thread's fingerprint.
     assert checkins == [1 + 1, 1 + 1 + 1]
+
+
+def test_a_pooled_connection_closed_on_our_side_is_replaced_at_checkout(engine, client, trips):
+    client.get("/conversations")  # one connection in the pool, idle
+    dbapi_connection, _trace = trips.traced[-1]
+    dbapi_connection.close()
+    connections = len(trips.traced)
+
+    response = client.get("/conversations")
+
+    assert response.status_code == 200
+    assert len(trips.traced) == connections + 1
