@@ -121,9 +121,9 @@ _ID_DIGITS = len(str(MAX_ID))
 
 
 class Owner(fields.Field):
-    """``me``, ``all`` or a user id."""
+    """``me`` (the default), ``all`` or a user id: whose ``whose`` a request reads."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, whose: str = "conversations", **kwargs: Any) -> None:
         # Documented as what it accepts: one of the two words, or an id.
         schema = {
             "oneOf": [
@@ -131,8 +131,9 @@ class Owner(fields.Field):
                 {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             ]
         }
-        metadata = {**schema, **kwargs.pop("metadata", {})}
-        super().__init__(metadata=metadata, **kwargs)
+        description = f"Whose {whose}: me (default); admins also all or a user id."
+        metadata = {**schema, "description": description, **kwargs.pop("metadata", {})}
+        super().__init__(load_default="me", metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | int:
         text = str(value).strip()
@@ -203,12 +204,7 @@ class MetadataFilterArgs(Schema):
 
 
 class ConversationListArgs(PageArgs, MetadataFilterArgs):
-    owner = Owner(
-        load_default="me",
-        metadata={
-            "description": "Whose conversations: me (default); admins also all or a user id."
-        },
-    )
+    owner = Owner()
 
 
 class SearchQueryField(fields.String):
@@ -270,12 +266,7 @@ class SearchArgs(MetadataFilterArgs):
         default_timezone=UTC,
         metadata={"description": "Only text written before this time (ISO 8601)."},
     )
-    owner = Owner(
-        load_default="me",
-        metadata={
-            "description": "Whose conversations: me (default); admins also all or a user id."
-        },
-    )
+    owner = Owner()
 
 
 class ConversationCreate(Schema):
@@ -467,12 +458,7 @@ class ExportAllArgs(Schema):
         validate=validate.OneOf(["ndjson"]),
         metadata={"description": "ndjson: a conversation a line, each followed by its messages."},
     )
-    owner = Owner(
-        load_default="me",
-        metadata={
-            "description": "Whose conversations: me (default); admins also all or a user id."
-        },
-    )
+    owner = Owner()
 
 
 class ExportedFeedback(Schema):
@@ -571,10 +557,7 @@ class UsageArgs(Schema):
         load_default=[],
         metadata={"description": "Comma-separated, any of day, model, user; none: one total."},
     )
-    owner = Owner(
-        load_default="me",
-        metadata={"description": "Whose usage: me (default); admins also all or a user id."},
-    )
+    owner = Owner(whose="usage")
 
     @post_load
     def _range(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:

@@ -27,11 +27,17 @@ def _not_found(conversation_id: int) -> NotFound:
     return NotFound(f"Conversation {conversation_id} does not exist.")
 
 
-def list_scope(actor: Principal, owner: str | int) -> int | None:
+def list_scope(
+    actor: Principal,
+    owner: str | int,
+    forbidden: str = "Only an admin can list other users' conversations.",
+) -> int | None:
+    """The owner id a read of ``owner``'s data (me, all or an id) is limited to; None:
+    everyone's. Forbidden (``forbidden``) unless it is the actor's own or an admin asks."""
     if owner == OWNER_ME or owner == actor.user_id:
         return actor.user_id
     if not actor.is_admin:
-        raise Forbidden("Only an admin can list other users' conversations.")
+        raise Forbidden(forbidden)
     return None if owner == OWNER_ALL else int(owner)
 
 

@@ -16,14 +16,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.errors import Forbidden
 from app.extensions import db
 from app.models import LATENCY_BUCKETS_MS, Message
 from app.repositories import MessageRepository, ThreadRepository
 from app.repositories.usage import REPORT_SUMS, UsageRepository
 from app.schemas import USAGE_DEFAULT_DAYS
 from app.services.auth import Principal
-from app.services.conversations import OWNER_ALL, OWNER_ME
+from app.services.conversations import OWNER_ME, list_scope
 from app.services.unit_of_work import unit_of_work
 
 QUANTILES = (0.5, 0.95)
@@ -91,14 +90,6 @@ def percentile(counts: Sequence[int], q: float) -> int | None:
     return percentiles(counts, (q,))[0]
 
 
-def _owner_scope(actor: Principal, owner: str | int) -> int | None:
-    if owner == OWNER_ME or owner == actor.user_id:
-        return actor.user_id
-    if not actor.is_admin:
-        raise Forbidden("Only an admin can see other users' usage.")
-    return None if owner == OWNER_ALL else int(owner)
-
-
 _BUCKETS = len(LATENCY_BUCKETS_MS) + 1
 
 
@@ -152,7 +143,7 @@ def usage_report(
     end = end or today()
     start = start or end - timedelta(days=USAGE_DEFAULT_DAYS - 1)
     group_by = list(dict.fromkeys(group_by))  # each once, in the order asked
-    owner_id = _owner_scope(actor, owner)
+    owner_id = list_scope(actor, owner, "Only an admin can see other users' usage.")
     sums = UsageRepository(db.session).report(start, end, group_by, owner_id)
     return {
         "start": start,
