@@ -55,14 +55,16 @@ def end_exchange(
     """``record_ending`` (and, given a (conversation id, fingerprint), the conversation's
     new history fingerprint) in as few round trips as the database allows: on PostgreSQL,
     run by ``one_statement``, an exchange still in progress ends in one statement."""
-    if session.get_bind().dialect.name == "postgresql":
-        message = UsageRepository(session).end_and_fold(message_id, values, fingerprint)
+    usage = UsageRepository(session)
+    if usage.dialect == "postgresql":
+        message = usage.end_and_fold(message_id, values, fingerprint)
         if message is not None:
             return message
-    with unit_of_work() as session:  # SQLite; or ended already (by the reaper), or gone
-        message = record_ending(session, message_id, values)
+    # SQLite; or the exchange was ended already (by the reaper), or is gone.
+    with unit_of_work() as writing:
+        message = record_ending(writing, message_id, values)
         if message is not None and fingerprint is not None:
-            ThreadRepository(session).set_fingerprint(*fingerprint)
+            ThreadRepository(writing).set_fingerprint(*fingerprint)
         return message
 
 
