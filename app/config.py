@@ -212,8 +212,10 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
     default_db = f"sqlite:///{Path(instance_path) / 'convstore.db'}"
     settings: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": _database_url(env, "DATABASE_URL", default_db),
-        "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 5, minimum=1),
-        "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 10),
+        # A fixed pool: an overflow connection is closed when it comes back, so bursts used to
+        # pay a connection (a server process forked) every few streams (BENCHMARKS.md).
+        "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 10, minimum=1),
+        "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 0),
         "DB_POOL_TIMEOUT": _float(env, "DB_POOL_TIMEOUT", 10.0),
         # psycopg reads 0 as "wait forever": the very thing this setting is there to prevent.
         "DB_CONNECT_TIMEOUT": _int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),

@@ -74,6 +74,10 @@ DB_CHECKED_OUT = Gauge(
     "Database connections checked out of the pool now.",
     multiprocess_mode="livesum",
 )
+DB_CONNECTIONS_OPENED = Counter(
+    "convstore_db_connections_opened",
+    "Database connections opened: stays at the pool's size unless the database restarts.",
+)
 SAVE_RETRIES = Counter(
     "convstore_save_retries",
     "Saves retried after a transient database failure.",
@@ -154,6 +158,7 @@ def _count_request(response: Response) -> Response:
 
 
 def _watch_pool(engine: Engine) -> None:
+    event.listen(engine, "connect", lambda *_: DB_CONNECTIONS_OPENED.inc())
     event.listen(engine, "checkout", lambda *_: DB_CHECKED_OUT.inc())
     event.listen(engine, "checkin", lambda *_: DB_CHECKED_OUT.dec())
 

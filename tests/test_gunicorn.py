@@ -13,9 +13,12 @@ import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
 from tests.procfile import WebProcess, create_user, deployment_env, release
+from tests.test_metrics import samples, value
 
 STREAMS = 200
 CONVERSATIONS = 10
+WORKERS = 2  # deployment_env's WEB_CONCURRENCY
+DB_POOL_SIZE = 10  # the default
 
 
 @pytest.fixture
@@ -60,7 +63,7 @@ def wait_until(predicate, timeout=30.0):
     return False
 
 
-def test_200_concurrent_streams_are_all_relayed_and_saved(served, fake_llm):
+def test_200_concurrent_streams_are_all_relayed_and_saved(served, fake_llm, backend):
     web, engine = served
     fake_llm.behavior = Behavior(n_tokens=20, delay=0.05)
     expected = "".join(f"tok{i} " for i in range(20)).encode()
@@ -86,6 +89,13 @@ def test_200_concurrent_streams_are_all_relayed_and_saved(served, fake_llm):
     assert {row.prompt_content for row in saved} == {f"prompt {n}" for n in range(STREAMS)}
     assert all(row.response_content == expected.decode() for row in saved)
     assert all((row.is_success, row.status_code) == (True, 200) for row in saved)
+    if backend == "postgresql":
+        # A fixed pool per worker: 200 streams open no connection beyond its DB_POOL_SIZE
+        # (the one more is the start-up's `flask messages reap`, gunicorn.conf.py).
+        status, body = web.get("/metrics")
+        opened = value(samples(body.decode()), "convstore_db_connections_opened_total")
+        assert status == 200
+        assert opened <= WORKERS * DB_POOL_SIZE + 1
 
 
 def test_a_client_hanging_up_is_saved_as_499_and_the_upstream_closed(served, fake_llm):
