@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker-class", default="gevent")
     parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
     parser.add_argument("--modes", default="steady,burst")
+    parser.add_argument(
+        "--rounds", type=int, default=0, help="streams per client in steady mode (default 3)"
+    )
     parser.add_argument("--targets", default="service,v1", help="service (text), v1, or both")
     parser.add_argument(
         "--limits",
@@ -273,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(burst("127.0.0.1", web.port, warm, 0))
         for mode in args.modes.split(","):
             run_clients, rounds = MODES[mode]
+            if mode == "steady" and args.rounds:
+                rounds = args.rounds
             for n in levels:
                 tag = uuid.uuid4().hex[:8]
                 requests = [

@@ -419,3 +419,20 @@ def test_a_client_leaving_during_a_keep_alive_ends_the_exchange_and_the_upstream
         "",
     )
     assert fake_llm.wait_for(lambda server: server.client_disconnects == 1)
+
+
+def test_the_prompt_row_is_committed_in_progress_before_the_first_byte(
+    client, database, fake_llm, conversation_id
+):
+    fake_llm.behavior = Behavior(n_tokens=3, delay=0.05)
+    response = stream_text(client, conversation_id, buffered=False)
+    pieces = iter(response.response)
+
+    first = next(pieces)
+    during = only_message(database, conversation_id)
+    rest = b"".join(pieces)
+    response.close()
+
+    assert (first, rest) == (b"tok0 ", b"tok1 tok2 ")
+    assert (during.prompt_content, during.is_success) == ("Say hello", None)
+    assert during.outcome is None
