@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, true, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    select,
+    true,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -80,25 +94,9 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
 
     def generation_context(self, uid: int, history_limit: int) -> GenerationContext | None:
         """The conversation (in scope) and its recent history in one statement, or None."""
-        history = (
-            select(Message.id, Message.prompt_content, Message.response_content)
-            .where(Message.conversation_id == uid, Message.is_success.is_(True))
-            .order_by(Message.id.desc())
-            .limit(history_limit)
-            .subquery()
-        )
-        query = (
-            select(
-                Conversation.model_type,
-                Conversation.title,
-                history.c.prompt_content,
-                history.c.response_content,
-            )
-            .outerjoin(history, true())
-            .where(Conversation.id == uid, *self._scope())
-            .order_by(history.c.id.desc())
-        )
-        rows = self.session.execute(query).all()
+        params = {"uid": uid, "history_limit": history_limit, "owner_id": self.owner_id}
+        statement = _generation_context(self.owner_id is not None)
+        rows = self.session.connection().execute(statement, params).all()
         if not rows:
             return None
         model_type, title = rows[0][0], rows[0][1]
@@ -114,3 +112,32 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
             execution_options={"synchronize_session": False},
         )
         return bool(result.rowcount)
+
+
+@functools.cache
+def _generation_context(scoped: bool) -> Select[Any]:
+    """``generation_context``'s statement, built once and in Core: building it per call
+    cost as much CPU as running it, and so did the ORM's execution layer (bench/ab/).
+    Bind parameters uid, history_limit and, scoped, owner_id."""
+    conversations, messages = Conversation.__table__.c, Message.__table__.c
+    uid = bindparam("uid", type_=Integer)
+    history = (
+        select(messages.id, messages.prompt_content, messages.response_content)
+        .where(messages.conversation_id == uid, messages.is_success.is_(True))
+        .order_by(messages.id.desc())
+        .limit(bindparam("history_limit", type_=Integer))
+        .subquery()
+    )
+    scope = [conversations.owner_id == bindparam("owner_id", type_=Integer)] if scoped else []
+    return (
+        select(
+            conversations.model_type,
+            conversations.title,
+            history.c.prompt_content,
+            history.c.response_content,
+        )
+        .select_from(Conversation.__table__)
+        .outerjoin(history, true())
+        .where(conversations.id == uid, *scope)
+        .order_by(history.c.id.desc())
+    )

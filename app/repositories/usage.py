@@ -141,7 +141,7 @@ def _fold(dialect: str, sign: int) -> Insert:
 @functools.lru_cache(maxsize=16)
 def _end_and_fold(columns: tuple[str, ...], with_fingerprint: bool) -> Any:
     """PostgreSQL: end an exchange in progress and fold it into its rollup in one statement
-    (data-modifying CTEs), loading the ended row; ``with_fingerprint``: also record its
+    (data-modifying CTEs), returning the ended row; ``with_fingerprint``: also record its
     conversation's history fingerprint, as ``ThreadRepository.set_fingerprint`` does.
     Built once per shape."""
     table = Message.__table__
@@ -171,7 +171,7 @@ def _end_and_fold(columns: tuple[str, ...], with_fingerprint: bool) -> Any:
             .cte("moved")
         )
         statement = statement.add_cte(moved)
-    return select(Message).from_statement(statement)
+    return statement
 
 
 @functools.lru_cache(maxsize=4)
@@ -219,7 +219,10 @@ class UsageRepository:
         statement = _end_and_fold(tuple(sorted(params.keys() - {"uid"})), fingerprint is not None)
         if fingerprint is not None:
             params |= {"thread_id": fingerprint[0], "fingerprint": fingerprint[1], "now": now}
-        return self.session.scalars(statement, params).one_or_none()
+        # Core on the session's connection: the ORM's execution layer cost more CPU than
+        # the statement's own round trip (bench/ab/). The row comes back as a plain Message.
+        row = self.session.connection().execute(statement, params).one_or_none()
+        return None if row is None else Message(**row._mapping)
 
     def remove_exchanges(self, message_ids: Sequence[int]) -> None:
         """Take these ended exchanges back out (before their ending is rewritten)."""

@@ -29,8 +29,9 @@ from app.errors import DomainError, NotFound
 from app.exchange import Exchange, Outcome, PendingExchange
 from app.extensions import db
 from app.llm import ChatStream, get_llm, pass_through_error
-from app.models import Conversation, Message, utcnow
+from app.models import Conversation, utcnow
 from app.repositories import MessageRepository, ThreadRepository
+from app.repositories.threads import Thread
 from app.request_id import current_request_id, request_received_at
 from app.services.auth import Principal
 from app.services.budgets import check_budget
@@ -124,35 +125,36 @@ def _begin(
     check_budget(db.session, actor)
     threads = ThreadRepository(db.session, actor.user_id)
     if conversation_id is not None:
-        conversation = threads.get(conversation_id)
-        if conversation is None:
+        thread = threads.find(conversation_id)
+        if thread is None:
             raise NotFound(f"Conversation {conversation_id} does not exist.")
     else:
-        conversation = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
-    with one_statement() if conversation is not None else unit_of_work() as session:
-        if conversation is None:
-            conversation = ThreadRepository(session, actor.user_id).create(
+        thread = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
+    with one_statement() if thread is not None else unit_of_work() as session:
+        if thread is None:
+            created = ThreadRepository(session, actor.user_id).create(
                 Conversation(title=None, model_type=model, owner_id=actor.user_id)
             )
-        message = MessageRepository(session).create(
-            Message(
-                conversation_id=conversation.id,
-                prompt_content=prompt,
-                model=model,
-                endpoint=ENDPOINT,
-                request_id=request_id,
-                heartbeat_at=utcnow(),
-                request_params=storable_json({k: v for k, v in body.items() if k != "messages"}),
-                system_prompt=system_text(messages),
-            )
+            thread = Thread(created.id, untitled=True)
+        message_id = MessageRepository(session).insert(
+            {
+                "conversation_id": thread.id,
+                "prompt_content": prompt,
+                "model": model,
+                "endpoint": ENDPOINT,
+                "request_id": request_id,
+                "heartbeat_at": utcnow(),
+                "request_params": storable_json({k: v for k, v in body.items() if k != "messages"}),
+                "system_prompt": system_text(messages),
+            }
         )
     return PendingExchange(
-        message_id=message.id,
-        conversation_id=conversation.id,
+        message_id=message_id,
+        conversation_id=thread.id,
         model=model,
         prompt=prompt,
         messages=(),  # the client's own messages go to the upstream in its body
-        needs_title=conversation.title is None,
+        needs_title=thread.untitled,
         endpoint=ENDPOINT,
         request_id=request_id,
         received_at=request_received_at(),

@@ -73,18 +73,18 @@ def begin_exchange(
     check_budget(session, actor)
     history = _history(context.exchanges, config["HISTORY_MAX_CHARS"])
     with one_statement() as session:
-        message = MessageRepository(session).create(
-            Message(
-                conversation_id=conversation_id,
-                prompt_content=prompt,
-                model=context.model_type,
-                endpoint=endpoint,
-                request_id=request_id,
-                heartbeat_at=utcnow(),
-            )
+        message_id = MessageRepository(session).insert(
+            {
+                "conversation_id": conversation_id,
+                "prompt_content": prompt,
+                "model": context.model_type,
+                "endpoint": endpoint,
+                "request_id": request_id,
+                "heartbeat_at": utcnow(),
+            }
         )
     return PendingExchange(
-        message_id=message.id,
+        message_id=message_id,
         conversation_id=conversation_id,
         model=context.model_type,
         prompt=prompt,

@@ -1,0 +1,139 @@
+"""A/B in one process: two versions of the service's code, alternated request by request.
+
+    .venv/bin/python -m bench.ab bench/ab/orm_to_core.py --requests 400
+
+A swap file defines ``swap_a()`` and ``swap_b()``, each installing one version (by replacing
+functions of the app's modules). Streams go through the app in-process (Flask's test client,
+the fake LLM over HTTP, PostgreSQL), in the order A B, B A, A B..., each timed in thread CPU
+time. This VM's speed drifts by 10 to 40 % from one minute to the next, which swamps a
+difference of a few percent between two separate runs; alternating requests in one process
+puts both versions under the same drift. ``--swap-file`` ``bench/ab/same.py`` (A = B) shows
+the method's own noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import create_database, drop_database  # noqa: E402
+from tests.procfile import create_user, free_port, release  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("swap_file")
+    parser.add_argument("--requests", type=int, default=400, help="per version")
+    parser.add_argument("--tokens", type=int, default=3)
+    parser.add_argument("--target", choices=["text", "v1"], default="text")
+    args = parser.parse_args(argv)
+
+    llm_port = free_port()
+    llm = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fake_llm",
+            "--port",
+            str(llm_port),
+            "--tokens",
+            str(args.tokens),
+            "--delay",
+            "0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    url = create_database("postgresql")
+    env = {
+        "DATABASE_URL": url,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+        "OPENAI_API_KEY": "bench",
+        "LOG_LEVEL": "WARNING",
+        "RATELIMIT_ENABLED": "false",
+    }
+    release(env)
+    key = create_user(env, "bench")
+    os.environ.update(env)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        conversation_id = connection.execute(
+            sa.text(
+                "INSERT INTO conversations (title, model_type, owner_id, created_at, updated_at) "
+                "VALUES ('bench', 'bench', (SELECT id FROM users WHERE name = 'bench'), "
+                "now(), now()) RETURNING id"
+            )
+        ).scalar_one()
+    engine.dispose()
+
+    from app import create_app
+
+    client = create_app().test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def text(n: int) -> object:
+        query = {"prompt": f"p{n}", "conversation_id": conversation_id}
+        return client.get(
+            "/text/generate/stream", query_string=query, headers=headers, buffered=False
+        )
+
+    def v1(n: int) -> object:
+        body = {
+            "model": "bench",
+            "stream": True,
+            "messages": [{"role": "user", "content": f"p{n}"}],
+        }
+        return client.post(
+            "/v1/chat/completions",
+            json=body,
+            buffered=False,
+            headers={**headers, "X-Conversation-Id": str(conversation_id)},
+        )
+
+    send = text if args.target == "text" else v1
+
+    def one(n: int) -> None:
+        response = send(n)
+        for _ in response.response:  # type: ignore[attr-defined]
+            pass
+        response.close()  # type: ignore[attr-defined]
+
+    swaps = runpy.run_path(args.swap_file)
+    swap_a: Callable[[], None] = swaps["swap_a"]
+    swap_b: Callable[[], None] = swaps["swap_b"]
+    for n in range(60):  # warm up both
+        (swap_a if n % 2 else swap_b)()
+        one(n)
+    times: dict[str, list[float]] = {"A": [], "B": []}
+    for n in range(args.requests):
+        order = [("A", swap_a), ("B", swap_b)]
+        for name, swap in order if n % 2 else reversed(order):
+            swap()
+            started = time.thread_time()
+            one(n)
+            times[name].append(time.thread_time() - started)
+    llm.terminate()
+    drop_database(url)
+
+    a, b = (statistics.median(times[k]) * 1000 for k in "AB")
+    print(
+        f"{Path(args.swap_file).name}, {args.target}, {args.tokens} tokens, "
+        f"{args.requests} requests each: CPU per request median A {a:.3f} ms, "
+        f"B {b:.3f} ms, B/A {b / a:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
