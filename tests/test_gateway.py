@@ -340,6 +340,14 @@ class TestThreading:
         assert openai_error(missing)["type"] == "invalid_request_error"
         assert messages_in(database, theirs) == []
 
+    @pytest.mark.parametrize("unknown", [2**31, 2**63 - 1])
+    def test_an_unknown_conversation_beyond_an_integer_is_404(self, client, fake_llm, unknown):
+        response = chat(client, [user("hi")], headers={"X-Conversation-Id": str(unknown)})
+
+        assert response.status_code == 404
+        assert openai_error(response)["type"] == "invalid_request_error"
+        assert fake_llm.requests == []
+
     def test_another_users_identical_history_never_threads_into_mine(
         self, client, fake_llm, make_account
     ):

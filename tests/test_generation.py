@@ -487,9 +487,13 @@ class TestInput:
         prompt = next(p for p in documented["parameters"] if p["name"] == "prompt")
         assert prompt["schema"]["maxLength"] == QUERY_PROMPT_MAX
 
-    def test_unknown_conversation_is_404_and_nothing_is_called(self, client, fake_llm, database):
-        text = stream_text(client, 424242)
-        sse = post_stream(client, 424242)
+    # The largest id a BIGINT holds, and one above what an INTEGER does.
+    @pytest.mark.parametrize("unknown", [424242, 2**31, 2**63 - 1])
+    def test_unknown_conversation_is_404_and_nothing_is_called(
+        self, client, fake_llm, database, unknown
+    ):
+        text = stream_text(client, unknown)
+        sse = post_stream(client, unknown)
 
         assert (text.status_code, sse.status_code) == (404, 404)
         assert fake_llm.requests == []

@@ -120,7 +120,7 @@ def _generation_context(scoped: bool) -> Select[Any]:
     cost as much CPU as running it, and so did the ORM's execution layer (bench/ab/).
     Bind parameters uid, history_limit and, scoped, owner_id."""
     conversations, messages = Conversation.__table__.c, Message.__table__.c
-    uid = bindparam("uid", type_=Integer)
+    uid = bindparam("uid")
     history = (
         select(messages.id, messages.prompt_content, messages.response_content)
         .where(messages.conversation_id == uid, messages.is_success.is_(True))
@@ -128,7 +128,7 @@ def _generation_context(scoped: bool) -> Select[Any]:
         .limit(bindparam("history_limit", type_=Integer))
         .subquery()
     )
-    scope = [conversations.owner_id == bindparam("owner_id", type_=Integer)] if scoped else []
+    scope = [conversations.owner_id == bindparam("owner_id")] if scoped else []
     return (
         select(
             conversations.model_type,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, Select, String, bindparam, select, update
+from sqlalchemy import Select, bindparam, select, update
 
 from app.models import Conversation
 from app.repositories.conversations import ConversationRepository
@@ -65,14 +65,12 @@ class ThreadRepository(ConversationRepository):
 
 def _thread_columns() -> Select[Any]:
     table = Conversation.__table__.c
-    return select(table.id, table.title.is_(None)).where(
-        table.owner_id == bindparam("owner_id", type_=Integer)
-    )
+    return select(table.id, table.title.is_(None)).where(table.owner_id == bindparam("owner_id"))
 
 
 @functools.cache
 def _by_id() -> Select[Any]:
-    return _thread_columns().where(Conversation.__table__.c.id == bindparam("uid", type_=Integer))
+    return _thread_columns().where(Conversation.__table__.c.id == bindparam("uid"))
 
 
 @functools.cache
@@ -80,7 +78,7 @@ def _by_fingerprint() -> Select[Any]:
     table = Conversation.__table__.c
     return (
         _thread_columns()
-        .where(table.history_fingerprint == bindparam("fingerprint", type_=String))
+        .where(table.history_fingerprint == bindparam("fingerprint"))
         .order_by(table.id.desc())
         .limit(1)
     )
