@@ -17,18 +17,20 @@ import argparse
 import os
 import runpy
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import sqlalchemy as sa
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import create_database, drop_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    create_bench_conversation,
+    create_database,
+    drop_database,
+    start_fake_llm,
+)
 from tests.procfile import create_user, free_port, release  # noqa: E402
 
 
@@ -41,21 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     llm_port = free_port()
-    llm = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fake_llm",
-            "--port",
-            str(llm_port),
-            "--tokens",
-            str(args.tokens),
-            "--delay",
-            "0",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
+    llm = start_fake_llm(llm_port, args.tokens, 0)
     url = create_database("postgresql")
     env = {
         "DATABASE_URL": url,
@@ -67,16 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     release(env)
     key = create_user(env, "bench")
     os.environ.update(env)
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        conversation_id = connection.execute(
-            sa.text(
-                "INSERT INTO conversations (title, model_type, owner_id, created_at, updated_at) "
-                "VALUES ('bench', 'bench', (SELECT id FROM users WHERE name = 'bench'), "
-                "now(), now()) RETURNING id"
-            )
-        ).scalar_one()
-    engine.dispose()
+    conversation_id = create_bench_conversation(url)
 
     from app import create_app
 

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -35,6 +36,33 @@ def limits_env(mode: str) -> dict[str, str]:
         "RATE_LIMIT_DEFAULT": "10000000/minute",
         "RATE_LIMIT_GENERATION": "10000000/minute",
     }
+
+
+def start_fake_llm(port: int, tokens: int, delay: float) -> subprocess.Popen[bytes]:
+    """The suite's fake OpenAI-compatible server on ``port``: ``tokens`` chunks, ``delay``
+    seconds apart, per answer."""
+    command = ["-m", "tests.fake_llm", "--port", str(port), "--tokens", str(tokens)]
+    return subprocess.Popen(
+        [sys.executable, *command, "--delay", str(delay)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def create_bench_conversation(url: str) -> int:
+    """A titled conversation (so no title call is made) of the user named bench."""
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        conversation_id = connection.execute(
+            sa.text(
+                "INSERT INTO conversations (title, model_type, owner_id, created_at, updated_at) "
+                "VALUES ('bench', 'bench', (SELECT id FROM users WHERE name = 'bench'), :t, :t) "
+                "RETURNING id"
+            ),
+            {"t": "2026-01-01 00:00:00+00:00"},
+        ).scalar_one()
+    engine.dispose()
+    return int(conversation_id)
 
 
 def create_database(kind: str = "postgresql") -> str:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,10 +37,12 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     LIMIT_MODES,
     cpu_seconds,
+    create_bench_conversation,
     create_database,
     drop_database,
     limits_env,
     rss_mb,
+    start_fake_llm,
 )
 from tests.procfile import WebProcess, create_user, free_port, release  # noqa: E402
 
@@ -222,21 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     levels = [int(n) for n in args.levels.split(",")]
 
     llm_port = free_port()
-    llm = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fake_llm",
-            "--port",
-            str(llm_port),
-            "--tokens",
-            str(args.tokens),
-            "--delay",
-            str(args.delay),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
+    llm = start_fake_llm(llm_port, args.tokens, args.delay)
     url = create_database(args.database)
     env = {
         "DATABASE_URL": url,
@@ -252,15 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     release(env)
     key = create_user(env, "bench")
     engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        conversation_id = connection.execute(
-            sa.text(
-                "INSERT INTO conversations (title, model_type, owner_id, created_at, updated_at) "
-                "VALUES ('bench', 'bench', (SELECT id FROM users WHERE name = 'bench'), :t, :t) "
-                "RETURNING id"
-            ),
-            {"t": "2026-01-01 00:00:00+00:00"},
-        ).scalar_one()
+    conversation_id = create_bench_conversation(url)
 
     runs: list[Run] = []
     stream_seconds = args.tokens * args.delay
