@@ -3,12 +3,12 @@
     .venv/bin/python -m bench.ab bench/ab/orm_to_core.py --requests 400
 
 A swap file defines ``swap_a()`` and ``swap_b()``, each installing one version (by replacing
-functions of the app's modules). Streams go through the app in-process (Flask's test client,
-the fake LLM over HTTP, PostgreSQL), in the order A B, B A, A B..., each timed in thread CPU
-time. This VM's speed drifts by 10 to 40 % from one minute to the next, which swamps a
-difference of a few percent between two separate runs; alternating requests in one process
-puts both versions under the same drift. ``--swap-file`` ``bench/ab/same.py`` (A = B) shows
-the method's own noise.
+functions of the app's modules). Streams (or, ``--target get``, reads of one conversation) go
+through the app in-process (Flask's test client, the fake LLM over HTTP, PostgreSQL), in the
+order A B, B A, A B..., each timed in thread CPU time. This VM's speed drifts by 10 to 40 %
+from one minute to the next, which swamps a difference of a few percent between two separate
+runs; alternating requests in one process puts both versions under the same drift.
+``bench/ab/same.py`` (A = B) shows the method's own noise.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("swap_file")
     parser.add_argument("--requests", type=int, default=400, help="per version")
     parser.add_argument("--tokens", type=int, default=3)
-    parser.add_argument("--target", choices=["text", "v1"], default="text")
+    parser.add_argument("--target", choices=["text", "v1", "get"], default="text")
     args = parser.parse_args(argv)
 
     llm_port = free_port()
@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> None:
             headers={**headers, "X-Conversation-Id": str(conversation_id)},
         )
 
-    send = text if args.target == "text" else v1
+    def get(n: int) -> object:
+        return client.get(f"/conversations/{conversation_id}", headers=headers)
+
+    send = {"text": text, "v1": v1, "get": get}[args.target]
 
     def one(n: int) -> None:
         response = send(n)

@@ -66,6 +66,13 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
     def _scope(self) -> list[ColumnElement[bool]]:
         return [] if self.owner_id is None else [Conversation.owner_id == self.owner_id]
 
+    def get(self, uid: int) -> Conversation | None:
+        """The conversation with this id (in scope), or None; in scope, one prebuilt
+        statement (every read of one conversation goes through here)."""
+        if self.owner_id is None:
+            return super().get(uid)
+        return self.session.scalar(_owned(), {"uid": uid, "owner_id": self.owner_id})
+
     def list_matching(
         self,
         *,
@@ -140,4 +147,12 @@ def _generation_context(scoped: bool) -> Select[Any]:
         .outerjoin(history, true())
         .where(conversations.id == uid, *scope)
         .order_by(history.c.id.desc())
+    )
+
+
+@functools.cache
+def _owned() -> Select[tuple[Conversation]]:
+    """``get``'s statement in scope, built once: bind parameters uid and owner_id."""
+    return select(Conversation).where(
+        Conversation.id == bindparam("uid"), Conversation.owner_id == bindparam("owner_id")
     )
