@@ -12,6 +12,7 @@ from sqlalchemy import select, true
 
 from app.models import Conversation, Message, utcnow
 from app.repositories import usage
+from app.repositories.base import SqlAlchemyRepository
 from app.repositories.conversations import ConversationRepository, GenerationContext
 from app.repositories.messages import MessageRepository
 from app.repositories.threads import Thread, ThreadRepository
@@ -70,12 +71,16 @@ def end_and_fold(
     core = usage._end_and_fold(tuple(sorted(params.keys() - {"uid"})), fingerprint is not None)
     if fingerprint is not None:
         params |= {"thread_id": fingerprint[0], "fingerprint": fingerprint[1], "now": now}
-    statement = _ORM_STATEMENTS.setdefault(id(core), select(Message).from_statement(core))
+    # Built once per shape, as 7703c35 did (the ORM wrapper was part of the cached statement).
+    statement = _ORM_STATEMENTS.get(id(core))
+    if statement is None:
+        statement = _ORM_STATEMENTS[id(core)] = select(Message).from_statement(core)
     return self.session.scalars(statement, params).one_or_none()
 
 
 def find(self: ThreadRepository, uid: int) -> Thread | None:
-    conversation = self.get(uid)
+    # The base class's get, which built its statement per call (7703c35).
+    conversation = SqlAlchemyRepository.get(self, uid)
     return None if conversation is None else Thread(conversation.id, conversation.title is None)
 
 
