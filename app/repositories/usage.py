@@ -139,7 +139,7 @@ def _fold(dialect: str, sign: int) -> Insert:
 
 
 @functools.lru_cache(maxsize=16)
-def _end_and_fold(columns: tuple[str, ...], with_fingerprint: bool) -> Any:
+def _end_and_fold(columns: tuple[str, ...], with_fingerprint: bool) -> Select[Any]:
     """PostgreSQL: end an exchange in progress and fold it into its rollup in one statement
     (data-modifying CTEs), returning the ended row; ``with_fingerprint``: also record its
     conversation's history fingerprint, as ``ThreadRepository.set_fingerprint`` does.
