@@ -60,7 +60,7 @@ timeout = _int("GUNICORN_TIMEOUT", 30, minimum=1)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 120)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 
-# Off by default: the app writes one line per request itself (app/logs.py), with the
+# Off by default: the app writes one line per request itself (app/web/logs.py), with the
 # request id and user, the route template and the whole stream's duration, and never the
 # query string, where GET /text/generate/stream carries prompts. GUNICORN_ACCESS_LOG=-
 # turns gunicorn's on (stdout) in the format below: the path without its query string.
@@ -80,7 +80,7 @@ def _json_logconfig() -> dict[str, Any] | None:
         return None
     # By path, not by import: importing the app package here would import the app in the
     # master, before gevent patches the standard library in each worker.
-    path = Path(__file__).parent / "app" / "logs.py"
+    path = Path(__file__).parent / "app" / "web" / "logs.py"
     spec = importlib.util.spec_from_file_location("convstore_log_format", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]

@@ -11,17 +11,17 @@ from typing import Any
 from flask import Flask
 
 from app.config import api_settings, engine_options, settings_from_env, startup_warnings
-from app.cors import init_cors
 from app.database import configure_engines
 from app.errors import register_error_handlers
 from app.extensions import db, migrate
-from app.llm import init_llm
-from app.logs import init_request_log
-from app.metrics import init_metrics
-from app.proxy import init_proxy
-from app.request_id import init_request_id
+from app.llm.client import init_llm
 from app.services.auth import init_key_cache
 from app.services.checkpoints import init_live_exchanges
+from app.web.cors import init_cors
+from app.web.logs import init_request_log
+from app.web.metrics import init_metrics
+from app.web.proxy import init_proxy
+from app.web.request_id import init_request_id
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -57,8 +57,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.api import register_api
     from app.api.auth import init_auth
     from app.api.docs import register_docs
+    from app.api.limits import init_limits
     from app.cli import register_cli
-    from app.limits import init_limits
 
     init_request_id(app)  # first: even a rejected request has an id to quote
     init_auth(app)  # then: an anonymous request learns nothing else

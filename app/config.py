@@ -266,7 +266,7 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0, minimum=0.1),
         # Authentication: how long a process trusts what a key resolved to (revocation delay).
         "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 30.0),
-        # Rate limits (app/limits.py): per user, per minute; counters in Redis in production.
+        # Rate limits (app/api/limits.py): per user, per minute; counters in Redis in production.
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URL": _storage_url(env, "RATELIMIT_STORAGE_URL", "memory://"),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "convstore",

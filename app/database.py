@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.extensions import db
-from app.sockets import readable_now
+from app.web.sockets import readable_now
 
 # Execution option set by a unit of work that will write. SQLite then begins with
 # BEGIN IMMEDIATE: a deferred transaction that reads and then writes cannot wait for the

@@ -25,12 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    create_bench_conversation,
-    create_database,
-    drop_database,
-    start_fake_llm,
-)
+from bench.common import create_bench_conversation, create_database, drop_database, start_fake_llm  # noqa: E402
 from tests.procfile import create_user, free_port, release  # noqa: E402
 
 

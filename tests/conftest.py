@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
-from app.llm import LLMClient
+from app.llm.client import LLMClient
 from app.models import User
 from app.services import users as users_service
 from tests.fake_llm import FakeLLMServer
@@ -170,7 +170,7 @@ TEST_SETTINGS = {
     "SAVE_RETRY_DELAY": 0.01,
     # No background ticker on the connection a test shares: tests tick by hand.
     "CHECKPOINT_SECONDS": 0,
-    # Off but where a test turns them on (tests/test_rate_limits.py): counters would carry
+    # Off but where a test turns them on (tests/auth/test_rate_limits.py): counters would carry
     # over between tests that reuse user ids.
     "RATELIMIT_ENABLED": False,
 }

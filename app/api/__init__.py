@@ -1,4 +1,7 @@
-"""HTTP layer: Blueprints that parse, call one service function, and serialize."""
+"""HTTP layer: Blueprints that parse, call one service function, and serialize (+ limits.py).
+
+May import services, schemas, models (for types), errors and app.web; never repositories.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.routing import IntegerConverter
 
 from app.api.openapi import ErrorResponses
-from app.schemas import MAX_ID, ErrorOut
+from app.schemas.common import MAX_ID
+from app.schemas.errors import ErrorOut
 
 
 class IdConverter(IntegerConverter):
@@ -66,7 +70,7 @@ def register_api(app: Flask) -> Api:
     from app.api.usage import blp as usage
     from app.api.v1 import blp as v1
     from app.errors import register_error_shape
-    from app.gateway_stream import error_shape
+    from app.exchange.openai_wire import error_shape
 
     app.url_map.converters["id"] = IdConverter
     api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})

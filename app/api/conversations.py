@@ -12,7 +12,7 @@ from app.api.auth import current_principal
 from app.api.openapi import CONVERSATION_NOT_FOUND, URL_TOO_LONG, ErrorDoc, documents
 from app.api.paging import LINK_HEADER, next_link
 from app.models import Conversation
-from app.schemas import (
+from app.schemas.conversations import (
     ConversationCreate,
     ConversationListArgs,
     ConversationOut,

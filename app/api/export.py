@@ -11,7 +11,7 @@ from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.conversations import OTHERS_FORBIDDEN
 from app.api.openapi import CONVERSATION_NOT_FOUND, documents
-from app.schemas import ExportAllArgs, ExportArgs, ExportDocument, ImportOut
+from app.schemas.export import ExportAllArgs, ExportArgs, ExportDocument, ImportOut
 from app.services import export as service
 from app.services import imports
 from app.services.export import Download

@@ -10,7 +10,7 @@ from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.openapi import ErrorDoc, documents
 from app.models import Feedback
-from app.schemas import FeedbackIn, FeedbackOut
+from app.schemas.messages import FeedbackIn, FeedbackOut
 from app.services import feedback as service
 
 blp = Blueprint("feedback", __name__, url_prefix="/conversations", description="Feedback")

@@ -10,9 +10,9 @@ from flask.views import MethodView
 from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
-from app.schemas import GenerateArgs
+from app.exchange.wire import STREAM_HEADERS, text_response
+from app.schemas.messages import GenerateArgs
 from app.services import generation
-from app.streaming import STREAM_HEADERS, text_response
 
 blp = Blueprint("generation", __name__, url_prefix="/text", description="Generation")
 

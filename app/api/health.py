@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from app.api import Blueprint
-from app.schemas import HealthOut
+from app.schemas.health import HealthOut
 from app.services import health as service
 
 blp = Blueprint("health", __name__, description="Probes")

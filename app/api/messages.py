@@ -11,11 +11,12 @@ from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
 from app.api.paging import LINK_HEADER, next_link
+from app.exchange.wire import sse_response
 from app.models import Message
-from app.schemas import MessageCreate, MessageOut, PageArgs, SseEventOut
+from app.schemas.common import PageArgs
+from app.schemas.messages import MessageCreate, MessageOut, SseEventOut
 from app.services import conversations as conversations_service
 from app.services import generation
-from app.streaming import sse_response
 
 blp = Blueprint("messages", __name__, url_prefix="/conversations", description="Messages")
 

@@ -7,9 +7,9 @@ import hmac
 from flask import Response, current_app, request
 from flask.views import MethodView
 
-from app import metrics
 from app.api import Blueprint
 from app.errors import Unauthorized
+from app.web import metrics
 
 blp = Blueprint("metrics", __name__, description="Monitoring")
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from apispec import APISpec, BasePlugin
 from flask_smorest import Blueprint
 
-from app.schemas import ErrorOut
+from app.schemas.errors import ErrorOut
 
 F = TypeVar("F", bound=Callable[..., Any])
 

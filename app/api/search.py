@@ -11,7 +11,7 @@ from app.api.auth import current_principal
 from app.api.conversations import OTHERS_FORBIDDEN
 from app.api.openapi import URL_TOO_LONG, documents
 from app.api.paging import LINK_HEADER, link_to
-from app.schemas import SearchArgs, SearchPageOut
+from app.schemas.search import SearchArgs, SearchPageOut
 from app.services import search as service
 from app.services.search import SearchPage
 

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.openapi import ErrorDoc, documents
-from app.schemas import UsageArgs, UsageOut
+from app.schemas.usage import UsageArgs, UsageOut
 from app.services import usage as service
 
 blp = Blueprint("usage", __name__, url_prefix="/usage", description="Usage")

@@ -10,8 +10,8 @@ from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.gateway_stream import chat_response, json_response
-from app.schemas import (
+from app.exchange.openai_wire import chat_response, json_response
+from app.schemas.openai import (
     ChatCompletionChunkOut,
     ChatCompletionCreate,
     ChatCompletionOut,

@@ -1,4 +1,8 @@
-"""Data access: SQLAlchemy queries over a session. No commit, no HTTP."""
+"""Data access: SQLAlchemy queries over a session. No commit, no HTTP.
+
+May import models and extensions only (+ search_query.py, the language repositories/search
+parses).
+"""
 
 from app.repositories.base import Repository, SqlAlchemyRepository
 from app.repositories.conversations import ConversationRepository

@@ -1,6 +1,6 @@
 """Full-text search over titles, prompts and answers: PostgreSQL GIN, SQLite FTS5.
 
-The columns and tables here are those migration 0005 creates (app/schema_objects.py).
+The columns and tables here are those migration 0005 creates (app/models.py).
 """
 
 from __future__ import annotations
@@ -33,17 +33,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TableClause
 
-from app.models import Conversation, Message
-from app.repositories.conversations import metadata_matches
-from app.schema_objects import (
+from app.models import (
     FTS_PROMPTS,
     FTS_RESPONSES,
     FTS_TITLES,
     PROMPT_VECTOR,
     RESPONSE_VECTOR,
     TITLE_VECTOR,
+    Conversation,
+    Message,
 )
-from app.search_query import Cursor, SearchQuery, Term
+from app.repositories.conversations import metadata_matches
+from app.repositories.search_query import Cursor, SearchQuery, Term
 
 # Matches ranked per field, at most. Past it, results are the best of the first RANK_WINDOW
 # matches the index yields (the same ones on every page): more words or a filter narrow it.

@@ -23,7 +23,7 @@ from app.services.reaper import reap_interrupted
 from app.services.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
-    from app.exchange import Exchange
+    from app.exchange.lifecycle import Exchange
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The OpenAI-compatible gateway: a client's own chat completion, relayed and saved.
 
-A call is an exchange like any other (app/exchange.py): its row is committed in progress
+A call is an exchange like any other (app/exchange/lifecycle.py): its row is committed in progress
 before the upstream is called, and it ends exactly once. What is particular to /v1 is which
 conversation it belongs to, found here:
 
@@ -26,18 +26,20 @@ from typing import Any
 from flask import current_app
 
 from app.errors import DomainError, NotFound
-from app.exchange import Exchange, Outcome, PendingExchange
+from app.exchange.lifecycle import Exchange, Outcome, PendingExchange
+from app.exchange.text import storable
 from app.extensions import db
-from app.llm import ChatStream, get_llm, pass_through_error
+from app.llm.client import get_llm
+from app.llm.errors import pass_through_error
+from app.llm.events import ChatStream
 from app.models import Conversation, utcnow
 from app.repositories import MessageRepository, ThreadRepository
 from app.repositories.threads import Thread
-from app.request_id import current_request_id, request_received_at
 from app.services.auth import Principal
 from app.services.budgets import check_budget
 from app.services.generation import open_exchange
 from app.services.unit_of_work import one_statement, unit_of_work
-from app.text import storable
+from app.web.request_id import current_request_id, request_received_at
 
 ENDPOINT = "v1"
 SYSTEM_ROLES = frozenset({"system", "developer"})

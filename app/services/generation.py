@@ -1,6 +1,6 @@
 """Generation use cases: record the prompt, relay the LLM's answer, save the exchange.
 
-The exchange's lifecycle is app/exchange.py's; this module wires it to the database (the
+The exchange's lifecycle is app/exchange/lifecycle.py's; this module wires it to the database (the
 prompt's row, the final save), the LLM (the upstream stream) and the response (its close
 hook). The request's transaction commits, and its connection goes back to the pool, before
 the LLM is called.
@@ -15,12 +15,14 @@ from typing import Any
 from flask import Flask, current_app
 
 from app.errors import DomainError, NotFound
-from app.exchange import Exchange, PendingExchange
+from app.exchange.lifecycle import Exchange, PendingExchange
+from app.exchange.wire import after_response
 from app.extensions import db
-from app.llm import ChatMessage, ChatStream, get_llm, map_error, upstream_status
+from app.llm.client import get_llm
+from app.llm.errors import map_error, upstream_status
+from app.llm.events import ChatMessage, ChatStream
 from app.models import Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
-from app.request_id import current_request_id, request_received_at
 from app.services.auth import Principal
 from app.services.budgets import check_budget
 from app.services.checkpoints import live_exchanges
@@ -28,7 +30,7 @@ from app.services.persistence import save_with_retry
 from app.services.titles import title_conversation
 from app.services.unit_of_work import one_statement
 from app.services.usage import end_exchange
-from app.streaming import after_response
+from app.web.request_id import current_request_id, request_received_at
 
 
 def _history(exchanges: list[tuple[str, str]], max_chars: int) -> list[ChatMessage]:

@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from app import metrics
 from app.database import is_transient
 from app.errors import Unavailable
 from app.services.unit_of_work import unit_of_work
 from app.services.usage import record_ending
+from app.web import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

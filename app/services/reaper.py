@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app import metrics
-from app.exchange import INTERRUPTED, Outcome
+from app.exchange.lifecycle import INTERRUPTED, Outcome
 from app.models import utcnow
 from app.repositories import MessageRepository
 from app.repositories.usage import UsageRepository
 from app.services.unit_of_work import unit_of_work
+from app.web import metrics
 
 
 def reap_interrupted(stale_after_seconds: float) -> int:

@@ -8,13 +8,13 @@ import re
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from app import metrics
 from app.errors import DomainError
-from app.llm import get_llm
+from app.llm.client import get_llm
 from app.repositories import ConversationRepository
 from app.repositories.usage import UsageRepository
 from app.services.persistence import save_with_retry
 from app.services.usage import today
+from app.web import metrics
 
 log = logging.getLogger(__name__)
 

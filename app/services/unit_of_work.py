@@ -8,8 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session
 
 from app.database import WRITE_TRANSACTION
-from app.extensions import db
-from app.sessions import WRITING
+from app.extensions import WRITING, db
 
 
 @contextmanager
@@ -19,7 +18,7 @@ def unit_of_work() -> Iterator[Session]:
     outermost = not session.info.get(WRITING)
     if outermost:
         if session.in_transaction():
-            # The reads before it ran in autocommit (app/sessions.py): ending their
+            # The reads before it ran in autocommit (app/extensions.py): ending their
             # transaction costs no round trip and, unlike a rollback, expires nothing.
             session.commit()
         session.info[WRITING] = True

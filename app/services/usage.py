@@ -20,7 +20,7 @@ from app.extensions import db
 from app.models import LATENCY_BUCKETS_MS, Message
 from app.repositories import MessageRepository, ThreadRepository
 from app.repositories.usage import REPORT_SUMS, UsageRepository
-from app.schemas import USAGE_DEFAULT_DAYS
+from app.schemas.usage import USAGE_DEFAULT_DAYS
 from app.services.auth import Principal
 from app.services.conversations import OWNER_ME, list_scope
 from app.services.unit_of_work import unit_of_work

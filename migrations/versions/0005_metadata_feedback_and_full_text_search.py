@@ -57,7 +57,7 @@ def upgrade():
         batch_op.add_column(sa.Column('metadata', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), server_default=sa.text("'{}'"), nullable=False))
     # ### end Alembic commands ###
 
-    # Hand-written: what autogenerate cannot see (app/schema_objects.py keeps it out of
+    # Hand-written: what autogenerate cannot see (app/models.py keeps it out of
     # the drift check).
     if op.get_bind().dialect.name == 'postgresql':
         create_postgresql_search(search_language())

@@ -1,0 +1,59 @@
+"""``flask conversations``: move conversations between instances."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+import click
+from flask.cli import AppGroup
+from marshmallow import ValidationError
+
+from app.errors import DomainError
+from app.schemas.export import ExportDocument
+from app.services import imports
+
+conversations = AppGroup("conversations", help="Import conversations.")
+
+
+def read_export(file: IO[str]) -> dict[str, Any]:
+    """A JSON export, or an NDJSON one regrouped into the JSON form."""
+    text = file.read()
+    try:
+        return json.loads(text)  # type: ignore[no-any-return]
+    except json.JSONDecodeError:
+        pass
+    grouped: list[dict[str, Any]] = []
+    try:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            kind = record.pop("type", None) if isinstance(record, dict) else None
+            if kind == "conversation":
+                grouped.append({**record, "messages": []})
+            elif kind == "message" and grouped:
+                record.pop("conversation_id", None)
+                grouped[-1]["messages"].append(record)
+            else:
+                raise click.ClickException(f"line {number}: not a conversation or a message")
+    except json.JSONDecodeError as error:
+        raise click.ClickException(f"neither JSON nor NDJSON: {error}") from error
+    return {"format": "convstore", "version": 1, "conversations": grouped}
+
+
+@conversations.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--user", "user", required=True, help="Who the conversations will belong to.")
+def import_conversations(file: IO[str], user: str) -> None:
+    """Import an export (JSON or NDJSON) as USER's conversations: new ids, same times."""
+    try:
+        document = ExportDocument().load(read_export(file))
+    except ValidationError as error:
+        raise click.ClickException(f"not a valid export: {json.dumps(error.messages)}") from error
+    try:
+        done = imports.import_for_user(user, document["conversations"])
+    except DomainError as error:
+        raise click.ClickException(error.message) from error
+    messages = sum(item.messages for item in done)
+    click.echo(f"imported {len(done)} conversation(s) and {messages} message(s) for {user}")

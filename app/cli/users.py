@@ -1,0 +1,86 @@
+"""``flask users``: create, list, limit, deactivate and activate users."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app.cli.common import check_name, print_key, run_service
+from app.services import users as users_service
+
+users = AppGroup("users", help="Manage users.")
+
+
+@users.command("create")
+@click.argument("name", callback=check_name)
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+def create_user(name: str, admin: bool) -> None:
+    """Create a user and their first API key (printed last, alone on its line)."""
+    key = run_service(lambda: users_service.create_user(name, admin=admin))
+    click.echo(f"created {'admin' if admin else 'user'} {name}")
+    print_key(key, name)
+
+
+@users.command("list")
+def list_users() -> None:
+    """List users, their role, the prefixes of their unrevoked keys, and their limits."""
+    for user in users_service.list_users():
+        state = "" if user.is_active else " (inactive)"
+        prefixes = ", ".join(user.key_prefixes) or "no keys"
+        limits = _limits_text(user.rpm_limit, user.daily_token_budget)
+        click.echo(f"{user.name}\t{user.role}{state}\t{prefixes}\t{limits}")
+
+
+def _limits_text(rpm: int | None, tokens_per_day: int | None) -> str:
+    config = current_app.config
+    rpm_text = f"{rpm}/minute" if rpm else f"{config['RATE_LIMIT_GENERATION']} (default)"
+    budget = tokens_per_day or config["TOKEN_BUDGET_DAILY"]
+    budget_text = f"{budget} tokens/day" if budget else "no token budget"
+    return f"generation {rpm_text}, {budget_text}{'' if tokens_per_day else ' (default)'}"
+
+
+@users.command("limits")
+@click.argument("name", callback=check_name)
+@click.option("--rpm", type=click.IntRange(min=1), help="Generation requests a minute.")
+@click.option("--tokens-per-day", type=click.IntRange(min=1), help="Daily token budget.")
+@click.option("--clear", is_flag=True, help="Back to the service-wide settings first.")
+def set_limits(name: str, rpm: int | None, tokens_per_day: int | None, clear: bool) -> None:
+    """Set user NAME's own rate limit and daily token budget (or --clear them)."""
+    if rpm is None and tokens_per_day is None and not clear:
+        raise click.UsageError("give --rpm, --tokens-per-day or --clear")
+    now = run_service(
+        lambda: users_service.set_limits(name, rpm=rpm, tokens_per_day=tokens_per_day, clear=clear)
+    )
+    seconds = current_app.config["AUTH_CACHE_SECONDS"]
+    click.echo(f"{name}: {_limits_text(*now)}; running servers apply it within {seconds:g}s")
+
+
+@users.command("create-first")
+def create_first_user() -> None:
+    """For development: in an empty database, create an admin named dev and print its key."""
+    key = users_service.create_first_user()
+    if key is None:
+        click.echo("users exist already; `flask keys create NAME` gives one another key")
+        return
+    print_key(key, users_service.DEV_USER)
+
+
+@users.command("deactivate")
+@click.argument("name", callback=check_name)
+def deactivate_user(name: str) -> None:
+    """Refuse every key of user NAME (their conversations are kept)."""
+    changed = run_service(lambda: users_service.set_active(name, False))
+    if not changed:
+        click.echo(f"{name} is already inactive")
+        return
+    seconds = current_app.config["AUTH_CACHE_SECONDS"]
+    click.echo(f"deactivated {name}; running servers refuse their keys within {seconds:g}s")
+
+
+@users.command("activate")
+@click.argument("name", callback=check_name)
+def activate_user(name: str) -> None:
+    """Accept the unrevoked, unexpired keys of user NAME again."""
+    changed = run_service(lambda: users_service.set_active(name, True))
+    click.echo(f"activated {name}" if changed else f"{name} is already active")

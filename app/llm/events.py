@@ -1,0 +1,127 @@
+"""Upstream chat completion events parsed into ``Chunk``s: text made storable, choice 0."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.exchange.text import storable
+from app.llm.errors import BadUpstreamEvent
+
+ChatMessage = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One upstream event, made storable: answer text, reasoning, usage, finish reason."""
+
+    text: str = ""
+    reasoning: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    # Choice 0's tool-call deltas as received (index, id, function name, argument pieces).
+    tool_calls: tuple[Any, ...] = ()
+    # The event's data as received, for streams opened to be relayed raw (the /v1 gateway);
+    # "" when it is not to be relayed, None on every other stream.
+    raw: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A non-streamed answer: its text, and its usage if the upstream reported one."""
+
+    text: str
+    usage: Usage | None
+
+
+class ChatStream(Protocol):
+    def __iter__(self) -> Iterator[Chunk]: ...
+    def close(self) -> None: ...
+
+
+def chunk_of(event: object, raw: str | None = None) -> Chunk:
+    """One chunk event as a ``Chunk`` of choice 0, its text made storable."""
+    if not isinstance(event, Mapping):
+        raise BadUpstreamEvent(f"expected a JSON object, got {type(event).__name__}")
+    text = reasoning = ""
+    finish_reason = None
+    tool_calls: tuple[Any, ...] = ()
+    choices = event.get("choices") or ()
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, Mapping):
+            text = _str(delta.get("content"))
+            # vLLM and DeepSeek say reasoning_content; Ollama and newer vLLM say reasoning.
+            reasoning = _str(delta.get("reasoning_content") or delta.get("reasoning"))
+            calls = delta.get("tool_calls")
+            if calls and isinstance(calls, list):
+                tool_calls = tuple(calls)
+        finish_reason = _str(choice.get("finish_reason")) or None
+    usage = event.get("usage")
+    if isinstance(usage, Mapping):
+        return Chunk(text, reasoning, _usage_of(usage), finish_reason, tool_calls, raw)
+    return Chunk(text, reasoning, None, finish_reason, tool_calls, raw)
+
+
+def _usage_of(usage: Mapping[str, Any]) -> Usage:
+    return Usage(
+        _int_or_none(usage.get("prompt_tokens")),
+        _int_or_none(usage.get("completion_tokens")),
+        _int_or_none(usage.get("total_tokens")),
+    )
+
+
+def completion_chunk(raw: str) -> Chunk:
+    """A whole (non-streamed) completion as one ``Chunk`` of its choice 0, ``raw`` kept."""
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise BadUpstreamEvent("a completion that is not JSON") from error
+    if not isinstance(data, Mapping):
+        raise BadUpstreamEvent(f"expected a JSON object, got {type(data).__name__}")
+    choices = data.get("choices")
+    choice: Any = next(
+        (
+            c
+            for c in (choices if isinstance(choices, list) else ())
+            if isinstance(c, Mapping) and c.get("index", 0) == 0
+        ),
+        {},
+    )
+    message = choice.get("message")
+    message = message if isinstance(message, Mapping) else {}
+    calls = message.get("tool_calls")
+    # Whole tool calls carry no index; the accumulation of deltas wants one.
+    tool_calls = tuple(
+        {"index": i, **call}
+        for i, call in enumerate(calls if isinstance(calls, list) else ())
+        if isinstance(call, Mapping)
+    )
+    usage = data.get("usage")
+    return Chunk(
+        _str(message.get("content")),
+        _str(message.get("reasoning_content") or message.get("reasoning")),
+        _usage_of(usage) if isinstance(usage, Mapping) else None,
+        _str(choice.get("finish_reason")) or None,
+        tool_calls,
+        raw,
+    )
+
+
+def _str(value: object) -> str:
+    return storable(value) if isinstance(value, str) and value else ""
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

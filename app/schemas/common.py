@@ -1,0 +1,191 @@
+"""Fields and argument schemas every API area shares: text, names, pages, owners, metadata."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+from app.models import (
+    METADATA_KEY_MAX,
+    METADATA_MAX_PAIRS,
+    METADATA_VALUE_MAX,
+    MODEL_MAX,
+    TITLE_MAX,
+)
+
+# Bound OFFSET to what a signed 64-bit integer holds: PostgreSQL rejects anything larger.
+MAX_OFFSET = 2**63 - 1
+MAX_PAGE = 100
+MAX_ID = 2**63 - 1
+PROMPT_MAX = 100_000
+# A prompt sent in a query string must leave the whole request line within the 4094 bytes
+# gunicorn accepts (its limit_request_line): at worst 12 bytes a character once percent-encoded
+# (4 UTF-8 bytes, %XX each), plus the path and the other parameter.
+QUERY_PROMPT_MAX = 300
+
+
+class Text(fields.String):
+    """A string a database can store: no NUL byte, no lone surrogate."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError("Must be valid Unicode text.") from exc
+        return text
+
+
+def not_blank(value: str) -> None:
+    """Reject strings made only of white space (the empty string is Length's to report)."""
+    if value and not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+# What Text with not_blank accepts, for the OpenAPI document: no NUL, and at least one
+# character that is not white space as str.strip() sees it (listed: ECMA's \s differs).
+_WHITE_SPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_TEXT = rf"^[^\u0000]*[^\u0000{_WHITE_SPACE}][^\u0000]*$"
+
+
+def not_blank_text(max_length: int, **kwargs: Any) -> Text:
+    metadata = {"pattern": NOT_BLANK_TEXT, **kwargs.pop("metadata", {})}
+    return Text(
+        validate=[validate.Length(min=1, max=max_length), not_blank], metadata=metadata, **kwargs
+    )
+
+
+def title_field(**kwargs: Any) -> Text:
+    return not_blank_text(TITLE_MAX, **kwargs)
+
+
+# What names a model, at any provider (gpt-4o-mini, llama3.1:8b, Qwen/Qwen2.5-7B-Instruct):
+# printable ASCII, no white space. Anything else no LLM serves; a line break or a non-Latin-1
+# character even breaks servers that echo the name in a response header. (The empty string
+# is Length's to report.)
+MODEL_NAME = r"^[!-~]*$"
+
+
+def model_type_field(**kwargs: Any) -> Text:
+    return Text(
+        validate=[
+            validate.Length(min=1, max=MODEL_MAX),
+            validate.Regexp(MODEL_NAME, error="Must be a model name: printable ASCII, no spaces."),
+        ],
+        **kwargs,
+    )
+
+
+class PageArgs(Schema):
+    skip = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_OFFSET),
+        metadata={"description": "Rows to skip."},
+    )
+    take = fields.Integer(
+        load_default=MAX_PAGE,
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"description": f"Rows to return (1 to {MAX_PAGE})."},
+    )
+    after = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=0, max=MAX_ID),
+        metadata={
+            "description": "Only rows with a larger id: pass the last id of the previous page "
+            "(as fast on the millionth row as on the first, unlike skip)."
+        },
+    )
+
+
+_ID_DIGITS = len(str(MAX_ID))
+
+
+class Owner(fields.Field):
+    """``me`` (the default), ``all`` or a user id: whose ``whose`` a request reads."""
+
+    def __init__(self, whose: str = "conversations", **kwargs: Any) -> None:
+        # Documented as what it accepts: one of the two words, or an id.
+        schema = {
+            "oneOf": [
+                {"type": "string", "enum": ["me", "all"]},
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            ]
+        }
+        description = f"Whose {whose}: me (default); admins also all or a user id."
+        metadata = {**schema, "description": description, **kwargs.pop("metadata", {})}
+        super().__init__(load_default="me", metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | int:
+        text = str(value).strip()
+        if text in {"me", "all"}:
+            return text
+        # Count the digits first: int() refuses more than 4300 (a ValueError, so a 500).
+        if (
+            text.isascii()
+            and text.isdigit()
+            and len(text) <= _ID_DIGITS
+            and 0 < int(text) <= MAX_ID
+        ):
+            return int(text)
+        raise ValidationError("Must be me, all, or a user id.")
+
+
+def metadata_field(
+    *, nullable_values: bool = False, description: str = "", **kwargs: Any
+) -> fields.Dict:
+    """A metadata object: at most 16 pairs of strings (OpenAI's limits)."""
+    value = Text(validate=validate.Length(max=METADATA_VALUE_MAX), allow_none=nullable_values)
+    description += (
+        f"At most {METADATA_MAX_PAIRS} pairs; keys 1 to {METADATA_KEY_MAX} characters, "
+        f"string values up to {METADATA_VALUE_MAX}."
+    )
+    if nullable_values:
+        description += " Merged into the conversation's; a key set to null is removed."
+    return fields.Dict(
+        keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
+        values=value,
+        validate=validate.Length(
+            max=METADATA_MAX_PAIRS, error=f"At most {METADATA_MAX_PAIRS} pairs."
+        ),
+        data_key="metadata",
+        metadata={"description": description},
+        **kwargs,
+    )
+
+
+_METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
+
+
+class MetadataFilterArgs(Schema):
+    """Query arguments that take ``metadata[key]=value`` filters (all must match)."""
+
+    meta = metadata_field(
+        load_default=dict,
+        description="Only conversations whose metadata has these pairs: metadata[key]=value. ",
+    )
+
+    @pre_load
+    def collect_metadata(self, data: Any, **_kwargs: Any) -> Any:
+        # The filters' keys are the user's own: gather metadata[key] parameters into one dict
+        # for the metadata field to validate (limits as on a conversation).
+        if not hasattr(data, "keys"):
+            return data
+        loaded: dict[str, Any] = {}
+        wanted: dict[str, Any] = {}
+        for key in data:
+            match = _METADATA_PARAM.match(key)
+            if match:
+                wanted[match[1]] = data[key]
+            else:
+                loaded[key] = data[key]
+        if wanted:
+            loaded["metadata"] = wanted
+        return loaded
+
+
+def prompt_field(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
+    return not_blank_text(max_length, required=True, **kwargs)

@@ -1,0 +1,141 @@
+"""Exchanges: prompts in, MessageOut and its SSE events out, feedback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.base import NO_VALUE
+
+from app.models import FEEDBACK_COMMENT_MAX, RATINGS
+from app.schemas.common import MAX_ID, QUERY_PROMPT_MAX, Text, prompt_field
+
+
+class MessageCreate(Schema):
+    prompt = prompt_field(metadata={"description": "The user's message."})
+    stream = fields.Boolean(
+        load_default=False,
+        metadata={"description": "true: answer as Server-Sent Events while the LLM writes."},
+    )
+
+
+class GenerateArgs(Schema):
+    prompt = prompt_field(
+        QUERY_PROMPT_MAX,
+        metadata={
+            "description": f"At most {QUERY_PROMPT_MAX} characters, so that the URL fits the "
+            "request line a server accepts; longer prompts go to "
+            "POST /conversations/{conversation_id}/messages."
+        },
+    )
+    conversation_id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+
+
+class FeedbackIn(Schema):
+    rating = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.OneOf(RATINGS),
+        metadata={"description": "1 (good) or -1 (bad)."},
+    )
+    comment = Text(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=FEEDBACK_COMMENT_MAX),
+    )
+
+
+class FeedbackOut(Schema):
+    message_id = fields.Integer()
+    rating = fields.Integer()
+    comment = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class LoadedOnly(fields.Nested):
+    """A relationship serialized only if already loaded: never a lazy load (they raise).
+
+    An exchange just generated has no feedback; lists join it in their one statement.
+    """
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = None) -> Any:
+        state = sa_inspect(obj, raiseerr=False)
+        if state is None:
+            return super().get_value(obj, attr, accessor, default)
+        value = state.attrs[attr].loaded_value
+        return None if value is NO_VALUE else value
+
+
+class MessageOut(Schema):
+    id = fields.Integer()
+    conversation_id = fields.Integer()
+    prompt_content = fields.String()
+    response_content = fields.String()
+    prompt_tokens = fields.Integer(allow_none=True)
+    response_tokens = fields.Integer(allow_none=True)
+    total_tokens = fields.Integer(allow_none=True)
+    is_success = fields.Boolean(
+        allow_none=True, metadata={"description": "null while the exchange is in progress."}
+    )
+    status_code = fields.Integer(allow_none=True)
+    outcome = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "complete, failed, client_closed or interrupted; null while the "
+            "exchange is in progress."
+        },
+    )
+    reasoning_content = fields.String(
+        allow_none=True, metadata={"description": "What a reasoning model thought, if it said."}
+    )
+    model = fields.String(allow_none=True, metadata={"description": "The model that answered."})
+    endpoint = fields.String(
+        allow_none=True, metadata={"description": "The API that made it: text, messages, v1."}
+    )
+    request_id = fields.String(allow_none=True)
+    finish_reason = fields.String(allow_none=True)
+    ttft_ms = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Request received to first piece of the answer relayed."},
+    )
+    duration_ms = fields.Integer(
+        allow_none=True, metadata={"description": "Request received to exchange ended."}
+    )
+    feedback = LoadedOnly(
+        FeedbackOut,
+        allow_none=True,
+        metadata={"description": "The user's rating of this exchange, or null."},
+    )
+    tool_calls = fields.List(
+        fields.Dict(),
+        allow_none=True,
+        metadata={"description": "/v1: the tool calls the model requested ({id, type, function})."},
+    )
+    request_params = fields.Dict(
+        allow_none=True,
+        metadata={"description": "/v1: the request's parameters other than its messages."},
+    )
+    system_prompt = fields.String(
+        allow_none=True, metadata={"description": "/v1: the request's system message(s)."}
+    )
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class SseEventOut(Schema):
+    """One Server-Sent Event of a streamed answer (keep-alive comments are not events)."""
+
+    event = fields.String(
+        required=True, validate=validate.OneOf(["reasoning", "delta", "done", "error"])
+    )
+    data = fields.String(
+        required=True,
+        metadata={
+            "description": "JSON. reasoning: {text}, the next piece of a reasoning model's "
+            "thinking; delta: {text}, the next piece of the answer; done (last): {message}, "
+            "the saved MessageOut; error (last): {code, message}, the LLM broke off or the "
+            "answer could not be saved."
+        },
+    )

@@ -1,0 +1,130 @@
+"""Property-based fuzzing of the live API against its own OpenAPI document (schemathesis).
+
+The Procfile's web process (real gunicorn) serves a fresh, migrated database on each backend;
+its LLM is the fake OpenAI-compatible server, so generation answers for real. schemathesis
+reads ``/openapi.json`` from that server and, for every operation in it, sends requests made
+from the document (valid ones, and invalid ones in its coverage and fuzzing phases) with an
+admin's API key, then checks every answer: no 5xx, and a status, a content type and a body
+the document lists for that operation.
+
+Deterministic and bounded: a fixed seed, Hypothesis derandomized and without its example
+database, MAX_EXAMPLES fuzzed requests per operation (plus schemathesis' coverage cases).
+A failure names the operation and the check, and shows the response and a curl command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis.config import SchemathesisConfig
+
+from tests.procfile import WebProcess, create_user, release
+
+SEED = 20_260_101
+MAX_EXAMPLES = 25
+CONVERSATIONS = 4  # made before fuzzing, so that generated requests can name real ones
+
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
+
+
+@dataclass
+class LiveService:
+    """The service under gunicorn, an admin's key, and the conversations made up front."""
+
+    base_url: str
+    headers: dict[str, str]
+    conversation_ids: list[int] = field(default_factory=list)
+
+    def create_conversation(self, title: str) -> int:
+        response = requests.post(
+            f"{self.base_url}/conversations",
+            json={"title": title},
+            headers=self.headers,
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+
+@pytest.fixture
+def live(backend, database_factory, fake_llm, tmp_path) -> Iterator[LiveService]:
+    env = {
+        "DATABASE_URL": database_factory(backend),
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MAX_RETRIES": "0",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "WARNING",
+        # Thousands of requests from one user: limits (tests/auth/test_rate_limits.py) would
+        # answer most of them 429 and leave the rest of the API unexplored.
+        "RATELIMIT_ENABLED": "false",
+    }
+    release(env)
+    key = create_user(env, "fuzzer", admin=True)
+    with WebProcess(env, tmp_path / "gunicorn.log") as web:
+        service = LiveService(f"http://127.0.0.1:{web.port}", {"Authorization": f"Bearer {key}"})
+        service.conversation_ids = [
+            service.create_conversation(f"fuzz {n}") for n in range(CONVERSATIONS)
+        ]
+        yield service
+
+
+@pytest.fixture
+def api_schema(live: LiveService) -> schemathesis.BaseSchema:
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "base-url": live.base_url,
+            "headers": live.headers,
+            "request-timeout": 10,
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{live.base_url}/openapi.json", config=config)
+
+    @schema.hook
+    def flatmap_path_parameters(_context, path_parameters):
+        # Random ids almost never exist: mix in the real ones, or every request past the
+        # routing would end in a 404.
+        if not isinstance(path_parameters, dict) or "conversation_id" not in path_parameters:
+            return st.just(path_parameters)
+        real = st.sampled_from(live.conversation_ids)
+        return st.one_of(
+            st.just(path_parameters),
+            real.map(lambda uid: {**path_parameters, "conversation_id": uid}),
+        )
+
+    return schema
+
+
+@pytest.fixture(autouse=True)
+def _node_id_for_schemathesis(request):
+    # schemathesis 4.32's from_fixture() reads and rewrites `item._nodeid`, which pytest 9.2
+    # no longer has (the id is `nodeid`): without this, the test dies with an AttributeError
+    # before sending a request. Its per-operation reports work as before.
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+def test_api_conforms_to_its_openapi_document(case, live):
+    shared = {str(uid) for uid in live.conversation_ids}
+    if case.method == "DELETE" and str(case.path_parameters.get("conversation_id")) in shared:
+        # Deleting the shared conversations would leave the operations fuzzed later nothing
+        # but 404s: delete one made for the purpose.
+        case.path_parameters["conversation_id"] = live.create_conversation("to delete")
+    case.call_and_validate(checks=CHECKS)

@@ -1,0 +1,276 @@
+"""The migrations are the schema: upgrade from empty, no drift, downgrade to base, again."""
+
+from __future__ import annotations
+
+import flask_migrate
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from app.extensions import db
+from app.models import FTS_TABLE_PREFIX, include_object
+from app.services.auth import authenticate, generate_key
+from tests.conftest import disposing, make_app
+
+APP_TABLES = {"api_keys", "conversations", "feedback", "messages", "usage_daily", "users"}
+# The revision before the usage rollups (re-chained at merge: change it here only).
+BEFORE_USAGE = "0005"
+# The revision before api key expiry (0004); the one place to change when revisions re-chain.
+BEFORE_KEY_EXPIRY = "0003"
+
+
+def tables() -> set[str]:
+    # SQLite's FTS5 search tables are checked in tests/db/test_search_migration.py.
+    names = set(sa.inspect(db.engine).get_table_names()) - {"alembic_version"}
+    return {name for name in names if not name.startswith(FTS_TABLE_PREFIX)}
+
+
+def drift() -> list:
+    with db.engine.connect() as connection:
+        # As migrations/env.py configures autogenerate (`flask db check`).
+        opts = {"compare_type": True, "include_object": include_object}
+        context = MigrationContext.configure(connection, opts=opts)
+        return compare_metadata(context, db.metadata)
+
+
+def test_upgrade_check_downgrade_upgrade(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        assert tables() == set()
+
+        flask_migrate.upgrade()
+        assert tables() == APP_TABLES
+        assert drift() == []
+
+        flask_migrate.downgrade(revision="base")
+        assert tables() == set()
+
+        flask_migrate.upgrade()
+        assert tables() == APP_TABLES
+        assert drift() == []
+
+
+def test_cascade_and_indexes_exist_after_upgrade(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade()
+        inspector = sa.inspect(db.engine)
+
+        (foreign_key,) = inspector.get_foreign_keys("messages")
+        message_indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("messages")}
+        conversation_indexes = {i["name"] for i in inspector.get_indexes("conversations")}
+
+    assert foreign_key["referred_table"] == "conversations"
+    assert foreign_key["options"].get("ondelete") == "CASCADE"
+    assert message_indexes["ix_messages_conversation_id_id"] == ["conversation_id", "id"]
+    assert "ix_conversations_model_type" in conversation_indexes
+
+
+def test_existing_conversations_go_to_a_legacy_owner_and_keep_their_messages(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision="0001")
+        with db.engine.begin() as connection:
+            for title in ("old one", "old two"):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO conversations (title, model_type, created_at, updated_at)"
+                        " VALUES (:title, 'm', :t, :t)"
+                    ),
+                    {"title": title, "t": "2026-01-01 00:00:00+00:00"},
+                )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " created_at, updated_at) VALUES (1, 'kept?', 'yes', :t, :t)"
+                ),
+                {"t": "2026-01-01 00:00:00+00:00"},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            users = connection.execute(sa.text("SELECT id, name, role FROM users")).all()
+            owners = connection.execute(sa.text("SELECT owner_id FROM conversations")).scalars()
+            prompts = connection.execute(sa.text("SELECT prompt_content FROM messages")).scalars()
+            owners, prompts = list(owners), list(prompts)
+        assert [(name, role) for _, name, role in users] == [("legacy", "user")]
+        assert owners == [users[0].id] * 2
+        # SQLite rebuilds the table to add the owner: the messages must survive that.
+        assert prompts == ["kept?"]
+
+        flask_migrate.downgrade(revision="0001")
+        with db.engine.connect() as connection:
+            count = connection.execute(sa.text("SELECT count(*) FROM messages")).scalar()
+        assert count == 1
+
+
+def test_an_empty_database_gets_no_legacy_owner(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM users")).scalar() == 0
+
+
+def test_existing_keys_survive_key_expiry_and_never_expire(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_KEY_EXPIRY)
+        key = generate_key()
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('old', 'user', :yes, :t, :t)"
+                ),
+                {"yes": True, "t": "2026-01-01 00:00:00+00:00"},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO api_keys (user_id, prefix, secret_hash, created_at)"
+                    " VALUES (1, :prefix, :hash, :t)"
+                ),
+                {"prefix": key.prefix, "hash": key.secret_hash, "t": "2026-01-01 00:00:00+00:00"},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT prefix, expires_at FROM api_keys")).all()
+        assert [tuple(row) for row in rows] == [(key.prefix, None)]
+        assert drift() == []
+        assert authenticate(key.secret).name == "old"
+
+        flask_migrate.downgrade(revision=BEFORE_KEY_EXPIRY)
+        with db.engine.connect() as connection:
+            columns = {c["name"] for c in sa.inspect(connection).get_columns("api_keys")}
+            prefixes = connection.execute(sa.text("SELECT prefix FROM api_keys")).scalars().all()
+        assert "expires_at" not in columns
+        assert prefixes == [key.prefix]
+
+
+# The revision before the gateway's (re-chained at merge: change it here only).
+BEFORE_GATEWAY = "0006"
+
+
+def test_the_gateway_revision_keeps_existing_rows_and_downgrades(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_GATEWAY)
+        stamp = {"t": "2026-01-01 00:00:00+00:00"}
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('old', 'user', true, :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, created_at,"
+                    " updated_at) VALUES (1, 'old', 'm', :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " is_success, status_code, outcome, created_at, updated_at)"
+                    " VALUES (1, 'kept?', 'yes', true, 200, 'complete', :t, :t)"
+                ),
+                stamp,
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            conversation = connection.execute(
+                sa.text("SELECT title, history_fingerprint FROM conversations")
+            ).one()
+            message = connection.execute(
+                sa.text(
+                    "SELECT prompt_content, response_content, tool_calls, request_params,"
+                    " system_prompt FROM messages"
+                )
+            ).one()
+        indexes = {
+            i["name"]: i["column_names"] for i in sa.inspect(db.engine).get_indexes("conversations")
+        }
+        assert tuple(conversation) == ("old", None)
+        assert tuple(message) == ("kept?", "yes", None, None, None)
+        assert indexes["ix_conversations_owner_id_history_fingerprint"] == [
+            "owner_id",
+            "history_fingerprint",
+        ]
+        assert drift() == []
+
+        flask_migrate.downgrade(revision=BEFORE_GATEWAY)
+        with db.engine.connect() as connection:
+            kept = connection.execute(sa.text("SELECT prompt_content FROM messages")).scalars()
+            assert list(kept) == ["kept?"]
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
+        assert "tool_calls" not in columns
+
+
+def test_usage_rollups_are_backfilled_from_existing_exchanges(backend, database_factory):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_USAGE)
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('u', 'user', true, :t, :t)"
+                ),
+                {"t": "2026-01-01 00:00:00+00:00"},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversations (title, model_type, owner_id, created_at,"
+                    " updated_at) VALUES ('c', 'm', 1, :t, :t)"
+                ),
+                {"t": "2026-01-01 00:00:00+00:00"},
+            )
+            # Two complete (one older than the per-exchange columns: no model, no timings),
+            # one failed, one still in progress (not counted until it ends).
+            for outcome, model, tokens, ttft, duration in (
+                ("complete", "m", 10, 120, 900),
+                ("complete", None, 5, None, None),
+                ("failed", "m", None, None, 40),
+                (None, "m", None, None, None),
+            ):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO messages (conversation_id, prompt_content,"
+                        " response_content, total_tokens, outcome, model, ttft_ms,"
+                        " duration_ms, created_at, updated_at)"
+                        " VALUES (1, 'p', 'r', :tokens, :outcome, :model, :ttft, :duration,"
+                        " :t, :t)"
+                    ),
+                    {
+                        "tokens": tokens,
+                        "outcome": outcome,
+                        "model": model,
+                        "ttft": ttft,
+                        "duration": duration,
+                        "t": "2026-01-02 23:30:00+00:00",
+                    },
+                )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT model, outcome, calls, total_tokens, ttft_le_150, duration_le_1000,"
+                    " duration_le_50 FROM usage_daily ORDER BY model, outcome"
+                )
+            ).all()
+            days = connection.execute(sa.text("SELECT DISTINCT day FROM usage_daily")).scalars()
+            days = [str(day) for day in days]
+        assert [tuple(row) for row in rows] == [
+            ("", "complete", 1, 5, 0, 0, 0),
+            ("m", "complete", 1, 10, 1, 1, 0),
+            ("m", "failed", 1, 0, 0, 0, 1),
+        ]
+        assert days == ["2026-01-02"]
+
+        flask_migrate.downgrade(revision=BEFORE_USAGE)
+        assert "usage_daily" not in tables()

@@ -1,0 +1,418 @@
+"""The /v1 gateway in process: validation and errors in OpenAI's shape, what is saved, and
+how calls thread into conversations (the SDK end to end is tests/gateway/test_gateway_sdk.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from app.models import Conversation, Message
+from app.services.gateway import canonical_message, fingerprint, history_prefix
+from tests.conftest import keyed_client
+from tests.fake_llm import Behavior
+
+CHAT = "/v1/chat/completions"
+ANSWER = "tok0 tok1 tok2 tok3 tok4 "
+
+
+def chat(client, messages, headers=None, **params):
+    return client.post(
+        CHAT, json={"model": "fake-model", "messages": messages, **params}, headers=headers or {}
+    )
+
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def assistant(text):
+    return {"role": "assistant", "content": text}
+
+
+def openai_error(response):
+    """The error object, checking it has exactly OpenAI's keys."""
+    body = response.json
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+def messages_in(database, conversation_id):
+    with database.app.app_context():
+        from app.extensions import db
+
+        return list(
+            db.session.scalars(
+                sa.select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.id)
+            )
+        )
+
+
+def sse_data(body: bytes) -> list[str]:
+    return [line[6:] for line in body.decode().split("\n") if line.startswith("data: ")]
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("body", "param"),
+        [
+            ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+            ({"model": "fake-model"}, "messages"),
+            ({"model": "fake-model", "messages": []}, "messages"),
+            ({"model": "fake-model", "messages": ["hi"]}, "messages"),
+            ({"model": "fake-model", "messages": [{"content": "no role"}]}, "messages"),
+            ({"model": "has spaces", "messages": [{"role": "user", "content": "x"}]}, "model"),
+            ({"model": "fake-model", "messages": [user("x")], "stream": "maybe"}, "stream"),
+        ],
+    )
+    def test_an_invalid_body_is_400_in_openai_shape_and_calls_nothing(
+        self, client, fake_llm, database, body, param
+    ):
+        response = client.post(CHAT, json=body)
+
+        assert response.status_code == 400
+        error = openai_error(response)
+        assert (error["type"], error["param"]) == ("invalid_request_error", param)
+        assert fake_llm.requests == []
+        assert database.scalar("SELECT count(*) FROM messages") == 0
+
+    def test_malformed_json_is_400_in_openai_shape(self, client):
+        response = client.post(CHAT, data="{not json", content_type="application/json")
+
+        assert response.status_code == 400
+        assert openai_error(response)["type"] == "invalid_request_error"
+
+    def test_a_body_that_is_not_json_is_415_in_openai_shape(self, client):
+        response = client.post(CHAT, data="model=x", content_type="text/plain")
+
+        assert response.status_code == 415
+        openai_error(response)
+
+    def test_a_malformed_conversation_header_is_400(self, client):
+        response = chat(client, [user("hi")], headers={"X-Conversation-Id": "abc"})
+
+        assert response.status_code == 400
+        assert openai_error(response)["param"] == "X-Conversation-Id"
+
+    def test_a_missing_key_is_401_in_openai_shape_with_the_challenge(self, anonymous):
+        response = chat(anonymous, [user("hi")])
+
+        assert response.status_code == 401
+        assert openai_error(response)["code"] == "invalid_api_key"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+    def test_wrong_method_and_unknown_path_are_openai_shaped(self, client):
+        assert client.get(CHAT).status_code == 405
+        openai_error(client.get(CHAT))
+        assert client.get("/v1/embeddings").status_code == 404
+        openai_error(client.get("/v1/embeddings"))
+
+    def test_the_rest_of_the_api_keeps_its_own_error_shape(self, client):
+        response = client.get("/conversations/999")
+
+        assert response.status_code == 404
+        assert response.json["code"] == 404
+
+
+class TestWhatIsSaved:
+    def test_a_non_stream_call_returns_the_upstream_json_and_saves_the_exchange(
+        self, client, fake_llm, database
+    ):
+        messages = [
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Look:"},
+                    {"type": "image_url", "image_url": {"url": "data:x"}},
+                ],
+            },
+        ]
+
+        response = chat(client, messages, temperature=0.2, seed=7, future_field={"a": 1})
+        response.close()  # the close hook titles the new conversation
+
+        assert response.status_code == 200
+        assert response.json["object"] == "chat.completion"
+        assert response.json["choices"][0]["message"]["content"] == ANSWER
+        (sent,) = [r.body for r in fake_llm.requests if r.body.get("seed") == 7]
+        assert sent["messages"] == messages
+        assert (sent["temperature"], sent["future_field"], sent["stream"]) == (0.2, {"a": 1}, False)
+        conversation_id = int(response.headers["X-Conversation-Id"])
+        (message,) = messages_in(database, conversation_id)
+        assert message.id == int(response.headers["X-Message-Id"])
+        assert message.prompt_content == "Look:\n[image]"
+        assert message.response_content == ANSWER
+        assert message.system_prompt == "Be brief."
+        assert message.request_params == {
+            "model": "fake-model",
+            "temperature": 0.2,
+            "seed": 7,
+            "future_field": {"a": 1},
+            "stream": False,
+        }
+        assert (message.endpoint, message.outcome, message.status_code) == ("v1", "complete", 200)
+        assert (message.prompt_tokens, message.response_tokens) == (3, 5)
+        conversation = database.get(Conversation, conversation_id)
+        assert (conversation.model_type, conversation.title) == (
+            "fake-model",
+            "tok0 tok1 tok2 tok3 tok4",
+        )
+
+    def test_a_stream_relays_the_upstream_events_byte_for_byte(self, client, fake_llm, database):
+        fake_llm.behavior = Behavior(tokens=["a\u0000b", "\u00e9"], reasoning=["hmm"])
+
+        response = chat(client, [user("hi")], stream=True)
+
+        data = sse_data(response.data)
+        assert data[-1] == "[DONE]"
+        events = [json.loads(d) for d in data[:-1]]
+        # The raw JSON escape reaches the client; what is saved is storable.
+        assert "\\u0000" in response.data.decode()
+        assert [e["choices"][0]["delta"].get("content") for e in events] == [
+            None,
+            "a\u0000b",
+            "\u00e9",
+            None,
+        ]
+        assert all(e["choices"] for e in events)  # no usage chunk: the client did not ask
+        (message,) = messages_in(database, int(response.headers["X-Conversation-Id"]))
+        assert message.response_content == "a\ufffdb\u00e9"
+        assert message.reasoning_content == "hmm"
+        assert message.response_tokens == 2  # usage asked for and saved all the same
+        (sent,) = [r.body for r in fake_llm.requests if r.body.get("stream")]
+        assert sent["stream_options"] == {"include_usage": True}
+
+    def test_the_usage_chunk_reaches_a_client_that_asked(self, client, fake_llm):
+        response = chat(client, [user("hi")], stream=True, stream_options={"include_usage": True})
+
+        events = [json.loads(d) for d in sse_data(response.data)[:-1]]
+        assert events[-1]["choices"] == []
+        assert events[-1]["usage"]["completion_tokens"] == 5
+
+    def test_streamed_tool_calls_are_relayed_and_saved_whole(self, client, fake_llm, database):
+        calls = [
+            {"id": "call_1", "name": "weather", "arguments": '{"city": "Lyon", "unit": "C"}'},
+            {"id": "call_2", "name": "time", "arguments": '{"tz": "CET"}'},
+        ]
+        fake_llm.behavior = Behavior(tokens=[], tool_calls=calls, finish_reason="tool_calls")
+
+        response = chat(client, [user("weather?")], stream=True, tools=[{"type": "function"}])
+
+        assert response.status_code == 200
+        assert sse_data(response.data)[-1] == "[DONE]"
+        (message,) = messages_in(database, int(response.headers["X-Conversation-Id"]))
+        assert message.tool_calls == [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in calls
+        ]
+        assert (message.finish_reason, message.response_content) == ("tool_calls", "")
+        assert message.request_params["tools"] == [{"type": "function"}]
+
+    def test_non_stream_tool_calls_and_reasoning_are_saved(self, client, fake_llm, database):
+        call = {"id": "call_9", "name": "lookup", "arguments": '{"q": "x"}'}
+        fake_llm.behavior = Behavior(
+            tokens=[], tool_calls=[call], reasoning=["think"], finish_reason="tool_calls"
+        )
+
+        response = chat(client, [user("look it up")])
+
+        assert response.json["choices"][0]["message"]["tool_calls"][0]["id"] == "call_9"
+        (message,) = messages_in(database, int(response.headers["X-Conversation-Id"]))
+        assert message.tool_calls == [
+            {
+                "id": "call_9",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": '{"q": "x"}'},
+            }
+        ]
+        assert (message.reasoning_content, message.response_content) == ("think", "")
+        assert message.finish_reason == "tool_calls"
+
+    def test_an_upstream_error_before_the_first_byte_passes_on_status_and_message(
+        self, client, fake_llm, database
+    ):
+        fake_llm.behavior = Behavior(error_status=400)
+
+        response = chat(client, [user("hi")], stream=True)
+
+        assert response.status_code == 400
+        assert openai_error(response)["message"] == "Fake error 400 for model fake-model."
+        (message,) = messages_in(database, int(response.headers["X-Conversation-Id"]))
+        assert (message.outcome, message.status_code, message.is_success) == ("failed", 400, False)
+
+    def test_an_unreachable_upstream_is_502(self, client, configure, database):
+        configure(OPENAI_BASE_URL="http://127.0.0.1:9/v1")
+
+        response = chat(client, [user("hi")])
+
+        assert response.status_code == 502
+        assert openai_error(response)["type"] == "server_error"
+
+    def test_an_upstream_too_slow_to_answer_is_504(self, client, fake_llm, configure, database):
+        configure(OPENAI_READ_TIMEOUT=0.2)
+        fake_llm.behavior = Behavior(headers_delay=2)
+
+        response = chat(client, [user("slow")])
+
+        assert response.status_code == 504
+        assert openai_error(response)["type"] == "server_error"
+        (message,) = messages_in(database, int(response.headers["X-Conversation-Id"]))
+        assert (message.outcome, message.status_code) == ("failed", 504)
+
+    def test_a_body_over_the_limit_is_413_in_openai_shape(self, client, configure):
+        configure(MAX_CONTENT_LENGTH=200)
+
+        response = chat(client, [user("x" * 300)])
+
+        assert response.status_code == 413
+        openai_error(response)
+
+    def test_models_are_the_upstreams_list_cached(self, client, fake_llm, configure):
+        configure(MODELS_CACHE_SECONDS=60)
+
+        first, second = client.get("/v1/models"), client.get("/v1/models")
+
+        assert first.status_code == second.status_code == 200
+        assert first.json == second.json
+        assert [m["id"] for m in first.json["data"]] == ["fake-model"]
+        assert len([r for r in fake_llm.requests if r.path == "/v1/models"]) == 1
+
+
+class TestThreading:
+    def test_a_growing_history_stays_in_one_conversation(self, client, fake_llm, database):
+        history = [{"role": "system", "content": "sys"}, user("one")]
+        ids = []
+        for turn in ("two", "three"):
+            response = chat(client, history)
+            ids.append(int(response.headers["X-Conversation-Id"]))
+            history += [response.json["choices"][0]["message"], user(turn)]
+        response = chat(client, history)
+        ids.append(int(response.headers["X-Conversation-Id"]))
+
+        assert len(set(ids)) == 1
+        assert [m.prompt_content for m in messages_in(database, ids[0])] == ["one", "two", "three"]
+
+    def test_the_same_first_message_twice_is_two_conversations(self, client, fake_llm):
+        first = chat(client, [user("hello")])
+        second = chat(client, [user("hello")])
+
+        assert first.headers["X-Conversation-Id"] != second.headers["X-Conversation-Id"]
+
+    def test_an_edited_history_starts_a_new_conversation(self, client, fake_llm):
+        first = chat(client, [user("one")])
+        edited = chat(client, [user("one"), assistant("not what you said"), user("two")])
+
+        assert first.headers["X-Conversation-Id"] != edited.headers["X-Conversation-Id"]
+
+    def test_a_failed_exchange_does_not_move_the_thread(self, client, fake_llm):
+        first = chat(client, [user("one")])
+        history = [user("one"), first.json["choices"][0]["message"], user("two")]
+        fake_llm.behavior = Behavior(error_status=500)
+        assert chat(client, history).status_code == 500
+        fake_llm.behavior = Behavior()
+
+        retried = chat(client, history)
+
+        assert retried.headers["X-Conversation-Id"] == first.headers["X-Conversation-Id"]
+
+    def test_an_explicit_conversation_is_used_and_another_users_is_404(
+        self, client, fake_llm, make_account, database
+    ):
+        mine = client.post("/conversations", json={"title": "mine"}).json["id"]
+        bob = keyed_client(client.application, make_account("bob").key)
+        theirs = bob.post("/conversations", json={"title": "theirs"}).json["id"]
+
+        response = chat(client, [user("hi")], headers={"X-Conversation-Id": str(mine)})
+        missing = chat(client, [user("hi")], headers={"X-Conversation-Id": str(theirs)})
+
+        assert response.headers["X-Conversation-Id"] == str(mine)
+        assert [m.prompt_content for m in messages_in(database, mine)] == ["hi"]
+        assert missing.status_code == 404
+        assert openai_error(missing)["type"] == "invalid_request_error"
+        assert messages_in(database, theirs) == []
+
+    @pytest.mark.parametrize("unknown", [2**31, 2**63 - 1])
+    def test_an_unknown_conversation_beyond_an_integer_is_404(self, client, fake_llm, unknown):
+        response = chat(client, [user("hi")], headers={"X-Conversation-Id": str(unknown)})
+
+        assert response.status_code == 404
+        assert openai_error(response)["type"] == "invalid_request_error"
+        assert fake_llm.requests == []
+
+    def test_another_users_identical_history_never_threads_into_mine(
+        self, client, fake_llm, make_account
+    ):
+        bob = keyed_client(client.application, make_account("bob").key)
+        mine = chat(client, [user("one")])
+        history = [user("one"), mine.json["choices"][0]["message"], user("two")]
+
+        theirs = chat(bob, history)
+
+        assert theirs.headers["X-Conversation-Id"] != mine.headers["X-Conversation-Id"]
+        assert (
+            chat(client, history).headers["X-Conversation-Id"] == mine.headers["X-Conversation-Id"]
+        )
+
+
+class TestFingerprint:
+    def test_sdk_variants_of_one_message_have_one_canonical_form(self):
+        plain = {"role": "assistant", "content": "hi"}
+        sdk = {
+            "role": "assistant",
+            "content": "hi",
+            "refusal": None,
+            "tool_calls": None,
+            "audio": None,
+        }
+        parts = {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "h"}, {"type": "text", "text": "i"}],
+        }
+
+        assert canonical_message(plain) == canonical_message(sdk) == canonical_message(parts)
+
+    def test_tool_calls_are_compared_without_what_sdks_add(self):
+        streamed = {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        }
+        whole = {**streamed, "content": None}
+
+        assert fingerprint([canonical_message(streamed)]) == fingerprint([canonical_message(whole)])
+
+    def test_the_prefix_ends_at_the_last_assistant_turn(self):
+        messages = [
+            canonical_message(m)
+            for m in (
+                user("a"),
+                assistant("b"),
+                {"role": "tool", "tool_call_id": "c", "content": "r"},
+            )
+        ]
+
+        assert history_prefix(messages) == messages[:2]
+        assert history_prefix(messages[:1]) is None
+
+
+def test_the_openapi_document_lists_the_v1_operations_with_openai_errors(anonymous):
+    paths = anonymous.get("/openapi.json").json["paths"]
+
+    post = paths["/v1/chat/completions"]["post"]
+    assert set(post["responses"]) >= {"200", "400", "401", "404", "429", "502", "504"}
+    for status in ("400", "401", "404", "429"):
+        schema = post["responses"][status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/OpenAIErrorOut"}
+    assert "X-Conversation-Id" in {p["name"] for p in post["parameters"]}
+    assert "200" in paths["/v1/models"]["get"]["responses"]
