@@ -1,7 +1,7 @@
 """The exchange lifecycle: odd model output, HEAD, reasoning models, hang-ups, titles, odd
 upstream events and database failures each end the exchange once, and correctly.
 
-Each test here failed on the code before app/exchange/lifecycle.py (see the closing note of issue 8).
+Each test here failed on the code before app/exchange/lifecycle.py (see issue 8's closing note).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from app.exchange.lifecycle import Exchange
 from app.extensions import db
 from app.models import Message
 from app.services import generation
+from tests.api.test_generation import messages_of, only_message, parse_sse, post_stream, stream_text
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
-from tests.api.test_generation import messages_of, only_message, parse_sse, post_stream, stream_text
 
 REPLACEMENT = "\ufffd"
 
