@@ -14,6 +14,8 @@ from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.database import FairQueuePool
+
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -195,6 +197,9 @@ def engine_options(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
         # SQLite has no server to time out on; the busy timeout is set per connection.
         return {"connect_args": {"timeout": settings["DB_BUSY_TIMEOUT"]}}
     return {
+        # First come first served: the stock queue lets a newcomer take the connection a
+        # waiter was woken for, and some requests then waited seconds (app/database.py).
+        "poolclass": FairQueuePool,
         # No pool_pre_ping: a restarted database's dead connections are caught at checkout
         # without a round trip (app/database.py).
         "pool_size": settings["DB_POOL_SIZE"],

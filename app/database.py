@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from typing import Any
 
 import psycopg
@@ -9,6 +12,8 @@ from flask import Flask
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.util.queue import Empty, Full, Queue
 
 from app.extensions import db
 from app.web.sockets import readable_now
@@ -18,6 +23,69 @@ from app.web.sockets import readable_now
 # write lock (the upgrade fails at once with "database is locked" under concurrency),
 # whereas BEGIN IMMEDIATE waits up to the busy timeout. Other databases ignore it.
 WRITE_TRANSACTION = "convstore_write_transaction"
+
+
+class _Waiter:
+    __slots__ = ("entry", "ready")
+
+    def __init__(self, ready: threading.Condition) -> None:
+        self.ready = ready
+        self.entry: ConnectionPoolEntry | None = None
+
+
+class FairQueue(Queue[ConnectionPoolEntry]):
+    """SQLAlchemy's pool queue, first come first served: a connection put back is handed to
+    the longest waiter, never left for whoever asks next.
+
+    The stock queue notifies a waiter and lets it race for the connection; under load the
+    woken greenlet usually loses to one that just arrived, waits again, and can lose until
+    its pool time-out (wrk -c32: 20 requests over 2 s at a 35 ms median, BENCHMARKS.md).
+    """
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self._waiters: deque[_Waiter] = deque()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
+        with self.mutex:
+            if self.queue:  # never while anyone waits: put hands connections over
+                return self._get()
+            if not block:
+                raise Empty
+            waiter = _Waiter(threading.Condition(self.mutex))
+            self._waiters.append(waiter)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while waiter.entry is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self._waiters.remove(waiter)
+                    raise Empty
+                waiter.ready.wait(remaining)
+            return waiter.entry
+
+    def put(
+        self, item: ConnectionPoolEntry, block: bool = True, timeout: float | None = None
+    ) -> None:
+        with self.mutex:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.entry = item
+                waiter.ready.notify()
+                return
+            if self._full():  # the pool puts without blocking; its overflow is then closed
+                raise Full
+            self._put(item)
+
+    def waiting(self) -> int:
+        """How many checkouts wait for a connection now."""
+        with self.mutex:
+            return len(self._waiters)
+
+
+class FairQueuePool(QueuePool):
+    """A QueuePool whose waiters get connections in the order they asked (FairQueue)."""
+
+    _queue_class = FairQueue
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
