@@ -16,6 +16,9 @@ convstore/bare per endpoint (only ratios from one run count on a noisy machine).
     .venv/bin/python -m bench.crud --peers "" --only "get one,list 20,create" \
         --connections 32,64                                       # target 1 (starvation)
     .venv/bin/python -m bench.crud --seconds 1 --warmup 0 --only "get one"   # a smoke run
+
+The seed peer runs on asyncpg; SEED_PEER_DRIVER=psycopg in the environment puts it on the
+seed's own psycopg (async).
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ three statements' CPU (``--statements-ms``, from bench/statements.py), whether i
 issue 25's budget: 2x the bare relay plus the statements. Markdown.
 
     .venv/bin/python -m bench.streaming                      # PostgreSQL (TEST_DATABASE_URL)
-    .venv/bin/python -m bench.streaming --levels 1,200 --statements-ms 1.2   # issue 25, 3
+    .venv/bin/python -m bench.statements       # the three statements' CPU: --statements-ms
+    .venv/bin/python -m bench.streaming --levels 1,200 --statements-ms 3.7   # issue 25, 3
     .venv/bin/python -m bench.streaming --database sqlite --levels 1,50,200 --no-yardstick
-    .venv/bin/python -m bench.streaming --levels 1 --modes steady --rounds 1 --tokens 3 \
-        --delay 0.01                                         # a smoke run
+    .venv/bin/python -m bench.streaming --levels 1 --modes steady --rounds 1 --min-streams 1 \
+        --tokens 3 --delay 0.01                              # a smoke run
 """
 
 from __future__ import annotations
@@ -238,6 +239,12 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=0, help="streams per client in steady mode (default 3)"
     )
     parser.add_argument(
+        "--min-streams",
+        type=int,
+        default=30,
+        help="steady mode: more rounds at small N, so that CPU per stream spans enough ticks",
+    )
+    parser.add_argument(
         "--targets", default="service,sse,v1", help="service (text), sse, v1: any of them"
     )
     parser.add_argument(
@@ -299,10 +306,9 @@ def main(argv: list[str] | None = None) -> None:
             ]
             asyncio.run(burst("127.0.0.1", server.port, warm, 0))
         for mode in args.modes.split(","):
-            run_clients, rounds = MODES[mode]
-            if mode == "steady" and args.rounds:
-                rounds = args.rounds
+            run_clients = MODES[mode][0]
             for n in levels:
+                rounds = rounds_for(mode, n, args)
                 tag = uuid.uuid4().hex[:8]
                 requests = [
                     [upstream_request(llm_port, f"{tag}-{i}-{r}") for r in range(rounds)]
@@ -349,6 +355,15 @@ def main(argv: list[str] | None = None) -> None:
     report(runs, args)
 
 
+def rounds_for(mode: str, n: int, args: argparse.Namespace) -> int:
+    """Streams per client: one in a burst; in steady mode ``--rounds`` (3), raised at small N
+    to ``--min-streams`` in all (CPU is counted in 10 ms ticks)."""
+    if mode != "steady":
+        return MODES[mode][1]
+    rounds = args.rounds or MODES[mode][1]
+    return max(rounds, -(-args.min_streams // n))
+
+
 def measure(
     server: WebProcess,
     mode: str,
@@ -360,8 +375,7 @@ def measure(
 ) -> Run:
     """N clients through ``server`` (the bare relay): times, errors, CPU per stream, memory."""
     assert server.process is not None
-    run_clients, rounds = MODES[mode]
-    rounds = args.rounds if mode == "steady" and args.rounds else rounds
+    run_clients, rounds = MODES[mode][0], rounds_for(mode, n, args)
     tag = uuid.uuid4().hex[:8]
     requests = [
         [make(server.port, key, 1, f"{tag}-{i}-{r}") for r in range(rounds)] for i in range(n)
@@ -445,7 +459,7 @@ def yardstick(runs: list[Run], by_key: dict[tuple[str, int, str], Run], args) ->
         "right after; budget: 2x the bare relay + the three statements"
         + (f" ({statements:g} ms, --statements-ms)" if statements is not None else "")
         + f". CPU is counted in clock ticks ({1000 / os.sysconf('SC_CLK_TCK'):g} ms): a row is "
-        "exact to a tick over its streams, so at N=1 give --rounds enough streams (30+).\n"
+        "exact to a tick over its streams (steady: at least --min-streams; a burst of N: N).\n"
     )
     print(
         "| mode | N | target | service ms/stream | bare relay ms/stream | ratio "
