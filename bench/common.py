@@ -134,6 +134,10 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: int
+    # Requests that took over 1 s: those wrk recorded (its done() hook, WRK_DONE) plus its
+    # time-outs (2 s: never recorded in its latency distribution).
+    over_1s: int = 0
+    timeouts: int = 0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -146,8 +150,23 @@ def _ms(value: str) -> float:
     return float(number[1]) * _UNITS[number[2]]
 
 
+# wrk's done() hook: the latency distribution's count above 1 s (values in microseconds;
+# latency(i) is the i-th distinct value recorded and how many requests took it).
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local slow = 0
+  for i = 1, #latency do
+    local value, count = latency(i)
+    if value > 1000000 then slow = slow + count end
+  end
+  io.write(string.format("BENCH_OVER_1S %d\\n", slow))
+end
+"""
+
+
 def wrk_script(method: str, path: str, headers: dict[str, str], body: str | None = None) -> str:
-    """A wrk Lua script: ``path`` may hold ``{id}``, replaced by a random id in 1..ids."""
+    """A wrk Lua script: ``path`` may hold ``{id}``, replaced by a random id in 1..ids; it
+    prints the count of requests over 1 s when done."""
     lines = [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
     if body is not None:
         lines.append(f"wrk.body = {json.dumps(body)}")
@@ -159,7 +178,7 @@ def wrk_script(method: str, path: str, headers: dict[str, str], body: str | None
         f"  return wrk.format({json.dumps(method)}, {template})",
         "end",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + WRK_DONE
 
 
 def run_wrk(
@@ -193,8 +212,10 @@ def run_wrk(
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    over_1s = re.search(r"^BENCH_OVER_1S (\d+)$", out, re.MULTILINE)
     if not (latency and requests and rps):
         raise RuntimeError(f"cannot read wrk's report:\n{out}\n{done.stderr}")
+    timeouts = int(socket[4]) if socket else 0
     return WrkResult(
         requests_per_second=float(rps[1]),
         p50_ms=_ms(latency["50"]),
@@ -202,4 +223,6 @@ def run_wrk(
         requests=int(requests[1]),
         non_2xx=int(non_2xx[1]) if non_2xx else 0,
         socket_errors=sum(int(n) for n in socket.groups()) if socket else 0,
+        over_1s=(int(over_1s[1]) if over_1s else 0) + timeouts,
+        timeouts=timeouts,
     )

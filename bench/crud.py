@@ -1,12 +1,24 @@
-"""CRUD benchmark: req/s and latency of the REST endpoints under real gunicorn on PostgreSQL.
+"""CRUD benchmark: convstore's REST endpoints against its peers, in one run, on PostgreSQL.
 
 Migrates a fresh PostgreSQL database with the Procfile's release step, creates a user with
-`flask users create`, seeds conversations and messages, serves the app with the Procfile's
-web command, and drives each endpoint with wrk (random ids, ``--connections`` open). Then
-the same for a bare Flask get-by-id (bench/bare_flask.py), the baseline. Prints Markdown.
+`flask users create`, seeds conversations and messages, then serves, side by side through
+the Procfile's web command and the same gunicorn.conf.py (same worker count): convstore;
+the seed's FastAPI shape (bench/seed_peer, uvicorn workers); bare Flask (bench/bare_flask.py).
+Each round drives every endpoint with wrk on each server in turn (the servers' order
+rotating from one endpoint to the next), so that the machine's drift hits all alike; one
+round per ``--connections`` count. Prints, as Markdown: req/s, p50, p99, p99/p50, requests
+over 1 s and errors, service CPU per request, and each round's ratios convstore/seed and
+convstore/bare per endpoint (only ratios from one run count on a noisy machine).
 
-    .venv/bin/python -m bench.crud                    # needs wrk: apt-get install wrk
-    .venv/bin/python -m bench.crud --seconds 5 --connections 32
+    .venv/bin/pip install -e ".[bench]"               # the seed peer's FastAPI, asyncpg...
+    apt-get install wrk
+    .venv/bin/python -m bench.crud --repeat 3 --connections 32    # issue 25 target 2
+    .venv/bin/python -m bench.crud --peers "" --only "get one,list 20,create" \
+        --connections 32,64                                       # target 1 (starvation)
+    .venv/bin/python -m bench.crud --seconds 1 --warmup 0 --only "get one"   # a smoke run
+
+The seed peer runs on asyncpg; SEED_PEER_DRIVER=psycopg in the environment puts it on the
+seed's own psycopg (async).
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,9 +57,13 @@ from tests.procfile import WebProcess, create_user, release  # noqa: E402
 CONVERSATIONS = 1000
 MESSAGES = 100  # in conversation 1
 
-# The seed's FastAPI + async SQLAlchemy design, measured on this kind of machine (2 cores,
-# 2 uvicorn workers): req/s. From the issue that asked for this benchmark.
-SEED_RPS = {"get one": 1618, "list 20": 1188, "create": 609}
+# Who is measured: convstore itself, and the peers ``--peers`` adds (the WSGI/ASGI app each
+# serves, and its gunicorn worker class; None: convstore's own, ``--worker-class``).
+TARGETS = {
+    "convstore": ("wsgi:app", None),
+    "seed": ("bench.seed_peer.main:app", "uvicorn_worker.UvicornWorker"),
+    "bare": ("bench.bare_flask:app", None),
+}
 
 
 @dataclass(frozen=True)
@@ -67,9 +83,9 @@ ENDPOINTS = [
 ]
 
 
-def seed(url: str, owner_name: str) -> str:
+def seed(url: str, owner_name: str) -> tuple[str, int]:
     """Conversations for ``owner_name``, and messages in the first, by COPY; returns the
-    server's version."""
+    server's version and the owner's id."""
     now = datetime.now(UTC)
     libpq = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(libpq) as connection, connection.cursor() as cursor:
@@ -84,7 +100,7 @@ def seed(url: str, owner_name: str) -> str:
             for i in range(MESSAGES):
                 copy.write_row((1, f"prompt {i}", "answer " * 40, True, 200, now, now))
         cursor.execute("ANALYZE")
-        return cursor.execute("SHOW server_version").fetchone()[0]
+        return cursor.execute("SHOW server_version").fetchone()[0], owner[0]
 
 
 def statements_per_request(url: str, key: str) -> dict[str, int]:
@@ -126,21 +142,61 @@ def serving(env: dict[str, str], app: str = "wsgi:app") -> Iterator[WebProcess]:
         yield web
 
 
-def drive(web: WebProcess, endpoint: Endpoint, key: str, args: argparse.Namespace) -> WrkResult:
+@dataclass
+class Measure:
+    round: int
+    connections: int
+    endpoint: str
+    target: str
+    result: WrkResult
+    cpu_ms: float  # service CPU (gunicorn's master and workers) per request
+
+
+def drive(web: WebProcess, endpoint: Endpoint, key: str, connections: int, args) -> WrkResult:
     script = wrk_script(
         endpoint.method, endpoint.path, {"Authorization": f"Bearer {key}"}, endpoint.body
     )
     base = f"http://127.0.0.1:{web.port}"
-    run_wrk(base, script, connections=args.connections, seconds=1, ids=CONVERSATIONS)  # warm
-    return run_wrk(
-        base, script, connections=args.connections, seconds=args.seconds, ids=CONVERSATIONS
-    )
+    if args.warmup:
+        run_wrk(base, script, connections=connections, seconds=args.warmup, ids=CONVERSATIONS)
+    return run_wrk(base, script, connections=connections, seconds=args.seconds, ids=CONVERSATIONS)
+
+
+def measure_round(
+    webs: dict[str, WebProcess], key: str, number: int, connections: int, args
+) -> list[Measure]:
+    """Every chosen endpoint on every server, the servers' order rotating per endpoint."""
+    names = list(webs)
+    chosen = [e for e in ENDPOINTS if not args.only or e.name in args.only.split(",")]
+    measures = []
+    for i, endpoint in enumerate(chosen):
+        shift = (i + number) % len(names)
+        for target in names[shift:] + names[:shift]:
+            web = webs[target]
+            assert web.process is not None
+            before = cpu_seconds(web.process.pid)
+            result = drive(web, endpoint, key, connections, args)
+            cpu = (cpu_seconds(web.process.pid) - before) * 1000 / max(1, result.requests)
+            measures.append(Measure(number, connections, endpoint.name, target, result, cpu))
+            print(
+                f"round {number} c{connections} {endpoint.name} {target}: "
+                f"{result.requests_per_second:.0f} req/s",
+                file=sys.stderr,
+            )
+    return measures
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10, help="per endpoint and server")
+    parser.add_argument("--warmup", type=float, default=1, help="seconds before each (0: none)")
+    parser.add_argument(
+        "--connections", default="32", help="wrk's open connections; a list runs each (32,64)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds in this one run")
+    parser.add_argument(
+        "--peers", default="seed,bare", help="servers measured beside convstore: seed, bare"
+    )
     parser.add_argument("--workers", default=str(os.cpu_count() or 2))
     parser.add_argument("--worker-class", default="gevent")
     parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
@@ -154,6 +210,16 @@ def main(argv: list[str] | None = None) -> None:
         help="rate limiting off, or counted in memory or in the local Redis (its cost)",
     )
     args = parser.parse_args(argv)
+    peers = [p for p in args.peers.split(",") if p]
+    if unknown := [p for p in peers if p not in TARGETS or p == "convstore"]:
+        parser.error(f"unknown peers: {unknown}; choose among seed, bare")
+    if "seed" in peers:
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn_worker  # noqa: F401
+        except ImportError:
+            parser.error('the seed peer needs the bench extra: pip install -e ".[bench]"')
+    connection_counts = [int(c) for c in args.connections.split(",")]
 
     url = create_database("postgresql")
     env = {
@@ -168,21 +234,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         release(env)
         key = create_user(env, "bench", admin=True)
-        version = seed(url, "bench")
+        version, owner_id = seed(url, "bench")
         counts = statements_per_request(url, key)
-        results: dict[str, tuple[WrkResult, float]] = {}
-        with serving(env) as web:
-            assert web.process is not None
-            chosen = [e for e in ENDPOINTS if not args.only or e.name in args.only.split(",")]
-            for endpoint in chosen:
-                before = cpu_seconds(web.process.pid)
-                result = drive(web, endpoint, key, args)
-                cpu = (cpu_seconds(web.process.pid) - before) * 1000 / max(1, result.requests)
-                results[endpoint.name] = (result, cpu)
-                print(f"{endpoint.name}: {result.requests_per_second:.0f} req/s", file=sys.stderr)
-        with serving(env, app="bench.bare_flask:app") as web:
-            bare = drive(web, ENDPOINTS[0], key, args)
-        report(args, version, counts, results, bare)
+        measures: list[Measure] = []
+        with ExitStack() as stack:
+            webs = {}
+            for target in ["convstore", *peers]:
+                app, worker_class = TARGETS[target]
+                served = {**env, "BENCH_OWNER_ID": str(owner_id)}
+                if worker_class:
+                    served["GUNICORN_WORKER_CLASS"] = worker_class
+                webs[target] = stack.enter_context(serving(served, app=app))
+            for number in range(1, args.repeat + 1):
+                for connections in connection_counts:
+                    measures += measure_round(webs, key, number, connections, args)
+        report(args, version, counts, measures, peers)
     finally:
         drop_database(url)
 
@@ -191,37 +257,67 @@ def report(
     args: argparse.Namespace,
     version: str,
     counts: dict[str, int],
-    results: dict[str, tuple[WrkResult, float]],
-    bare: WrkResult,
+    measures: list[Measure],
+    peers: list[str],
 ) -> None:
     pool = settings_from_env(tempfile.gettempdir())  # what the served app reads
     print(
         f"CRUD benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} "
-        f"cores, Python {platform.python_version()}, PostgreSQL {version}, {args.workers} "
-        f"gunicorn {args.worker_class} workers (threads: {args.threads}), pool "
-        f"{pool['DB_POOL_SIZE']}+{pool['DB_MAX_OVERFLOW']}, wrk {args.connections} connections "
-        f"{args.seconds:g} s per endpoint (wrk runs on the same cores).\n"
+        f"cores, load average {os.getloadavg()[0]:.2f} at the end, Python "
+        f"{platform.python_version()}, PostgreSQL {version}, {args.workers} gunicorn workers "
+        f"each (convstore and bare: {args.worker_class}, threads {args.threads}; seed: "
+        f"uvicorn), pool {pool['DB_POOL_SIZE']}+{pool['DB_MAX_OVERFLOW']} per worker, wrk "
+        f"{args.seconds:g} s per endpoint and server after {args.warmup:g} s of warm-up, "
+        f"{args.repeat} round(s) (wrk runs on the same cores).\n"
     )
     print(
-        "| endpoint | req/s | p50 ms | p99 ms | errors | SQL statements | "
-        "service CPU ms/req | vs seed FastAPI |"
+        "| round | connections | endpoint | server | req/s | p50 ms | p99 ms | p99/p50 "
+        "| over 1 s | errors | SQL statements | service CPU ms/req |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, (result, cpu) in results.items():
-        seed_rps = SEED_RPS.get(name)
-        ratio = f"{result.requests_per_second / seed_rps:.2f}x" if seed_rps else ""
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for m in measures:
+        r = m.result
+        statements = counts[m.endpoint] if m.target == "convstore" else ""
         print(
-            f"| {name} | {result.requests_per_second:.0f} | {result.p50_ms:.1f} "
-            f"| {result.p99_ms:.1f} | {result.non_2xx + result.socket_errors} | {counts[name]} "
-            f"| {cpu:.2f} | {ratio} |"
+            f"| {m.round} | {m.connections} | {m.endpoint} | {m.target} "
+            f"| {r.requests_per_second:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
+            f"| {r.p99_ms / r.p50_ms:.1f} | {r.over_1s} | {r.non_2xx + r.socket_errors} "
+            f"| {statements} | {m.cpu_ms:.2f} |"
         )
-    print(
-        f"| bare Flask get one (baseline) | {bare.requests_per_second:.0f} | {bare.p50_ms:.1f} "
-        f"| {bare.p99_ms:.1f} | {bare.non_2xx + bare.socket_errors} | 1 | | |"
+    by_key = {(m.round, m.connections, m.endpoint, m.target): m for m in measures}
+    order = [e.name for e in ENDPOINTS]
+    keys = sorted(
+        {(m.connections, m.endpoint) for m in measures}, key=lambda k: (k[0], order.index(k[1]))
     )
-    if "get one" in results:
-        get_rps = results["get one"][0].requests_per_second
-        print(f"\nget one: {bare.requests_per_second / get_rps:.2f}x slower than bare Flask.")
+    for peer in peers:
+        print(f"\nconvstore/{peer}, req/s, each round (>= 1: convstore is faster):\n")
+        print("| connections | endpoint | " + " | ".join(f"round {n}" for n in rounds(args)) + " |")
+        print("|---|---|" + "---|" * args.repeat)
+        for connections, endpoint in keys:
+            cells = []
+            for n in rounds(args):
+                ours = by_key.get((n, connections, endpoint, "convstore"))
+                theirs = by_key.get((n, connections, endpoint, peer))
+                if ours and theirs and theirs.result.requests_per_second:
+                    ratio = ours.result.requests_per_second / theirs.result.requests_per_second
+                    cells.append(f"{ratio:.2f}")
+                else:
+                    cells.append("")
+            print(f"| {connections} | {endpoint} | " + " | ".join(cells) + " |")
+    print("\nconvstore, starvation (target: 0 over 1 s and p99/p50 <= 4), each round:\n")
+    print("| connections | endpoint | " + " | ".join(f"round {n}" for n in rounds(args)) + " |")
+    print("|---|---|" + "---|" * args.repeat)
+    for connections, endpoint in keys:
+        cells = []
+        for n in rounds(args):
+            m = by_key.get((n, connections, endpoint, "convstore"))
+            r = m.result if m else None
+            cells.append(f"{r.over_1s} over 1 s, {r.p99_ms / r.p50_ms:.1f}x" if r else "")
+        print(f"| {connections} | {endpoint} | " + " | ".join(cells) + " |")
+
+
+def rounds(args: argparse.Namespace) -> range:
+    return range(1, args.repeat + 1)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
-"""Streaming benchmark: N concurrent streams through the service vs straight to the LLM.
+"""Streaming benchmark: N concurrent streams through the service vs straight to the LLM,
+and vs the bare relay (bench/bare_relay.py), the yardstick of the service's CPU per stream.
 
 Starts the fake OpenAI-compatible server (its own process), migrates a fresh database,
-serves the app with the Procfile's web command (gunicorn), then for each N opens N
-concurrent streams with an asyncio client: once to the service's /text/generate/stream and
-once straight to the fake server; and (target ``v1``) through the OpenAI-compatible
-``POST /v1/chat/completions`` with ``stream: true``, the events relayed raw. Reports time to
-first token and total time (p50/p99), errors, rows saved, the service's CPU per stream and
-peak memory, as a Markdown table.
+serves the app with the Procfile's web command (gunicorn) and, beside it under the same
+gunicorn config, the bare relay; then for each N opens N concurrent streams with an asyncio
+client: once straight to the fake server, then for each target through the service and
+right after through the bare relay. Targets: ``service`` (text, GET /text/generate/stream),
+``sse`` (POST /conversations/<id>/messages with ``stream: true``) and ``v1`` (the
+OpenAI-compatible POST /v1/chat/completions, the events relayed raw). Reports time to first
+token and total time (p50/p99), errors, rows saved, the service's CPU per stream and peak
+memory, then the service's CPU per stream as a ratio to the bare relay's and, given the
+three statements' CPU (``--statements-ms``, from bench/statements.py), whether it is within
+issue 25's budget: 2x the bare relay plus the statements. Markdown.
 
     .venv/bin/python -m bench.streaming                      # PostgreSQL (TEST_DATABASE_URL)
-    .venv/bin/python -m bench.streaming --database sqlite --levels 1,50,200
+    .venv/bin/python -m bench.statements       # the three statements' CPU: --statements-ms
+    .venv/bin/python -m bench.streaming --levels 1,200 --statements-ms 3.7   # issue 25, 3
+    .venv/bin/python -m bench.streaming --database sqlite --levels 1,50,200 --no-yardstick
+    .venv/bin/python -m bench.streaming --levels 1 --modes steady --rounds 1 --min-streams 1 \
+        --tokens 3 --delay 0.01                              # a smoke run
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -160,7 +171,22 @@ def v1_request(port: int, key: str, conversation_id: int, prompt: str) -> bytes:
     return head + body
 
 
-TARGETS = {"service": service_request, "v1": v1_request}
+def sse_request(port: int, key: str, conversation_id: int, prompt: str) -> bytes:
+    """A streamed exchange in the bench conversation, answered as Server-Sent Events."""
+    body = json.dumps({"prompt": prompt, "stream": True}).encode()
+    head = (
+        f"POST /conversations/{conversation_id}/messages HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+# /v1/responses: when the service serves it (issue 25, target 3), add its request builder
+# here (a streamed POST /v1/responses into the bench conversation), and its route to
+# bench/bare_relay.py's ROUTES: every mode, level, report and yardstick ratio follow.
+TARGETS = {"service": service_request, "sse": sse_request, "v1": v1_request}
 
 
 def upstream_request(port: int, prompt: str) -> bytes:
@@ -212,7 +238,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rounds", type=int, default=0, help="streams per client in steady mode (default 3)"
     )
-    parser.add_argument("--targets", default="service,v1", help="service (text), v1, or both")
+    parser.add_argument(
+        "--min-streams",
+        type=int,
+        default=30,
+        help="steady mode: more rounds at small N, so that CPU per stream spans enough ticks",
+    )
+    parser.add_argument(
+        "--targets", default="service,sse,v1", help="service (text), sse, v1: any of them"
+    )
+    parser.add_argument(
+        "--yardstick",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also stream each target through the bare relay (bench/bare_relay.py)",
+    )
+    parser.add_argument(
+        "--statements-ms",
+        type=float,
+        default=None,
+        help="CPU ms of the three statements per stream (bench/statements.py): the budget",
+    )
     parser.add_argument(
         "--limits",
         choices=LIMIT_MODES,
@@ -244,20 +290,25 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[Run] = []
     stream_seconds = args.tokens * args.delay
     log = Path(tempfile.mkdtemp(prefix="convstore-bench-")) / "gunicorn.log"
-    with WebProcess(env, log) as web:
+    bare_log = log.with_name("bare-relay.log")
+    with ExitStack() as stack:
+        web = stack.enter_context(WebProcess(env, log))
         assert web.process is not None
+        bare = None
+        if args.yardstick:
+            bare = stack.enter_context(WebProcess(env, bare_log, app="bench.bare_relay:app"))
         # Warm every worker up (imports, first connections) before measuring.
-        warm = [
-            [make(web.port, key, conversation_id, "warm-up")]
-            for make in TARGETS.values()
-            for _ in range(10)
-        ]
-        asyncio.run(burst("127.0.0.1", web.port, warm, 0))
+        for server in (web, bare) if bare else (web,):
+            warm = [
+                [make(server.port, key, conversation_id, "warm-up")]
+                for make in TARGETS.values()
+                for _ in range(10)
+            ]
+            asyncio.run(burst("127.0.0.1", server.port, warm, 0))
         for mode in args.modes.split(","):
-            run_clients, rounds = MODES[mode]
-            if mode == "steady" and args.rounds:
-                rounds = args.rounds
+            run_clients = MODES[mode][0]
             for n in levels:
+                rounds = rounds_for(mode, n, args)
                 tag = uuid.uuid4().hex[:8]
                 requests = [
                     [upstream_request(llm_port, f"{tag}-{i}-{r}") for r in range(rounds)]
@@ -285,19 +336,60 @@ def main(argv: list[str] | None = None) -> None:
                         )
                         wall = time.perf_counter() - started
                     run = Run(mode, target, n, wall, samples, peak_rss_mb=memory.peak)
+                    run.saved = count_saved(engine, tag, len(samples) - run.errors)
+                    # After the saves: the close hooks' work is part of each stream's cost.
                     cpu = cpu_seconds(web.process.pid) - cpu_before
                     run.cpu_ms_per_stream = cpu * 1000 / len(samples)
-                    run.saved = count_saved(engine, tag, len(samples) - run.errors)
                     runs.append(run)
                     print(
                         f"{mode} N={n}: {target} errors={run.errors} "
                         f"saved={run.saved}/{len(samples)}",
                         file=sys.stderr,
                     )
+                    if bare is not None:
+                        # Right after the service, on the same requests: the same drift.
+                        runs.append(measure(bare, mode, f"bare {target}", n, make, key, args))
     llm.terminate()
     engine.dispose()
     drop_database(url)
     report(runs, args)
+
+
+def rounds_for(mode: str, n: int, args: argparse.Namespace) -> int:
+    """Streams per client: one in a burst; in steady mode ``--rounds`` (3), raised at small N
+    to ``--min-streams`` in all (CPU is counted in 10 ms ticks)."""
+    if mode != "steady":
+        return MODES[mode][1]
+    rounds = args.rounds or MODES[mode][1]
+    return max(rounds, -(-args.min_streams // n))
+
+
+def measure(
+    server: WebProcess,
+    mode: str,
+    target: str,
+    n: int,
+    make: Callable[[int, str, int, str], bytes],
+    key: str,
+    args: argparse.Namespace,
+) -> Run:
+    """N clients through ``server`` (the bare relay): times, errors, CPU per stream, memory."""
+    assert server.process is not None
+    run_clients, rounds = MODES[mode][0], rounds_for(mode, n, args)
+    tag = uuid.uuid4().hex[:8]
+    requests = [
+        [make(server.port, key, 1, f"{tag}-{i}-{r}") for r in range(rounds)] for i in range(n)
+    ]
+    cpu_before = cpu_seconds(server.process.pid)
+    with PeakMemory(server.process.pid) as memory:
+        started = time.perf_counter()
+        samples = asyncio.run(
+            run_clients("127.0.0.1", server.port, requests, args.tokens * args.delay)
+        )
+        wall = time.perf_counter() - started
+    run = Run(mode, target, n, wall, samples, peak_rss_mb=memory.peak)
+    run.cpu_ms_per_stream = (cpu_seconds(server.process.pid) - cpu_before) * 1000 / len(samples)
+    return run
 
 
 def count_saved(engine: sa.Engine, tag: str, expected: int) -> int:
@@ -352,9 +444,41 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
                 f"| {service.pct('ttft', 0.5) - direct.pct('ttft', 0.5):.1f} "
                 f"| {service.pct('ttft', 0.99) - direct.pct('ttft', 0.99):.1f} |"
             )
+    if args.yardstick:
+        yardstick(runs, by_key, args)
     errors = [s.error for r in runs for s in r.samples if s.error]
     if errors:
         print("\nFirst errors:", statistics.multimode(errors)[:3])
+
+
+def yardstick(runs: list[Run], by_key: dict[tuple[str, int, str], Run], args) -> None:
+    """The service's CPU per stream against the bare relay's, and issue 25's budget."""
+    statements = args.statements_ms
+    print(
+        "\nService CPU per stream against the bare relay (bench/bare_relay.py), same requests "
+        "right after; budget: 2x the bare relay + the three statements"
+        + (f" ({statements:g} ms, --statements-ms)" if statements is not None else "")
+        + f". CPU is counted in clock ticks ({1000 / os.sysconf('SC_CLK_TCK'):g} ms): a row is "
+        "exact to a tick over its streams (steady: at least --min-streams; a burst of N: N).\n"
+    )
+    print(
+        "| mode | N | target | service ms/stream | bare relay ms/stream | ratio "
+        "| budget ms | within |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for mode, n in sorted({(r.mode, r.n) for r in runs}, key=lambda k: (k[0] != "steady", k[1])):
+        for target in args.targets.split(","):
+            service, bare = by_key[(mode, n, target)], by_key[(mode, n, f"bare {target}")]
+            ours, theirs = service.cpu_ms_per_stream or 0.0, bare.cpu_ms_per_stream or 0.0
+            ratio = f"{ours / theirs:.2f}" if theirs else ""
+            budget = within = ""
+            if statements is not None:
+                limit = 2 * theirs + statements
+                budget, within = f"{limit:.1f}", "yes" if ours <= limit else "no"
+            print(
+                f"| {mode} | {n} | {target} | {ours:.1f} | {theirs:.1f} | {ratio} "
+                f"| {budget} | {within} |"
+            )
 
 
 if __name__ == "__main__":
