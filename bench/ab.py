@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.ab bench/ab/orm_to_core.py --requests 400
 
 A swap file defines ``swap_a()`` and ``swap_b()``, each installing one version (by replacing
-functions of the app's modules). Streams (or, ``--target get``, reads of one conversation) go
+functions of the app's modules). Streams (or, ``--target get``, one conversation; ``list``, 20) go
 through the app in-process (Flask's test client, the fake LLM over HTTP, PostgreSQL), in the
 order A B, B A, A B..., each timed in thread CPU time. This VM's speed drifts by 10 to 40 %
 from one minute to the next, which swamps a difference of a few percent between two separate
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("swap_file")
     parser.add_argument("--requests", type=int, default=400, help="per version")
     parser.add_argument("--tokens", type=int, default=3)
-    parser.add_argument("--target", choices=["text", "v1", "get"], default="text")
+    parser.add_argument("--target", choices=["text", "v1", "get", "list"], default="text")
     args = parser.parse_args(argv)
 
     llm_port = free_port()
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     key = create_user(env, "bench")
     os.environ.update(env)
     conversation_id = create_bench_conversation(url)
+    if args.target == "list":
+        for _ in range(19):  # a full page of 20
+            create_bench_conversation(url)
 
     from app import create_app
 
@@ -79,7 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     def get(n: int) -> object:
         return client.get(f"/conversations/{conversation_id}", headers=headers)
 
-    send = {"text": text, "v1": v1, "get": get}[args.target]
+    def page(n: int) -> object:
+        return client.get("/conversations?take=20", headers=headers)
+
+    send = {"text": text, "v1": v1, "get": get, "list": page}[args.target]
 
     def one(n: int) -> None:
         response = send(n)

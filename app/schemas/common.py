@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
 
 from app.models import (
     METADATA_KEY_MAX,
@@ -189,3 +190,70 @@ class MetadataFilterArgs(Schema):
 
 def prompt_field(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
     return not_blank_text(max_length, required=True, **kwargs)
+
+
+def _to_int(value: Any) -> Any:
+    return value if value is None or type(value) is int else int(value)
+
+
+def _to_str(value: Any) -> Any:
+    return value if value is None or type(value) is str else str(value)
+
+
+def _to_bool(value: Any) -> Any:
+    return value if value is None or type(value) is bool else bool(value)
+
+
+def _to_iso(value: Any) -> Any:
+    return None if value is None else value.isoformat()
+
+
+def _field_converter(field: fields.Field) -> Any:
+    """How ``field`` dumps a value, when marshmallow's machinery adds nothing to it."""
+    if field.dump_default is not missing or "." in (field.attribute or ""):
+        return None
+    kind = type(field)
+    if kind is fields.Integer and not field.as_string:
+        return _to_int
+    if kind is fields.String:
+        return _to_str
+    if kind is fields.Boolean:
+        return _to_bool
+    if kind in (fields.AwareDateTime, fields.DateTime) and field.format in (None, "iso"):
+        return _to_iso
+    return None
+
+
+class FastDumpSchema(Schema):
+    """A response schema whose plain fields (int, str, bool, ISO datetimes) are read off the
+    object directly; others go through marshmallow. Same output (tests/api/test_fast_dump.py);
+    3.5 % less CPU per page of 20 conversations in-process (bench/ab/fast_dump.py)."""
+
+    def _serialize(self, obj: Any, *, many: bool = False) -> Any:
+        if many and obj is not None:
+            return [self._serialize(item) for item in obj]
+        if isinstance(obj, Mapping):
+            return super()._serialize(obj)
+        plan = self.__dict__.get("_dump_plan")
+        if plan is None:
+            plan = self.__dict__["_dump_plan"] = [
+                (
+                    name,
+                    field.attribute or name,
+                    field.data_key if field.data_key is not None else name,
+                    _field_converter(field),
+                    field,
+                )
+                for name, field in self.dump_fields.items()
+            ]
+        result = self.dict_class()
+        for name, attribute, key, convert, field in plan:
+            if convert is not None:
+                value = getattr(obj, attribute, missing)
+                if value is not missing:
+                    result[key] = convert(value)
+                    continue
+            value = field.serialize(name, obj, accessor=self.get_attribute)
+            if value is not missing:
+                result[key] = value
+        return result

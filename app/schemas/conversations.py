@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from app.schemas.common import (
+    FastDumpSchema,
     MetadataFilterArgs,
     Owner,
     PageArgs,
@@ -44,7 +45,7 @@ class ConversationPatch(Schema):
     meta = metadata_field(nullable_values=True)
 
 
-class ConversationOut(Schema):
+class ConversationOut(FastDumpSchema):
     id = fields.Integer()
     owner_id = fields.Integer()
     title = fields.String(allow_none=True)

@@ -9,7 +9,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.base import NO_VALUE
 
 from app.models import FEEDBACK_COMMENT_MAX, RATINGS
-from app.schemas.common import MAX_ID, QUERY_PROMPT_MAX, Text, prompt_field
+from app.schemas.common import MAX_ID, QUERY_PROMPT_MAX, FastDumpSchema, Text, prompt_field
 
 
 class MessageCreate(Schema):
@@ -68,7 +68,7 @@ class LoadedOnly(fields.Nested):
         return None if value is NO_VALUE else value
 
 
-class MessageOut(Schema):
+class MessageOut(FastDumpSchema):
     id = fields.Integer()
     conversation_id = fields.Integer()
     prompt_content = fields.String()
