@@ -78,6 +78,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+def _created_at(context: Any) -> datetime:
+    """A row's created_at when the INSERT sets one (a default per row), else now."""
+    return context.get_current_parameters().get("created_at") or utcnow()
+
+
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -174,7 +179,7 @@ class Conversation(TimestampMixin, db.Model):
         ),
     )
     # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
-    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_created_at)
     # Exchanges in every branch, kept by the statements that add and delete them.
     message_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -105,6 +105,11 @@ def _conversation(row: dict[str, Any]) -> dict[str, Any]:
         "metadata": row["meta"] or {},
         "created_at": _time(row["created_at"]),
         "updated_at": _time(row["updated_at"]),
+        # The tree (ids of the exporting instance, as the messages' own).
+        "last_activity_at": _time(row["last_activity_at"]),
+        "archived": row["archived"],
+        "pinned": row["pinned"],
+        "current_message_id": row["current_message_id"],
     }
 
 
@@ -119,6 +124,7 @@ def _message(row: dict[str, Any]) -> dict[str, Any]:
         }
     return {
         "id": row["id"],
+        "parent_id": row["parent_id"],
         "prompt_content": row["prompt_content"],
         "response_content": row["response_content"],
         "prompt_tokens": row["prompt_tokens"],
