@@ -167,17 +167,10 @@ class Conversation(TimestampMixin, db.Model):
     )
     # The exchange the user sees last: the leaf of the current branch of the conversation's
     # tree (NULL: no exchange yet). Moved by the INSERT of every new exchange, in the same
-    # statement; a deleted exchange's subtree hands it to the subtree's parent first.
-    # use_alter: messages refer to conversations too, and the cycle needs one side named.
-    current_message_id: Mapped[int | None] = mapped_column(
-        BigInteger,
-        ForeignKey(
-            "messages.id",
-            ondelete="SET NULL",
-            use_alter=True,
-            name="fk_conversations_current_message_id_messages",
-        ),
-    )
+    # statement; deleting a subtree that holds it hands it to the subtree's parent in the
+    # same transaction (MessageRepository). No foreign key: a second one between the two
+    # tables would make every join of messages to conversations ambiguous to name.
+    current_message_id: Mapped[int | None] = mapped_column(BigInteger)
     # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_created_at)
     # Exchanges in every branch, kept by the statements that add and delete them.
@@ -192,7 +185,6 @@ class Conversation(TimestampMixin, db.Model):
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="Message.id",
-        foreign_keys="Message.conversation_id",
     )
 
     def __repr__(self) -> str:
@@ -266,9 +258,7 @@ class Message(TimestampMixin, db.Model):
     request_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     system_prompt: Mapped[str | None] = mapped_column(Text)
 
-    conversation: Mapped[Conversation] = relationship(
-        back_populates="messages", foreign_keys=[conversation_id]
-    )
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.
     feedback: Mapped[Feedback | None] = relationship(lazy="raise", passive_deletes=True)
 
