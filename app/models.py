@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    func,
     text,
     true,
 )
@@ -172,7 +173,10 @@ class Conversation(TimestampMixin, db.Model):
     # tables would make every join of messages to conversations ambiguous to name.
     current_message_id: Mapped[int | None] = mapped_column(BigInteger)
     # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
-    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_created_at)
+    # The server default serves rows written by SQL alone (the ORM sets it per row).
+    last_activity_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=_created_at, server_default=func.now()
+    )
     # Exchanges in every branch, kept by the statements that add and delete them.
     message_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -72,7 +72,7 @@ def upgrade():
     )
 
     with op.batch_alter_table('conversations', schema=None, table_kwargs=KEEP_AUTOINCREMENT) as batch_op:
-        batch_op.alter_column('last_activity_at', existing_type=sa.DateTime(timezone=True), nullable=False)
+        batch_op.alter_column('last_activity_at', existing_type=sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
         batch_op.drop_index('ix_conversations_owner_id_history_fingerprint')
         batch_op.drop_column('history_fingerprint')
         batch_op.create_index('ix_conversations_recent', ['owner_id', 'archived', 'pinned', 'last_activity_at', 'id'], unique=False)
