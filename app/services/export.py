@@ -173,8 +173,20 @@ def markdown_document(reader: PageReader, conversation_id: int) -> Iterator[str]
         yield f"- Created: {conversation['created_at']}\n"
         for key, value in sorted(conversation["metadata"].items()):
             yield f"- {_line(key)}: {_line(value)}\n"
+        numbers: dict[int, int] = {}
+        previous = None
         for n, message in enumerate(reader.messages(conversation_id), start=1):
             yield f"\n## Exchange {n}\n\n*{message['created_at']}*\n\n"
+            # Exchanges are listed in creation order: say where a branch leaves the one above.
+            parent = message["parent_id"]
+            if parent != previous and (parent is None or parent in numbers):
+                after = (
+                    "a new first exchange"
+                    if parent is None
+                    else f"after exchange {numbers[parent]}"
+                )
+                yield f"*Another branch: {after}.*\n\n"
+            numbers[message["id"]], previous = n, message["id"]
             yield f"**User:**\n\n{message['prompt_content']}\n\n"
             yield f"**Assistant:**\n\n{message['response_content']}\n"
             if message["is_success"] is not True:

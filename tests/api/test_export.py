@@ -495,3 +495,20 @@ def test_an_export_restores_into_another_instance_on_the_other_engine(
     assert response.status_code == 201
     assert without_ids(again) == without_ids(exported)
     assert [(r["conversation_id"], r["field"]) for r in found] == [(new_id, "response")]
+
+
+def test_markdown_says_where_a_branch_leaves_the_exchange_above(client, fake_llm):
+    cid = client.post("/conversations", json={"title": "t", "model_type": "m"}).json["id"]
+    url = f"/conversations/{cid}/messages"
+    first = client.post(url, json={"prompt": "one"}).json
+    client.post(url, json={"prompt": "two"})
+    client.post(url, json={"prompt": "two, edited", "parent_id": first["id"]})
+    client.post(url, json={"prompt": "one, edited", "parent_id": None})
+
+    text = client.get(f"/conversations/{cid}/export?format=markdown").get_data(as_text=True)
+
+    notes = [line for line in text.splitlines() if line.startswith("*Another branch")]
+    assert notes == [
+        "*Another branch: after exchange 1.*",
+        "*Another branch: a new first exchange.*",
+    ]
