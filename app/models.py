@@ -18,6 +18,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    false,
+    func,
     text,
     true,
 )
@@ -75,6 +77,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+def _created_at(context: Any) -> datetime:
+    """A row's created_at when the INSERT sets one (a default per row), else now."""
+    return context.get_current_parameters().get("created_at") or utcnow()
 
 
 class TimestampMixin:
@@ -141,8 +148,11 @@ class Conversation(TimestampMixin, db.Model):
     # Serves listing one owner's conversations in id order, either direction.
     __table_args__ = (
         Index("ix_conversations_owner_id_id", "owner_id", "id"),
-        # The /v1 gateway's threading: one owner's conversation whose history matches.
-        Index("ix_conversations_owner_id_history_fingerprint", "owner_id", "history_fingerprint"),
+        # order=recent: one owner's archived or unarchived conversations, pinned first, most
+        # recently active first; the first page is one backward range scan.
+        Index(
+            "ix_conversations_recent", "owner_id", "archived", "pinned", "last_activity_at", "id"
+        ),
         _NO_ID_REUSE,
     )
 
@@ -156,9 +166,21 @@ class Conversation(TimestampMixin, db.Model):
     meta: Mapped[dict[str, str]] = mapped_column(
         "metadata", JsonObject, default=dict, server_default=text("'{}'")
     )
-    # SHA-256 of the history so far as an OpenAI client resends it (app/services/gateway.py),
-    # set by each successful /v1 exchange; NULL until one.
-    history_fingerprint: Mapped[str | None] = mapped_column(String(FINGERPRINT_LENGTH))
+    # The exchange the user sees last: the leaf of the current branch of the conversation's
+    # tree (NULL: no exchange yet). Moved by the INSERT of every new exchange, in the same
+    # statement; deleting a subtree that holds it hands it to the subtree's parent in the
+    # same transaction (MessageRepository). No foreign key: a second one between the two
+    # tables would make every join of messages to conversations ambiguous to name.
+    current_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
+    # The server default serves rows written by SQL alone (the ORM sets it per row).
+    last_activity_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=_created_at, server_default=func.now()
+    )
+    # Exchanges in every branch, kept by the statements that add and delete them.
+    message_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # passive_deletes: the database's ON DELETE CASCADE removes the messages, so deleting
     # a conversation never loads them.
@@ -187,6 +209,16 @@ class Message(TimestampMixin, db.Model):
             postgresql_where=text("is_success IS NULL"),
             sqlite_where=text("is_success IS NULL"),
         ),
+        # A tree's walks: children of an exchange (subtrees, siblings, the foreign key's
+        # checks) and, with parent_id IS NULL, a conversation's first exchanges.
+        Index("ix_messages_parent_id_conversation_id", "parent_id", "conversation_id"),
+        # The /v1 gateway's threading: the exchange whose history a request continues.
+        Index(
+            "ix_messages_history_fingerprint",
+            "history_fingerprint",
+            postgresql_where=text("history_fingerprint IS NOT NULL"),
+            sqlite_where=text("history_fingerprint IS NOT NULL"),
+        ),
         _NO_ID_REUSE,
     )
 
@@ -194,6 +226,14 @@ class Message(TimestampMixin, db.Model):
     conversation_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("conversations.id", ondelete="CASCADE")
     )
+    # The exchange this one follows in its branch (NULL: a first exchange); always an
+    # older one of the same conversation, so a branch in id order is root first. No ON
+    # DELETE CASCADE: SQLite runs cascades recursively and gives up past 1,000 levels, so
+    # a subtree is deleted by one statement that names all of it (MessageRepository).
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("messages.id"))
+    # /v1: SHA-256 of the history this exchange ended, as an OpenAI client resends it
+    # (app/services/gateway.py); set when it completes. NULL for other endpoints.
+    history_fingerprint: Mapped[str | None] = mapped_column(String(FINGERPRINT_LENGTH))
     prompt_content: Mapped[str] = mapped_column(Text)
     response_content: Mapped[str] = mapped_column(Text, default="")
     # What a reasoning model thought before answering (DeepSeek-R1, Qwen3, o-series relays).

@@ -27,6 +27,11 @@ def test_a_conversation_dumps_as_marshmallow_dumps_it():
         meta={"k": "v"},
         created_at=WHEN,
         updated_at=WHEN,
+        last_activity_at=WHEN,
+        message_count=2,
+        archived=False,
+        pinned=True,
+        current_message_id=11,
     )
     untitled = Conversation(
         id=8, owner_id=3, title=None, model_type="m", meta={}, created_at=WHEN, updated_at=WHEN
@@ -43,6 +48,11 @@ def test_a_conversation_dumps_as_marshmallow_dumps_it():
         "metadata": {"k": "v"},
         "created_at": "2026-12-02T13:30:05.123456+00:00",
         "updated_at": "2026-12-02T13:30:05.123456+00:00",
+        "last_activity_at": "2026-12-02T13:30:05.123456+00:00",
+        "message_count": 2,
+        "archived": False,
+        "pinned": True,
+        "current_message_id": 11,
     }
 
 
