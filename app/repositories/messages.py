@@ -24,6 +24,16 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         cost more CPU than the statement's round trip (bench/ab/)."""
         return self.session.connection().execute(_insert_returning_id(), values).scalar_one()
 
+    def first_prompt(self, conversation_id: int) -> str | None:
+        """The prompt of a conversation's first exchange, or None."""
+        query = (
+            select(Message.prompt_content)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.id)
+            .limit(1)
+        )
+        return self.session.scalar(query)
+
     def list_for_conversation(
         self, conversation_id: int, *, skip: int = 0, take: int = 100, after: int | None = None
     ) -> list[Message]:
