@@ -154,6 +154,9 @@ def _begin(
                 "heartbeat_at": utcnow(),
                 "request_params": storable_json({k: v for k, v in body.items() if k != "messages"}),
                 "system_prompt": system_text(messages),
+                # What this call adds to the conversation: what follows the history it
+                # continues (all of it on a first turn), as sent.
+                "input_items": storable_json(messages[len(prefix) if prefix else 0 :]),
             }
         )
     return PendingExchange(

@@ -432,6 +432,28 @@ class TestThreading:
         assert response.status_code == 503
         assert len(fake_llm.requests) == 2
 
+    def test_each_exchange_keeps_the_input_new_since_the_previous_answer(
+        self, client, fake_llm, database
+    ):
+        parts = [{"type": "text", "text": "two"}, {"type": "image_url", "image_url": {"url": "x"}}]
+        first_turn = [{"role": "system", "content": "sys"}, user("one")]
+        first = chat(client, first_turn)
+        history = [
+            *first_turn,
+            first.json["choices"][0]["message"],
+            {"role": "user", "content": parts, "name": "ann"},
+            {"role": "user", "content": "a\u0000b"},
+        ]
+
+        second = chat(client, history)
+
+        assert second.headers["X-Conversation-Id"] == first.headers["X-Conversation-Id"]
+        saved = messages_in(database, int(first.headers["X-Conversation-Id"]))
+        assert [m.input_items for m in saved] == [
+            first_turn,
+            [{"role": "user", "content": parts, "name": "ann"}, user("a\ufffdb")],
+        ]
+
     def test_an_explicit_conversation_is_used_and_another_users_is_404(
         self, client, fake_llm, make_account, database
     ):
@@ -662,6 +684,12 @@ class TestToolLoopsWithTheSDK:
             ("", True),
             ("done", False),
             ("", True),
+        ]
+        # Each exchange keeps what the client added since the previous answer.
+        assert [m.input_items for m in saved] == [
+            [user("look up déjà vu")],
+            [{"role": "tool", "tool_call_id": "call_1", "content": "result for déjà vu"}],
+            [user("thanks")],
         ]
 
     @staticmethod
