@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import NotFound
+from app.exchange.lifecycle import Outcome
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
 from app.services.auth import Principal
@@ -20,9 +21,23 @@ MESSAGE_FIELDS = (
     "total_tokens",
     "is_success",
     "status_code",
+    "outcome",
+    "reasoning_content",
+    "model",
+    "endpoint",
+    "request_id",
+    "finish_reason",
+    "ttft_ms",
+    "duration_ms",
+    "tool_calls",
+    "request_params",
+    "system_prompt",
+    "input_items",
     "created_at",
     "updated_at",
 )
+# The outcome of an exchange exported without one (documents older than the field).
+OUTCOMES = {True: Outcome.COMPLETE, False: Outcome.FAILED}
 
 
 @dataclass(frozen=True)
@@ -63,12 +78,7 @@ def _import(
             }
         )
         messages = conversation["messages"]
-        ids = repository.add_messages(
-            [
-                {"conversation_id": new_id, **{field: message[field] for field in MESSAGE_FIELDS}}
-                for message in messages
-            ]
-        )
+        ids = repository.add_messages([_message_row(new_id, message) for message in messages])
         repository.add_feedback(
             [
                 {"message_id": message_id, **message["feedback"]}
@@ -78,3 +88,10 @@ def _import(
         )
         imported.append(Imported(conversation.get("id"), new_id, len(ids)))
     return imported
+
+
+def _message_row(conversation_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    row = {"conversation_id": conversation_id, **{f: message[f] for f in MESSAGE_FIELDS}}
+    if row["outcome"] is None:
+        row["outcome"] = OUTCOMES.get(row["is_success"])
+    return row
