@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -54,8 +55,8 @@ OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
 
 
 def storable_json(value: Any) -> None:
-    """Reject a JSON value with a string (or key) no database can store: a NUL or a lone
-    surrogate (walked without recursion: the depth is the client's)."""
+    """Reject a JSON value no database can store: a string (or key) with a NUL or a lone
+    surrogate, or NaN or an infinity (walked without recursion: the depth is the client's)."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -64,6 +65,8 @@ def storable_json(value: Any) -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValidationError("Must be JSON: no NaN or Infinity.")
         elif isinstance(item, str):
             if "\x00" in item:
                 raise ValidationError("Must not contain NUL characters.")
