@@ -335,3 +335,25 @@ def test_the_llm_cli_continues_one_conversation(deployment, fake_llm, tmp_path, 
     rows = deployment.exchanges(conversation, 3)
     assert [row.response_content for row in rows] == outputs == ["Héllo wörld 🌍"] * 3
     assert [row.prompt_content for row in rows] == PROMPTS["three"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_sdks_retries_of_a_failing_first_turn_are_one_conversation(
+    deployment, fake_llm, stream
+):
+    import openai
+
+    fake_llm.behavior = Behavior(error_status=503, retry_after=0)
+    sdk = openai.OpenAI(base_url=deployment.base_url, api_key=deployment.key)  # 2 retries
+    last = deployment.last_conversation()
+
+    with pytest.raises(openai.InternalServerError):
+        sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": f"retried {stream}"}], stream=stream
+        )
+
+    (conversation,) = deployment.conversations_after(last)
+    rows = deployment.exchanges(conversation, 3)
+    assert [(row.outcome, row.status_code) for row in rows] == [("failed", 503)] * 3
+    # One upstream call per client attempt: no retries of the service's, no title calls.
+    assert len(fake_llm.requests) == 3
