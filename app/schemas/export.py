@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -18,6 +17,8 @@ from app.models import (
 from app.schemas.common import (
     Owner,
     Text,
+    is_finite_json,
+    json_values,
     metadata_field,
     model_type_field,
     title_field,
@@ -56,18 +57,11 @@ OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
 
 def storable_json(value: Any) -> None:
     """Reject a JSON value no database can store: a string (or key) with a NUL or a lone
-    surrogate, or NaN or an infinity (walked without recursion: the depth is the client's)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValidationError("Must be JSON: no NaN or Infinity.")
-        elif isinstance(item, str):
+    surrogate, or NaN or an infinity."""
+    if not is_finite_json(value):
+        raise ValidationError("Must be JSON: no NaN or Infinity.")
+    for item in json_values(value):
+        if isinstance(item, str):
             if "\x00" in item:
                 raise ValidationError("Must not contain NUL characters.")
             try:
