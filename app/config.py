@@ -240,6 +240,9 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "OPENAI_CONNECT_TIMEOUT": _float(env, "OPENAI_CONNECT_TIMEOUT", 5.0),
         "OPENAI_READ_TIMEOUT": _float(env, "OPENAI_READ_TIMEOUT", 60.0),
         "OPENAI_MAX_RETRIES": _int(env, "OPENAI_MAX_RETRIES", 2),
+        # /v1 relays the upstream's error at once: its clients retry themselves (every SDK
+        # does, twice by default), and retrying here too multiplied their attempts.
+        "GATEWAY_MAX_RETRIES": _int(env, "GATEWAY_MAX_RETRIES", 0),
         "OPENAI_MAX_CONNECTIONS": _int(env, "OPENAI_MAX_CONNECTIONS", 1000, minimum=1),
         "OPENAI_STREAM_USAGE": _bool(env, "OPENAI_STREAM_USAGE", True),
         # The /v1 gateway: how long a process reuses the upstream's model list.

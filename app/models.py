@@ -261,6 +261,10 @@ class Message(TimestampMixin, db.Model):
     tool_calls: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     request_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     system_prompt: Mapped[str | None] = mapped_column(Text)
+    # The input new since the conversation's previous exchange, as the client sent it, in
+    # order: chat messages ({role, content, ...}: user turns, tool results, ...). The seed's
+    # endpoints: the one user prompt. NULL on /v1 rows older than this column.
+    input_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.

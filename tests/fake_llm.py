@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import http
 import json
 import threading
@@ -62,6 +63,10 @@ class Behavior:
     # Tool calls ({id, name, arguments}) after the tokens: streamed as OpenAI does (by index:
     # id, type and name first, then the arguments in pieces), or whole in a non-stream answer.
     tool_calls: list[dict[str, str]] | None = None
+    # With tool_calls, one tool round trip as a model makes it: a request whose last message
+    # is a tool result gets the tokens alone; any other the tool calls alone (no text,
+    # finish_reason "tool_calls").
+    tool_loop: bool = False
 
     def token_list(self) -> list[str]:
         """The tokens this behaviour streams."""
@@ -384,6 +389,13 @@ class FakeLLMServer:
     ) -> bool:
         model = str(body.get("model") or "fake-model")
         b = self.behavior_for(model)
+        if b.tool_loop and b.tool_calls:
+            messages = body.get("messages")
+            last = messages[-1] if isinstance(messages, list) and messages else None
+            if isinstance(last, dict) and last.get("role") == "tool":
+                b = dataclasses.replace(b, tool_calls=None)
+            else:
+                b = dataclasses.replace(b, tokens=[], finish_reason="tool_calls")
         stream = bool(body.get("stream"))
         if b.error_status is not None:
             extra = {"retry-after": f"{b.retry_after:g}"} if b.retry_after is not None else None
@@ -464,7 +476,7 @@ class FakeLLMServer:
                 sent += 1
             if b.break_after is not None:
                 return False  # abrupt close: no finish chunk, no terminating 0-chunk
-            for delta in _tool_call_deltas(b.tool_calls or ()):
+            for delta in _tool_call_deltas(b.tool_calls or (), opens=not sent):
                 await self._pause(b.delay, reader, writer)
                 await self._send(
                     writer,
@@ -581,9 +593,10 @@ class FakeLLMServer:
         }
 
 
-def _tool_call_deltas(calls: Any) -> list[dict[str, Any]]:
+def _tool_call_deltas(calls: Any, opens: bool = False) -> list[dict[str, Any]]:
     """The deltas OpenAI streams tool calls in: per call, its id, type and name with empty
-    arguments, then the arguments in three pieces."""
+    arguments, then the arguments in three pieces. ``opens``: no text came before, so the
+    first delta carries the role (and null content), as OpenAI's does."""
     deltas: list[dict[str, Any]] = []
     for index, call in enumerate(calls):
         head = {"name": call["name"], "arguments": ""}
@@ -594,6 +607,8 @@ def _tool_call_deltas(calls: Any) -> list[dict[str, Any]]:
                 ]
             }
         )
+        if opens and index == 0:
+            deltas[0] = {"role": "assistant", "content": None, **deltas[0]}
         arguments = call["arguments"]
         step = max(1, -(-len(arguments) // 3))
         for start in range(0, len(arguments), step):

@@ -236,3 +236,52 @@ def test_200_concurrent_streams(server: FakeLLMServer, llm: openai.OpenAI) -> No
     assert server.completed == 200
     assert server.client_disconnects == 0
     assert peak > 20  # they really overlapped
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_loop_asks_for_the_tool_then_answers_its_result(llm, server, stream):
+    call = {"id": "call_1", "name": "lookup", "arguments": '{"q": "x"}'}
+    server.behavior = Behavior(tokens=["done"], tool_calls=[call], tool_loop=True)
+
+    def ask(messages):
+        if not stream:
+            choice = llm.chat.completions.create(model="fake-model", messages=messages).choices[0]
+            calls = [
+                (c.id, c.function.name, c.function.arguments)
+                for c in choice.message.tool_calls or ()
+            ]
+            return choice.message.content, calls, choice.finish_reason
+        text, calls, finish = [], {}, None
+        for chunk in llm.chat.completions.create(
+            model="fake-model", messages=messages, stream=True
+        ):
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+                finish = choice.finish_reason or finish
+                for delta in choice.delta.tool_calls or ():
+                    got = calls.setdefault(delta.index, ["", "", ""])
+                    got[0] += delta.id or ""
+                    got[1] += delta.function.name or ""
+                    got[2] += delta.function.arguments or ""
+        return "".join(text) or None, [tuple(c) for c in calls.values()], finish
+
+    first = ask(MESSAGES)
+    answered = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "r"},
+    ]
+    second = ask(answered)
+
+    assert first == (None, [("call_1", "lookup", '{"q": "x"}')], "tool_calls")
+    assert second == ("done", [], "stop")

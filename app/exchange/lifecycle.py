@@ -13,8 +13,9 @@ end          the first call to ``end`` wins and, in this order: closes the upstr
              (complete | failed | client_closed), retried through database outages; a
              save that fails for another reason still ends the row, as failed.
 close        the response's close hook: ``end`` as client_closed if nothing ended the
-             exchange yet (the client left before the body was read), *then* the
-             conversation's title. The title can neither delay nor prevent the save.
+             exchange yet (the client left before the body was read), *then*, unless the
+             exchange failed, the conversation's title. The title can neither delay
+             nor prevent the save.
 interrupted  a worker killed mid-stream ends nothing: its heartbeats stop, and the reaper
              (services/reaper.py) ends the row as interrupted with its last checkpoint.
 """
@@ -370,11 +371,13 @@ class Exchange:
 
     # ------------------------------------------------------------------ close
     def close(self) -> None:
-        """The response's close hook: end the exchange if nothing did, then the title."""
+        """The response's close hook: end the exchange if nothing did, then the title unless
+        the exchange failed (a failing model would fail the title call too: the
+        conversation stays untitled until an exchange does not fail)."""
         try:
             self.end(Outcome.CLIENT_CLOSED, CLIENT_CLOSED)
         finally:
-            if self._title is not None:
+            if self._title is not None and self._ended != Outcome.FAILED:
                 try:
                     self._title()
                 except Exception:

@@ -172,6 +172,8 @@ class LLMClient:
                 )
             ),
         )
+        # The /v1 gateway's calls: the same pool, their own retries.
+        self._gateway = self._client.with_options(max_retries=config["GATEWAY_MAX_RETRIES"])
 
     def _check_configured(self) -> None:
         if not self.configured:
@@ -221,7 +223,7 @@ class LLMClient:
         if self.stream_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         try:
-            stream = self._client.post(
+            stream = self._gateway.post(
                 "/chat/completions",
                 body=body,
                 cast_to=ChatCompletion,
@@ -238,7 +240,7 @@ class LLMClient:
         ``raw`` is the upstream's JSON as received. Raises UpstreamError as ``relay_chat``."""
         self._check_configured()
         try:
-            raw = self._client.post(
+            raw = self._gateway.post(
                 "/chat/completions",
                 body={**body, "stream": False},
                 cast_to=str,
@@ -256,7 +258,7 @@ class LLMClient:
         if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
         try:
-            raw = self._client.get("/models", cast_to=str)
+            raw = self._gateway.get("/models", cast_to=str)
         except STREAM_ERRORS as error:
             raise pass_through_error(error) from error
         self._models = (time.monotonic() + max_age, raw)

@@ -55,6 +55,16 @@ class MessageRepository(SqlAlchemyRepository[Message]):
             connection.execute(_follow_inserted(), follow)
         return uid
 
+    def first_prompt(self, conversation_id: int) -> str | None:
+        """The prompt of a conversation's first exchange, or None."""
+        query = (
+            select(Message.prompt_content)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.id)
+            .limit(1)
+        )
+        return self.session.scalar(query)
+
     def list_for_conversation(
         self,
         conversation_id: int,
@@ -250,6 +260,7 @@ INSERTED = (
     "heartbeat_at",
     "request_params",
     "system_prompt",
+    "input_items",
     "created_at",
     "updated_at",
 )

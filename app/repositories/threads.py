@@ -47,6 +47,15 @@ class ThreadRepository(ConversationRepository):
         row = self.session.connection().execute(_by_fingerprint(), params).first()
         return None if row is None else Thread(*row)
 
+    def find_retried(self, fingerprint: str) -> Thread | None:
+        """The owner's conversation whose current exchange is a first turn that did not
+        complete with the retry ``fingerprint``, or None; the retry is another first
+        exchange. Once an attempt completes it is current, and the same first turn starts
+        a new conversation again."""
+        params = {"fingerprint": fingerprint, "owner_id": self.owner_id}
+        row = self.session.connection().execute(_retried(), params).first()
+        return None if row is None else Thread(row[0], row[1], None)
+
 
 @functools.cache
 def _by_id(with_fingerprint: bool) -> Select[Any]:
@@ -81,3 +90,9 @@ def _by_fingerprint() -> Select[Any]:
         .order_by(messages.id.desc())
         .limit(1)
     )
+
+
+@functools.cache
+def _retried() -> Select[Any]:
+    conversations, messages = Conversation.__table__.c, Message.__table__.c
+    return _by_fingerprint().where(messages.id == conversations.current_message_id)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
@@ -39,6 +40,28 @@ class Text(fields.String):
         except UnicodeEncodeError as exc:
             raise ValidationError("Must be valid Unicode text.") from exc
         return text
+
+
+def json_values(value: Any) -> Iterator[Any]:
+    """Every value in a JSON value, keys included, walked without recursion (the depth is
+    the client's)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def is_finite_json(value: Any) -> bool:
+    """Whether a parsed JSON value holds no NaN or infinity (Python's parser takes them;
+    PostgreSQL's JSON and the upstream's SDK refuse them)."""
+    return not any(
+        isinstance(item, float) and not math.isfinite(item) for item in json_values(value)
+    )
 
 
 def not_blank(value: str) -> None:

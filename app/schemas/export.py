@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
 
-from app.models import FEEDBACK_COMMENT_MAX, RATINGS
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.models import (
+    ENDPOINT_MAX,
+    FEEDBACK_COMMENT_MAX,
+    FINISH_REASON_MAX,
+    MODEL_MAX,
+    RATINGS,
+    REQUEST_ID_MAX,
+)
 from app.schemas.common import (
     MAX_ID,
-    PROMPT_MAX,
     Owner,
     Text,
+    is_finite_json,
+    json_values,
     metadata_field,
     model_type_field,
     title_field,
@@ -43,6 +53,30 @@ class ExportedFeedback(Schema):
 
 
 _COUNT = validate.Range(min=0, max=2**31 - 1)
+OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
+
+
+def storable_json(value: Any) -> None:
+    """Reject a JSON value no database can store: a string (or key) with a NUL or a lone
+    surrogate, or NaN or an infinity."""
+    if not is_finite_json(value):
+        raise ValidationError("Must be JSON: no NaN or Infinity.")
+    for item in json_values(value):
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValidationError("Must not contain NUL characters.")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValidationError("Must be valid Unicode text.") from exc
+
+
+def _optional(field: type[fields.Field], *args: Any, **kwargs: Any) -> fields.Field:
+    return field(*args, load_default=None, allow_none=True, **kwargs)
+
+
+def _bounded(length: int) -> fields.Field:
+    return _optional(Text, validate=validate.Length(max=length))
 
 
 _ID = validate.Range(min=1, max=MAX_ID)
@@ -58,7 +92,8 @@ class ExportedMessage(Schema):
             "first exchange. Omitted (older exports): the message before it."
         },
     )
-    prompt_content = Text(required=True, validate=validate.Length(max=PROMPT_MAX))
+    # Unbounded but by the body's size: a /v1 prompt may be longer than the API's prompts.
+    prompt_content = Text(required=True)
     response_content = Text(load_default="")
     prompt_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
     response_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
@@ -67,9 +102,28 @@ class ExportedMessage(Schema):
     status_code = fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(min=100, max=599)
     )
+    # Absent from documents older than these fields: an outcome then follows is_success.
+    outcome = _optional(fields.String, validate=validate.OneOf(OUTCOMES))
+    reasoning_content = _optional(Text)
+    model = _bounded(MODEL_MAX)
+    endpoint = _bounded(ENDPOINT_MAX)
+    request_id = _bounded(REQUEST_ID_MAX)
+    finish_reason = _bounded(FINISH_REASON_MAX)
+    ttft_ms = _optional(fields.Integer, validate=_COUNT)
+    duration_ms = _optional(fields.Integer, validate=_COUNT)
+    tool_calls = _optional(fields.List, fields.Dict(), validate=storable_json)
+    request_params = _optional(fields.Dict, validate=storable_json)
+    system_prompt = _optional(Text)
+    input_items = _optional(fields.List, fields.Dict(), validate=storable_json)
     feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
+
+    @validates_schema
+    def _outcome_agrees(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        outcome, success = data.get("outcome"), data.get("is_success")
+        if outcome is not None and success is not None and (outcome == "complete") != success:
+            raise ValidationError("complete if and only if is_success is true.", "outcome")
 
 
 class ExportedConversation(Schema):

@@ -177,6 +177,14 @@ class MessageOut(FastDumpSchema):
     system_prompt = fields.String(
         allow_none=True, metadata={"description": "/v1: the request's system message(s)."}
     )
+    input_items = fields.List(
+        fields.Dict(),
+        allow_none=True,
+        metadata={
+            "description": "The input new since the previous exchange, in order, as sent: "
+            "chat messages (user turns, tool results, ...)."
+        },
+    )
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
 

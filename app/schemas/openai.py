@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import (
+    EXCLUDE,
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
-from app.schemas.common import MAX_ID, model_type_field
+from app.schemas.common import MAX_ID, is_finite_json, model_type_field
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -31,6 +39,14 @@ class ChatCompletionCreate(Schema):
         metadata={"description": "The whole conversation so far, as OpenAI's SDKs send it."},
     )
     stream = fields.Boolean(load_default=False)
+
+    @validates_schema(pass_original=True)
+    def _finite(self, _data: dict[str, Any], original: Any, **_kwargs: Any) -> None:
+        # JSON has no NaN or Infinity; Python's parser takes them, the upstream call and
+        # PostgreSQL's JSON columns would then fail (a 500).
+        for key, value in original.items() if isinstance(original, dict) else ():
+            if not is_finite_json(value):
+                raise ValidationError("Must be JSON: no NaN or Infinity.", str(key))
 
 
 class ConversationHeader(Schema):

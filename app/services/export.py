@@ -27,6 +27,21 @@ from app.services.conversations import OWNER_ME, list_scope
 EXPORT_FORMAT = "convstore"
 EXPORT_VERSION = 1
 PAGE = 1000
+# How each exchange was made and what its client sent, exported as stored.
+EXCHANGE_FIELDS = (
+    "outcome",
+    "reasoning_content",
+    "model",
+    "endpoint",
+    "request_id",
+    "finish_reason",
+    "ttft_ms",
+    "duration_ms",
+    "tool_calls",
+    "request_params",
+    "system_prompt",
+    "input_items",
+)
 T = TypeVar("T")
 
 
@@ -132,6 +147,7 @@ def _message(row: dict[str, Any]) -> dict[str, Any]:
         "total_tokens": row["total_tokens"],
         "is_success": row["is_success"],
         "status_code": row["status_code"],
+        **{field: row[field] for field in EXCHANGE_FIELDS},
         "feedback": feedback,
         "created_at": _time(row["created_at"]),
         "updated_at": _time(row["updated_at"]),

@@ -18,8 +18,11 @@ exchanges follows its current exchange, and one without an assistant turn starts
 branch at the root.
 
 The fingerprint is a SHA-256 of the messages in a canonical form that keeps what a client
-resends (role, text, name, tool calls, tool call id) and drops what SDKs add or omit
-(``refusal: null``, ``type: "function"``, reasoning, empty content versus none).
+resends (role, text, name, tool calls, tool call id) and drops what SDKs add, omit or
+re-encode: ``refusal``, ``annotations``, ``type: "function"``, reasoning, an assistant's
+``name``, empty content versus none, text parts versus a string, and tool-call arguments
+re-serialized from their parsed JSON (spacing, key order, ``\\u00e9`` versus ``é``, ``1.0``
+versus ``1``).
 """
 
 from __future__ import annotations
@@ -138,8 +141,11 @@ def _begin(
         thread = threads.find(conversation_id, continued)
         if thread is None:
             raise NotFound(f"Conversation {conversation_id} does not exist.")
+    elif continued:
+        thread = threads.find_by_fingerprint(continued)
     else:
-        thread = threads.find_by_fingerprint(continued) if continued else None
+        # A first turn: new, unless it retries one whose last attempt did not complete.
+        thread = threads.find_retried(retry_fingerprint(canonical))
     with one_statement() if thread is not None else unit_of_work() as session:
         if thread is None:
             created = ThreadRepository(session, actor.user_id).create(
@@ -157,6 +163,9 @@ def _begin(
                 "heartbeat_at": utcnow(),
                 "request_params": storable_json({k: v for k, v in body.items() if k != "messages"}),
                 "system_prompt": system_text(messages),
+                # What this call adds to the conversation: what follows the history it
+                # continues (all of it on a first turn), as sent.
+                "input_items": storable_json(messages[len(prefix) if prefix else 0 :]),
             }
         )
     return PendingExchange(
@@ -169,16 +178,22 @@ def _begin(
         endpoint=ENDPOINT,
         request_id=request_id,
         received_at=request_received_at(),
-        next_fingerprint=functools.partial(_next_fingerprint, canonical),
+        next_fingerprint=functools.partial(
+            _next_fingerprint, canonical, conversation_id is None and prefix is None
+        ),
         response_headers=response_headers,
     )
 
 
-def _next_fingerprint(canonical: list[dict[str, Any]], values: dict[str, Any]) -> str | None:
-    """After a complete exchange, the fingerprint it keeps: that of the history the client
-    will resend next, its messages and the answer, as an SDK assembles it."""
+def _next_fingerprint(
+    canonical: list[dict[str, Any]], first_turn: bool, values: dict[str, Any]
+) -> str | None:
+    """The fingerprint an exchange keeps when it ends. Complete: that of the history the
+    client will resend next, its messages and the answer, as an SDK assembles it. A first
+    turn that did not complete keeps the one its retry will carry (SDKs retry a failed call
+    with the same messages); other failures keep none."""
     if values.get("outcome") != Outcome.COMPLETE:
-        return None
+        return retry_fingerprint(canonical) if first_turn else None
     answer = canonical_message(
         {
             "role": "assistant",
@@ -247,8 +262,10 @@ def canonical_message(message: Any) -> dict[str, Any]:
         "role": message.get("role"),
         "content": _canonical_content(message.get("content")),
     }
-    if isinstance(message.get("name"), str):
-        canonical["name"] = storable(message["name"])
+    # An assistant's name is the client's addition (the upstream sends none).
+    name = message.get("name")
+    if isinstance(name, str) and name and canonical["role"] != "assistant":
+        canonical["name"] = storable(name)
     calls = message.get("tool_calls")
     if isinstance(calls, list) and calls:
         canonical["tool_calls"] = [_canonical_call(call) for call in calls]
@@ -277,8 +294,40 @@ def _canonical_call(call: Any) -> dict[str, Any]:
     return {
         "id": storable(str(call.get("id") or "")),
         "name": storable(str(function.get("name") or "")),
-        "arguments": storable(str(function.get("arguments") or "")),
+        "arguments": canonical_arguments(function.get("arguments")),
     }
+
+
+def canonical_arguments(arguments: Any) -> str:
+    """Tool-call arguments in one serialization: clients resend them re-encoded from the
+    parsed JSON (``{"q":"x"}`` for ``{"q": "x"}``, ``é`` for ``\\u00e9``, ``1`` for ``1.0``),
+    so arguments that parse as JSON compare as parsed JSON; others as they are. No
+    arguments are ``{}`` (what a client parses and resends them as)."""
+    text = arguments if isinstance(arguments, str) else ""
+    if not text.strip():
+        return "{}"
+    try:
+        parsed = _integral_floats(json.loads(text, parse_constant=_reject_constant))
+        canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON (or nested past what we parse)
+        return storable(text)
+    return storable(canonical)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _integral_floats(value: Any) -> Any:
+    """``value`` with floats that are whole numbers as ints: JavaScript's JSON.stringify
+    writes ``1.0`` as ``1``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats(item) for item in value]
+    return value
 
 
 def history_prefix(canonical: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -288,6 +337,12 @@ def history_prefix(canonical: list[dict[str, Any]]) -> list[dict[str, Any]] | No
         if canonical[index]["role"] == "assistant":
             return canonical[: index + 1]
     return None
+
+
+def retry_fingerprint(canonical: list[dict[str, Any]]) -> str:
+    """What a conversation whose first turn did not complete is found by: the request's
+    messages, tagged apart from any history (a history always ends with an answer)."""
+    return fingerprint([{"role": "retry"}, *canonical])
 
 
 def fingerprint(canonical: list[dict[str, Any]]) -> str:

@@ -93,6 +93,7 @@ def begin_exchange(
                 "conversation_id": conversation_id,
                 "parent_id": context.parent_id,
                 "prompt_content": prompt,
+                "input_items": [{"role": "user", "content": prompt}],
                 "model": context.model_type,
                 "endpoint": endpoint,
                 "request_id": request_id,

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from app.errors import NotFound, Unprocessable
+from app.exchange.lifecycle import Outcome
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
 from app.services.auth import Principal
@@ -21,9 +22,23 @@ MESSAGE_FIELDS = (
     "total_tokens",
     "is_success",
     "status_code",
+    "outcome",
+    "reasoning_content",
+    "model",
+    "endpoint",
+    "request_id",
+    "finish_reason",
+    "ttft_ms",
+    "duration_ms",
+    "tool_calls",
+    "request_params",
+    "system_prompt",
+    "input_items",
     "created_at",
     "updated_at",
 )
+# The outcome of an exchange exported without one (documents older than the field).
+OUTCOMES = {True: Outcome.COMPLETE, False: Outcome.FAILED}
 
 
 @dataclass(frozen=True)
@@ -114,12 +129,7 @@ def _import(
                 "message_count": len(messages),
             }
         )
-        ids = repository.add_messages(
-            [
-                {"conversation_id": new_id, **{field: message[field] for field in MESSAGE_FIELDS}}
-                for message in messages
-            ]
-        )
+        ids = repository.add_messages([_message_row(new_id, message) for message in messages])
         parents, current = _tree(conversation, index, ids)
         repository.link(new_id, parents, current)
         repository.add_feedback(
@@ -131,3 +141,10 @@ def _import(
         )
         imported.append(Imported(conversation.get("id"), new_id, len(ids)))
     return imported
+
+
+def _message_row(conversation_id: int, message: Mapping[str, Any]) -> dict[str, Any]:
+    row = {"conversation_id": conversation_id, **{f: message[f] for f in MESSAGE_FIELDS}}
+    if row["outcome"] is None:
+        row["outcome"] = OUTCOMES.get(row["is_success"])
+    return row

@@ -9,8 +9,9 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
+from app.extensions import db
 from app.llm.client import get_llm
-from app.repositories import ConversationRepository
+from app.repositories import ConversationRepository, MessageRepository
 from app.repositories.usage import UsageRepository
 from app.services.persistence import save_with_retry
 from app.services.usage import today
@@ -55,8 +56,12 @@ def fallback_title(prompt: str) -> str:
 
 
 def title_conversation(app: Flask, conversation_id: int, model: str, prompt: str) -> None:
-    """Title an untitled conversation from its first prompt (runs after the exchange)."""
+    """Title an untitled conversation from its first prompt (runs after its first complete
+    exchange, which ``prompt`` is; exchanges that failed before it may have come first)."""
     title_model = app.config["TITLE_MODEL"] or model
+    # Its own app context: the connection goes back before the LLM is called.
+    with app.app_context():
+        prompt = MessageRepository(db.session).first_prompt(conversation_id) or prompt
     with app.app_context():
         title, usage = None, None
         try:

@@ -44,6 +44,7 @@ def trip(database, owner_id) -> tuple[int, list[int]]:
             total_tokens=22,
             is_success=True,
             status_code=200,
+            outcome="complete",
             created_at=T1,
             updated_at=T1,
         ),
@@ -54,6 +55,7 @@ def trip(database, owner_id) -> tuple[int, list[int]]:
             response_content="Try a tarte aux pra",
             is_success=False,
             status_code=502,
+            outcome="failed",
             created_at=T2,
             updated_at=T2,
         ),
@@ -79,6 +81,24 @@ def trip(database, owner_id) -> tuple[int, list[int]]:
         )
         db.session.commit()
     return conversation, messages
+
+
+# The exchange's fields the fixture leaves unset.
+UNSET = dict.fromkeys(
+    (
+        "reasoning_content",
+        "model",
+        "endpoint",
+        "request_id",
+        "finish_reason",
+        "ttft_ms",
+        "duration_ms",
+        "tool_calls",
+        "request_params",
+        "system_prompt",
+        "input_items",
+    )
+)
 
 
 def expected_document(conversation: int, messages: list[int]) -> dict:
@@ -108,6 +128,8 @@ def expected_document(conversation: int, messages: list[int]) -> dict:
                         "total_tokens": 22,
                         "is_success": True,
                         "status_code": 200,
+                        **UNSET,
+                        "outcome": "complete",
                         "feedback": {
                             "rating": 1,
                             "comment": "Spot on",
@@ -127,6 +149,8 @@ def expected_document(conversation: int, messages: list[int]) -> dict:
                         "total_tokens": None,
                         "is_success": False,
                         "status_code": 502,
+                        **UNSET,
+                        "outcome": "failed",
                         "feedback": None,
                         "created_at": "2026-03-01T09:40:00+00:00",
                         "updated_at": "2026-03-01T09:40:00+00:00",
@@ -135,6 +159,10 @@ def expected_document(conversation: int, messages: list[int]) -> dict:
             }
         ],
     }
+
+
+def user_item(text: str) -> dict:
+    return {"role": "user", "content": text}
 
 
 def without_ids(document: dict) -> dict:
@@ -317,6 +345,122 @@ class TestImport:
         assert bob.get(f"/conversations/{imported['id']}").json["owner_id"] == bob_account.user_id
         message_ids = [m["id"] for m in again["conversations"][0]["messages"]]
         assert set(message_ids).isdisjoint(trip[1])
+
+    def test_every_field_survives_export_import_export(self, client, database, owner_id):
+        (conversation,) = database.add(
+            Conversation(
+                title="Tools",
+                model_type="gpt-4o-mini",
+                owner_id=owner_id,
+                meta={"k": "v"},
+                created_at=T0,
+                updated_at=T2,
+            )
+        )
+        call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        database.add(
+            Message(
+                conversation_id=conversation,
+                prompt_content="look up déjà vu",
+                response_content="",
+                reasoning_content="I should call f",
+                prompt_tokens=10,
+                response_tokens=3,
+                total_tokens=13,
+                is_success=True,
+                status_code=200,
+                outcome="complete",
+                model="gpt-4o-mini-2024",
+                endpoint="v1",
+                request_id="req-1",
+                finish_reason="tool_calls",
+                ttft_ms=120,
+                duration_ms=450,
+                tool_calls=[call],
+                request_params={"model": "gpt-4o-mini", "tools": [{"type": "function"}], "n": 1.5},
+                system_prompt="Be brief.",
+                input_items=[{"role": "system", "content": "Be brief."}, user_item("déjà vu")],
+                created_at=T1,
+                updated_at=T1,
+            ),
+            Message(
+                conversation_id=conversation,
+                prompt_content="look up déjà vu",
+                response_content="It means already seen.",
+                is_success=False,
+                status_code=499,
+                outcome="client_closed",
+                endpoint="v1",
+                input_items=[{"role": "tool", "tool_call_id": "call_1", "content": "seen"}],
+                created_at=T2,
+                updated_at=T2,
+            ),
+        )
+        exported = client.get(f"/conversations/{conversation}/export").json
+
+        response = client.post("/import", json=exported)
+
+        assert response.status_code == 201
+        new_id = response.json["conversations"][0]["id"]
+        again = client.get(f"/conversations/{new_id}/export").json
+        assert without_ids(again) == without_ids(exported)
+        first = again["conversations"][0]["messages"][0]
+        assert (first["tool_calls"], first["input_items"][1], first["ttft_ms"]) == (
+            [call],
+            user_item("déjà vu"),
+            120,
+        )
+
+    def test_a_document_without_outcomes_gets_them_from_is_success(self, client, trip):
+        exported = client.get(f"/conversations/{trip[0]}/export").json
+        for message in exported["conversations"][0]["messages"]:
+            del message["outcome"]
+
+        new_id = client.post("/import", json=exported).json["conversations"][0]["id"]
+
+        messages = client.get(f"/conversations/{new_id}/messages").json
+        assert [m["outcome"] for m in messages] == ["complete", "failed"]
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("outcome", "complete"),  # is_success is false
+            ("outcome", "finished"),
+            ("tool_calls", [{"id": "a\u0000"}]),
+            ("input_items", [{"role": "user", "content": "\ud800"}]),
+            ("request_params", {"\u0000": 1}),
+            ("request_params", {"temperature": float("nan")}),
+            ("tool_calls", [{"n": float("inf")}]),
+            ("ttft_ms", -1),
+            ("endpoint", "e" * 33),
+        ],
+    )
+    def test_an_exchange_field_out_of_bounds_is_422(self, client, trip, field, value):
+        exported = client.get(f"/conversations/{trip[0]}/export").json
+        exported["conversations"][0]["messages"][1][field] = value
+
+        response = client.post("/import", json=exported)
+
+        assert response.status_code == 422
+        assert "conversations" in response.json["errors"]["json"]
+
+    def test_a_v1_prompt_longer_than_the_apis_exports_and_re_imports(self, client, fake_llm):
+        prompt = "word " * 25_000  # past PROMPT_MAX, within the body limit
+        first = client.post(
+            "/v1/chat/completions",
+            json={"model": "fake-model", "messages": [user_item(prompt)]},
+        )
+        conversation = int(first.headers["X-Conversation-Id"])
+        exported = client.get(f"/conversations/{conversation}/export").json
+
+        response = client.post("/import", json=exported)
+
+        assert response.status_code == 201
+        new_id = response.json["conversations"][0]["id"]
+        again = client.get(f"/conversations/{new_id}/export").json
+        assert without_ids(again) == without_ids(exported)
+        (message,) = again["conversations"][0]["messages"]
+        assert (message["prompt_content"], message["endpoint"]) == (prompt, "v1")
 
     def test_the_imported_text_is_searchable(self, client, trip):
         exported = client.get(f"/conversations/{trip[0]}/export").json

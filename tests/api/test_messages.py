@@ -57,6 +57,7 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
         "tool_calls",
         "request_params",
         "system_prompt",
+        "input_items",
         "created_at",
         "updated_at",
     }

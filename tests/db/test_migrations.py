@@ -383,3 +383,69 @@ def test_the_tree_revision_makes_each_conversation_one_branch_and_downgrades(
         assert [tuple(row) for row in rows] == [(2, "e" * 64)]
         assert kept == ["p"]
         assert "parent_id" not in columns
+
+
+# The revision before input items (re-chained at merge: change it here only).
+BEFORE_INPUT_ITEMS = "0009_conversation_tree"
+
+
+def test_input_items_are_backfilled_for_the_seeds_endpoints_and_downgrade(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_INPUT_ITEMS)
+        stamp = {"t": "2026-01-01 00:00:00+00:00"}
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('old', 'user', true, :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, created_at,"
+                    " updated_at) VALUES (1, 'old', 'm', :t, :t)"
+                ),
+                stamp,
+            )
+            for prompt, endpoint in (
+                ('a "quoted" prompt \u00e9', "messages"),
+                ("seed", None),
+                ("from v1", "v1"),
+            ):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                        " endpoint, created_at, updated_at) VALUES (1, :p, 'r', :e, :t, :t)"
+                    ),
+                    {**stamp, "p": prompt, "e": endpoint},
+                )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(sa.column("prompt_content"), sa.column("input_items", sa.JSON()))
+                .select_from(sa.table("messages"))
+                .order_by(sa.column("id"))
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            (
+                'a "quoted" prompt \u00e9',
+                [{"role": "user", "content": 'a "quoted" prompt \u00e9'}],
+            ),
+            ("seed", [{"role": "user", "content": "seed"}]),
+            ("from v1", None),
+        ]
+        assert drift() == []
+
+        flask_migrate.downgrade(revision=BEFORE_INPUT_ITEMS)
+        with db.engine.connect() as connection:
+            kept = connection.execute(
+                sa.text("SELECT prompt_content FROM messages ORDER BY id")
+            ).scalars()
+            assert list(kept) == ['a "quoted" prompt \u00e9', "seed", "from v1"]
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
+        assert "input_items" not in columns

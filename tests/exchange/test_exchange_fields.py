@@ -58,6 +58,19 @@ def test_complete(client, database, fake_llm, conversation_id, endpoint, recorde
 
 
 @pytest.mark.parametrize(("endpoint", "recorded"), ENDPOINTS)
+def test_the_input_is_the_prompt_as_one_user_message(
+    client, database, fake_llm, conversation_id, endpoint, recorded
+):
+    ask(client, conversation_id, endpoint)
+
+    message = only_message(database, conversation_id)
+    assert message.input_items == [{"role": "user", "content": "p"}]
+    assert client.get(f"/conversations/{conversation_id}/messages").json[0]["input_items"] == [
+        {"role": "user", "content": "p"}
+    ]
+
+
+@pytest.mark.parametrize(("endpoint", "recorded"), ENDPOINTS)
 def test_failed_before_the_first_token(
     client, database, fake_llm, conversation_id, endpoint, recorded
 ):

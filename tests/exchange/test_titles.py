@@ -83,16 +83,30 @@ def test_falls_back_when_the_answer_is_unusable(client, title_model, untitled):
     assert title_of(client, untitled) == "Plan a four day trip to Lyon in"
 
 
-def test_falls_back_when_the_exchange_itself_failed(client, fake_llm, untitled):
-    fake_llm.behavior = Behavior(n_tokens=5, break_after=1)
+@pytest.mark.parametrize(
+    "failure", [Behavior(n_tokens=5, break_after=1), Behavior(error_status=500)]
+)
+def test_no_title_call_until_an_exchange_succeeds_then_from_the_first_prompt(
+    client, title_model, untitled, failure
+):
+    title_model.set_behavior(failure, model="chat-model")
+    title_model.set_behavior(Behavior(tokens=["Lyon ", "trip"]), model="title-model")
+    for _ in range(2):
+        client.post(
+            f"/conversations/{untitled}/messages",
+            json={"prompt": PROMPT, "stream": True},
+            buffered=True,
+        )
+    untitled_after_failures = title_of(client, untitled)
+    calls_after_failures = len(title_requests(title_model))
+    title_model.set_behavior(Behavior(), model="chat-model")
 
-    client.post(
-        f"/conversations/{untitled}/messages",
-        json={"prompt": PROMPT, "stream": True},
-        buffered=True,
-    )
+    send(client, untitled, prompt="try again")
 
-    assert title_of(client, untitled) == "Plan a four day trip to Lyon in"
+    assert (untitled_after_failures, calls_after_failures) == (None, 0)
+    assert title_of(client, untitled) == "Lyon trip"
+    (request,) = title_requests(title_model)
+    assert request.body["messages"][-1] == {"role": "user", "content": PROMPT}
 
 
 def test_a_titled_conversation_is_left_alone(client, title_model):

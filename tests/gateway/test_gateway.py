@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import json
 
+import httpx2
+import openai
 import pytest
 import sqlalchemy as sa
 
 from app.models import Conversation, Message
-from app.services.gateway import canonical_message, fingerprint, history_prefix
+from app.services.gateway import (
+    canonical_arguments,
+    canonical_message,
+    fingerprint,
+    history_prefix,
+)
+from app.services.titles import INSTRUCTION
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
 
@@ -29,6 +37,25 @@ def user(text):
 
 def assistant(text):
     return {"role": "assistant", "content": text}
+
+
+def tool_call_message(arguments, content=""):
+    return {
+        "role": "assistant",
+        "content": content,
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+        ],
+    }
+
+
+def title_calls(fake_llm):
+    """The title calls the upstream received (their system message is the instruction)."""
+    return [
+        r
+        for r in fake_llm.requests
+        if r.body and r.body.get("messages", [{}])[0].get("content") == INSTRUCTION
+    ]
 
 
 def openai_error(response):
@@ -67,6 +94,11 @@ class TestValidation:
             ({"model": "fake-model", "messages": [{"content": "no role"}]}, "messages"),
             ({"model": "has spaces", "messages": [{"role": "user", "content": "x"}]}, "model"),
             ({"model": "fake-model", "messages": [user("x")], "stream": "maybe"}, "stream"),
+            (
+                {"model": "fake-model", "messages": [user("x")], "temperature": float("nan")},
+                "temperature",
+            ),
+            ({"model": "fake-model", "messages": [{**user("x"), "w": float("inf")}]}, "messages"),
         ],
     )
     def test_an_invalid_body_is_400_in_openai_shape_and_calls_nothing(
@@ -394,6 +426,109 @@ class TestThreading:
 
         assert retried.headers["X-Conversation-Id"] == first.headers["X-Conversation-Id"]
 
+    @pytest.mark.parametrize("stream", [False, True])
+    @pytest.mark.parametrize("status", [500, 429])
+    def test_a_retried_failed_first_turn_lands_in_the_conversation_of_the_failure(
+        self, client, fake_llm, database, stream, status
+    ):
+        first_turn = [{"role": "system", "content": "sys"}, user("hello")]
+        fake_llm.behavior = Behavior(error_status=status)
+        failures = [chat(client, first_turn, stream=stream) for _ in range(2)]
+        calls_while_failing = len(fake_llm.requests)
+        fake_llm.behavior = Behavior()
+
+        retried = chat(client, first_turn, stream=stream)
+        retried.get_data()
+        retried.close()  # the close hook titles the conversation
+
+        assert [f.status_code for f in failures] == [status, status]
+        assert calls_while_failing == 2  # no service-side retries, no title calls
+        ids = {int(r.headers["X-Conversation-Id"]) for r in [*failures, retried]}
+        assert len(ids) == 1
+        exchanges = messages_in(database, ids.pop())
+        assert [(m.outcome, m.prompt_content) for m in exchanges] == [
+            ("failed", "hello"),
+            ("failed", "hello"),
+            ("complete", "hello"),
+        ]
+        assert len(title_calls(fake_llm)) == 1
+
+    def test_after_a_retry_succeeds_the_same_first_turn_is_a_new_conversation(
+        self, client, fake_llm
+    ):
+        fake_llm.behavior = Behavior(error_status=500)
+        failed = chat(client, [user("hello")])
+        fake_llm.behavior = Behavior()
+        retried = chat(client, [user("hello")])
+
+        again = chat(client, [user("hello")])
+
+        assert retried.headers["X-Conversation-Id"] == failed.headers["X-Conversation-Id"]
+        assert again.headers["X-Conversation-Id"] != failed.headers["X-Conversation-Id"]
+
+    def test_a_retry_of_other_messages_is_another_conversation(self, client, fake_llm):
+        fake_llm.behavior = Behavior(error_status=500)
+        failed = chat(client, [user("hello")])
+        fake_llm.behavior = Behavior()
+
+        other = chat(client, [user("hello there")])
+
+        assert other.headers["X-Conversation-Id"] != failed.headers["X-Conversation-Id"]
+
+    def test_a_conversation_whose_exchanges_all_failed_gets_no_title(
+        self, client, fake_llm, database
+    ):
+        fake_llm.behavior = Behavior(error_status=503)
+
+        failed = chat(client, [user("hello")], stream=True)
+        failed.close()
+
+        conversation = client.get(f"/conversations/{failed.headers['X-Conversation-Id']}").json
+        assert conversation["title"] is None
+        assert title_calls(fake_llm) == []
+
+    def test_the_gateway_relays_an_upstream_error_at_once_by_default(
+        self, client, fake_llm, configure
+    ):
+        configure(OPENAI_MAX_RETRIES=2)
+        fake_llm.behavior = Behavior(error_status=503)
+
+        response = chat(client, [user("hello")])
+
+        assert response.status_code == 503
+        assert len(fake_llm.requests) == 1
+
+    def test_gateway_retries_are_a_setting(self, client, fake_llm, configure):
+        configure(GATEWAY_MAX_RETRIES=1)
+        fake_llm.behavior = Behavior(error_status=503, retry_after=0)
+
+        response = chat(client, [user("hello")])
+
+        assert response.status_code == 503
+        assert len(fake_llm.requests) == 2
+
+    def test_each_exchange_keeps_the_input_new_since_the_previous_answer(
+        self, client, fake_llm, database
+    ):
+        parts = [{"type": "text", "text": "two"}, {"type": "image_url", "image_url": {"url": "x"}}]
+        first_turn = [{"role": "system", "content": "sys"}, user("one")]
+        first = chat(client, first_turn)
+        history = [
+            *first_turn,
+            first.json["choices"][0]["message"],
+            {"role": "user", "content": parts, "name": "ann"},
+            {"role": "user", "content": "a\u0000b"},
+        ]
+
+        second = chat(client, history)
+
+        assert second.headers["X-Conversation-Id"] == first.headers["X-Conversation-Id"]
+        saved = messages_in(database, int(first.headers["X-Conversation-Id"]))
+        assert [m.input_items for m in saved] == [
+            first_turn,
+            [{"role": "user", "content": parts, "name": "ann"}, user("a\ufffdb")],
+        ]
+
     def test_an_explicit_conversation_is_used_and_another_users_is_404(
         self, client, fake_llm, make_account, database
     ):
@@ -462,6 +597,83 @@ class TestFingerprint:
 
         assert fingerprint([canonical_message(streamed)]) == fingerprint([canonical_message(whole)])
 
+    @pytest.mark.parametrize(
+        "resent",
+        [
+            '{"q":"d\u00e9j\u00e0 vu","n":1}',  # JSON.stringify (Vercel ai)
+            '{"q":"déjà vu","n":1.0}',  # pydantic-ai: compact, not ASCII
+            '{"q": "déjà vu", "n": 1.0}',  # LangChain: json.dumps(ensure_ascii=False)
+            '{"n": 1.0, "q": "d\\u00e9j\\u00e0 vu"}',  # other key order, escaped
+            ' {\n  "q" : "déjà vu",\n  "n" : 1e0\n} ',
+        ],
+    )
+    def test_arguments_that_parse_as_json_compare_as_parsed_json(self, resent):
+        sent = '{ "q" :"d\\u00e9j\\u00e0 vu",  "n": 1.0 }'
+
+        assert fingerprint([canonical_message(tool_call_message(resent))]) == fingerprint(
+            [canonical_message(tool_call_message(sent))]
+        )
+
+    def test_the_canonical_arguments_are_one_serialization(self):
+        assert canonical_arguments('{"b": [1.0, 2.5, {"z": null, "a": true}], "a": "é"}') == (
+            '{"a":"é","b":[1,2.5,{"a":true,"z":null}]}'
+        )
+
+    @pytest.mark.parametrize(
+        ("arguments", "canonical"),
+        [
+            ("", "{}"),
+            ("  ", "{}"),
+            (None, "{}"),
+            ("{}", "{}"),
+            ("not json", "not json"),
+            ('{"q": NaN}', '{"q": NaN}'),
+            ('{"q": 1', '{"q": 1'),
+            ("[" * 100_000, "[" * 100_000),
+        ],
+    )
+    def test_arguments_that_are_not_json_compare_as_they_are(self, arguments, canonical):
+        assert canonical_arguments(arguments) == canonical
+
+    def test_different_arguments_differ(self):
+        one = canonical_message(tool_call_message('{"q": "x"}'))
+        other = canonical_message(tool_call_message('{"q": "y"}'))
+
+        assert fingerprint([one]) != fingerprint([other])
+
+    def test_what_sdks_add_to_an_assistant_turn_is_left_out(self):
+        upstream = tool_call_message('{"q": "x"}', content=None)
+        openai_python = {
+            **tool_call_message('{"q": "x"}', content=None),
+            "refusal": None,
+            "annotations": [],
+            "audio": None,
+            "function_call": None,
+            "reasoning_content": "hmm",
+        }
+        langchain_named = {**tool_call_message('{"q":"x"}', content=""), "name": "bot"}
+        missing_content = tool_call_message('{"q":"x"}')
+        del missing_content["content"]
+        untyped = tool_call_message('{"q":"x"}')
+        del untyped["tool_calls"][0]["type"]
+        parts = {**tool_call_message('{"q":"x"}'), "content": []}
+
+        forms = [openai_python, langchain_named, missing_content, untyped, parts]
+
+        assert {fingerprint([canonical_message(m)]) for m in forms} == {
+            fingerprint([canonical_message(upstream)])
+        }
+
+    def test_a_user_name_still_tells_histories_apart(self):
+        assert canonical_message({**user("hi"), "name": "ann"}) != canonical_message(user("hi"))
+
+    def test_text_parts_and_a_string_are_the_same_content(self):
+        parts = {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "r"}]}
+
+        assert canonical_message(parts) == canonical_message(
+            {"role": "tool", "tool_call_id": "c", "content": "r"}
+        )
+
     def test_the_prefix_ends_at_the_last_assistant_turn(self):
         messages = [
             canonical_message(m)
@@ -486,3 +698,96 @@ def test_the_openapi_document_lists_the_v1_operations_with_openai_errors(anonymo
         assert schema == {"$ref": "#/components/schemas/OpenAIErrorOut"}
     assert "X-Conversation-Id" in {p["name"] for p in post["parameters"]}
     assert "200" in paths["/v1/models"]["get"]["responses"]
+
+
+# What clients resend as a tool call's arguments, rebuilt from the parsed JSON.
+RESENT_ARGUMENTS = {
+    "pydantic_ai": lambda args: json.dumps(args, separators=(",", ":"), ensure_ascii=False),
+    "langchain": lambda args: json.dumps(args, ensure_ascii=False),
+    # JSON.stringify: compact, not ASCII, and 1.0 is 1.
+    "vercel_ai": lambda args: json.dumps(
+        {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in args.items()},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ),
+}
+
+
+@pytest.fixture
+def sdk(client, alice):
+    """The real openai SDK, its HTTP going straight into the app (no socket)."""
+    transport = httpx2.WSGITransport(app=client.application)
+    return openai.OpenAI(
+        base_url="http://convstore.test/v1",
+        api_key=alice.key,
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=transport),
+    )
+
+
+class TestToolLoopsWithTheSDK:
+    @pytest.mark.parametrize("stream", [False, True])
+    @pytest.mark.parametrize("client_kind", sorted(RESENT_ARGUMENTS))
+    def test_a_tool_round_trip_with_re_encoded_arguments_stays_in_one_conversation(
+        self, sdk, fake_llm, database, stream, client_kind
+    ):
+        sent = '{ "q" :"d\\u00e9j\\u00e0 vu",  "n": 1.0 }'
+        fake_llm.behavior = Behavior(
+            tokens=["done"],
+            tool_calls=[{"id": "call_1", "name": "lookup", "arguments": sent}],
+            tool_loop=True,
+        )
+        messages = [user("look up déjà vu")]
+
+        first, first_id = self._call(sdk, messages, stream)
+        (call,) = first["tool_calls"]
+        call["function"]["arguments"] = RESENT_ARGUMENTS[client_kind](
+            json.loads(call["function"]["arguments"])
+        )
+        messages += [
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "result for déjà vu"},
+        ]
+        second, second_id = self._call(sdk, messages, stream)
+        messages += [{"role": "assistant", "content": second["content"]}, user("thanks")]
+        _third, third_id = self._call(sdk, messages, stream)
+
+        assert first_id == second_id == third_id
+        # The third turn asks the tool again (the fake answers a user turn with tool calls).
+        saved = messages_in(database, first_id)
+        assert [(m.response_content, bool(m.tool_calls)) for m in saved] == [
+            ("", True),
+            ("done", False),
+            ("", True),
+        ]
+        # Each exchange keeps what the client added since the previous answer.
+        assert [m.input_items for m in saved] == [
+            [user("look up déjà vu")],
+            [{"role": "tool", "tool_call_id": "call_1", "content": "result for déjà vu"}],
+            [user("thanks")],
+        ]
+
+    @staticmethod
+    def _call(sdk, messages, stream):
+        """One call; the answer as the SDK assembled it, and the conversation it went to."""
+        create = sdk.chat.completions.with_raw_response.create
+        raw = create(model="fake-model", messages=messages, stream=stream)
+        conversation_id = int(raw.headers["x-conversation-id"])
+        if not stream:
+            message = raw.parse().choices[0].message
+            return message.model_dump(include={"content", "tool_calls"}), conversation_id
+        text, calls = [], {}
+        for chunk in raw.parse():
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+                for delta in choice.delta.tool_calls or ():
+                    call = calls.setdefault(
+                        delta.index, {"id": "", "type": "function", "function": {}}
+                    )
+                    call["id"] += delta.id or ""
+                    function = call["function"]
+                    function["name"] = function.get("name", "") + (delta.function.name or "")
+                    function["arguments"] = function.get("arguments", "") + (
+                        delta.function.arguments or ""
+                    )
+        return {"content": "".join(text), "tool_calls": list(calls.values())}, conversation_id
