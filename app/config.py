@@ -253,6 +253,9 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
             choices=("max_tokens", "max_completion_tokens"),
         ),
         "GENERATION_TIMEOUT": _float(env, "GENERATION_TIMEOUT", 0.0),
+        # After a client leaves mid-stream, how long to read on for the upstream's usage
+        # (what it bills) before estimating it instead (0: estimate at once).
+        "USAGE_DRAIN_SECONDS": _float(env, "USAGE_DRAIN_SECONDS", 2.0),
         "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5, minimum=1),
         "SAVE_RETRY_DELAY": _float(env, "SAVE_RETRY_DELAY", 0.5),
         # Exchanges still unsaved after those attempts wait here for `flask messages recover`.

@@ -102,6 +102,21 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         return [(uid, endpoint) for uid, endpoint in result]
 
 
+def estimated_usage(chars_per_token: int) -> dict[str, Any]:
+    """SET clauses that charge an exchange ended without its worker: the prompt's estimate
+    written at its start, and its answer's and reasoning's characters / ``chars_per_token``
+    (rounded up), marked estimated."""
+    received = func.length(Message.response_content) + func.length(
+        func.coalesce(Message.reasoning_content, "")
+    )
+    response = (received + (chars_per_token - 1)) // chars_per_token
+    return {
+        "response_tokens": response,
+        "total_tokens": func.coalesce(Message.prompt_tokens, 0) + response,
+        "usage_estimated": True,
+    }
+
+
 @functools.cache
 def _insert_returning_id() -> Insert:
     table = Message.__table__

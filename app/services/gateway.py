@@ -26,7 +26,7 @@ from typing import Any
 from flask import current_app
 
 from app.errors import DomainError, NotFound
-from app.exchange.lifecycle import Exchange, Outcome, PendingExchange
+from app.exchange.lifecycle import Exchange, Outcome, PendingExchange, estimate_tokens
 from app.exchange.text import storable
 from app.extensions import db
 from app.llm.client import get_llm
@@ -132,6 +132,8 @@ def _begin(
             raise NotFound(f"Conversation {conversation_id} does not exist.")
     else:
         thread = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
+    estimate = estimate_tokens(_sent_characters(body))
+    asked = utcnow()
     with one_statement() if thread is not None else unit_of_work() as session:
         if thread is None:
             created = ThreadRepository(session, actor.user_id).create(
@@ -145,7 +147,10 @@ def _begin(
                 "model": model,
                 "endpoint": ENDPOINT,
                 "request_id": request_id,
-                "heartbeat_at": utcnow(),
+                "created_at": asked,
+                "heartbeat_at": asked,
+                "prompt_tokens": estimate,  # until the upstream reports (lifecycle.py)
+                "usage_estimated": True,
                 "request_params": storable_json({k: v for k, v in body.items() if k != "messages"}),
                 "system_prompt": system_text(messages),
             }
@@ -162,6 +167,17 @@ def _begin(
         received_at=request_received_at(),
         next_fingerprint=functools.partial(_next_fingerprint, canonical),
         response_headers=response_headers,
+        prompt_estimate=estimate,
+        asked_on=asked.date(),
+    )
+
+
+def _sent_characters(body: Mapping[str, Any]) -> int:
+    """Characters of what the upstream is sent: every message's text and the tools."""
+    messages = [m for m in body["messages"] if isinstance(m, Mapping)]
+    tools = body.get("tools")
+    return sum(len(content_text(m.get("content"))) for m in messages) + (
+        len(json.dumps(tools, default=str)) if tools else 0
     )
 
 

@@ -102,9 +102,9 @@ def _row(sums: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
     """
     width = len(group_by)
     keys = dict(zip(group_by, sums[:width], strict=True))
-    exchanges, complete, failed, closed, interrupted, limited, *tokens = sums[width : width + 10]
+    exchanges, complete, failed, closed, interrupted, limited, *tokens = sums[width : width + 12]
     # SUM of a BIGINT is a NUMERIC (a Decimal) on PostgreSQL.
-    prompt, response, total, titles = (int(value) for value in tokens)
+    prompt, response, total, titles, estimated, estimated_tokens = (int(v) for v in tokens)
     buckets = width + len(REPORT_SUMS)
     ttft = percentiles(sums[buckets : buckets + _BUCKETS], QUANTILES)
     duration = percentiles(sums[buckets + _BUCKETS :], QUANTILES)
@@ -128,6 +128,7 @@ def _row(sums: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
         "response_tokens": response,
         "total_tokens": total,
         "title_tokens": titles,
+        "estimated": {"exchanges": estimated, "total_tokens": estimated_tokens},
         "ttft_ms": {"p50": ttft[0], "p95": ttft[1]},
         "duration_ms": {"p50": duration[0], "p95": duration[1]},
     }

@@ -26,7 +26,15 @@ from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
 
 OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
-SUMS = ("calls", "rate_limited", "prompt_tokens", "response_tokens", "total_tokens")
+SUMS = (
+    "calls",
+    "rate_limited",
+    "prompt_tokens",
+    "response_tokens",
+    "total_tokens",
+    "estimated",
+    "estimated_tokens",
+)
 BUCKETS = (*latency_columns("ttft"), *latency_columns("duration"))
 TITLE_USAGE = {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}
 
@@ -53,6 +61,8 @@ def expected_rollups(app) -> dict[tuple, dict[str, int]]:
         sums["prompt_tokens"] += message.prompt_tokens or 0
         sums["response_tokens"] += message.response_tokens or 0
         sums["total_tokens"] += message.total_tokens or 0
+        sums["estimated"] += message.usage_estimated
+        sums["estimated_tokens"] += (message.total_tokens or 0) if message.usage_estimated else 0
         for measure, value in (("ttft", message.ttft_ms), ("duration", message.duration_ms)):
             if value is not None:
                 sums[latency_columns(measure)[bucket(value)]] += 1
@@ -108,6 +118,10 @@ def expected_report(app, group_by: tuple[str, ...], owner_id: int | None = None)
                 "response_tokens": sums["response_tokens"],
                 "total_tokens": sums["total_tokens"],
                 "title_tokens": 0,
+                "estimated": {
+                    "exchanges": sums["estimated"],
+                    "total_tokens": sums["estimated_tokens"],
+                },
                 **{
                     f"{measure}_ms": {
                         "p50": percentile([sums[c] for c in latency_columns(measure)], 0.5),
