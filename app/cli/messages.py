@@ -28,8 +28,9 @@ def reap(older_than: float | None) -> None:
 
 @messages.command("recover")
 def recover() -> None:
-    """Write exchanges spooled during a database outage back to their rows."""
+    """Write records spooled during a database outage (exchange endings, titles) back;
+    safe while the service runs. Exits 1 if some had to be kept for a later run."""
     written, kept = recover_spooled(current_app._get_current_object())  # type: ignore[attr-defined]
-    click.echo(f"recovered {written} exchange(s); {kept} still waiting for the database")
+    click.echo(f"recovered {written} record(s); {kept} kept in the spool for a later run")
     if kept:
         raise SystemExit(1)

@@ -147,7 +147,12 @@ def open_exchange(
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     title = (
         functools.partial(
-            title_conversation, app, pending.conversation_id, pending.model, pending.prompt
+            title_conversation,
+            app,
+            pending.conversation_id,
+            pending.model,
+            pending.prompt,
+            pending.asked_on,
         )
         if pending.needs_title
         else None
