@@ -267,6 +267,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "CHECKPOINT_SECONDS": _float(env, "CHECKPOINT_SECONDS", 2.0),
         "REAP_AFTER_SECONDS": _float(env, "REAP_AFTER_SECONDS", 15.0, minimum=1.0),
         "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0, minimum=0.1),
+        # Not from the environment: the test suite turns the ticker off and ticks by hand.
+        "LIVE_TICKER": True,
         # Authentication: how long a process trusts what a key resolved to (revocation delay).
         "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 30.0),
         # Rate limits (app/api/limits.py): per user, per minute; counters in Redis in production.

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Message, utcnow
+from app.services.checkpoints import init_live_exchanges, live_exchanges
 from tests.api.test_generation import only_message, parse_sse, post_stream, stream_text
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
@@ -71,3 +72,106 @@ class TestHeartbeatsStartWithTheRow:
         assert during.outcome is None
         assert answers[0][0] == 200
         assert the_message(pooled_app).outcome == "complete"
+
+
+def row(app, message_id=None) -> Message:
+    with app.app_context():
+        query = sa.select(Message)
+        if message_id is not None:
+            query = query.where(Message.id == message_id)
+        return db.session.scalars(query).one()
+
+
+@pytest.fixture
+def streaming(pooled_app, fake_llm):
+    """A text stream read two pieces in (the first counted as received); closed after."""
+    client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    fake_llm.behavior = Behavior(n_tokens=200, delay=0.05)
+    response = stream_text(client, conversation_id, buffered=False)
+    pieces = iter(response.response)
+    received = [next(pieces), next(pieces)]
+    yield pieces, received
+    response.close()
+
+
+class TestCheckpoints:
+    def test_without_text_checkpoints_heartbeats_go_on(self, pooled_app, fake_llm):
+        """Item 6: CHECKPOINT_SECONDS=0 turns off text checkpoints, never heartbeats."""
+        pooled_app.config.update(CHECKPOINT_SECONDS=0, REAP_AFTER_SECONDS=3, LIVE_TICKER=True)
+        init_live_exchanges(pooled_app)
+        live = live_exchanges(pooled_app)
+        client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+        conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+        fake_llm.behavior = Behavior(n_tokens=200, delay=0.05)
+        response = stream_text(client, conversation_id, buffered=False)
+        pieces = iter(response.response)
+        next(pieces)
+        next(pieces)
+        started = row(pooled_app).heartbeat_at
+        try:
+            # The ticker runs (every REAP_AFTER_SECONDS / 3) and moves the heartbeat.
+            moved = fake_llm.wait_for(lambda _: row(pooled_app).heartbeat_at > started, 5)
+            during = row(pooled_app)
+        finally:
+            response.close()
+            live.stop()
+
+        assert moved
+        assert (during.outcome, during.response_content) == (None, "")
+        assert row(pooled_app).outcome == "client_closed"
+
+    def test_a_tick_writes_only_what_was_relayed_since_the_last(
+        self, pooled_app, fake_llm, streaming
+    ):
+        """Item 5: the text is appended, not rewritten whole at every tick."""
+        pieces, received = streaming
+        live = live_exchanges(pooled_app)
+        live.tick(reap=False)
+        received += [next(pieces), next(pieces)]
+        sent = []
+
+        def record(_conn, _cursor, statement, parameters, *_args):
+            if statement.startswith("UPDATE"):
+                sent.append(repr(parameters))
+
+        with pooled_app.app_context():
+            engine = db.engine
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            checkpointed, _ = live.tick(reap=False)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+
+        (parameters,) = sent
+        assert checkpointed == 1
+        # The first tick wrote tok0; the second sends tok1 and tok2 only.
+        assert "tok0" not in parameters
+        assert "tok1 tok2 " in parameters
+        assert row(pooled_app).response_content == b"".join(received[:3]).decode()
+
+    def test_tool_calls_are_checkpointed_with_the_text(self, pooled_app, fake_llm):
+        """Also: a worker killed after the model requested a tool call keeps it."""
+        client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+        call = {"id": "call_1", "name": "weather", "arguments": '{"city": "Lyon"}'}
+        fake_llm.behavior = Behavior(tokens=["Checking."], tool_calls=[call], delay=0.01)
+        body = {"model": "fake-model", "messages": [user("hi")], "stream": True}
+        response = client.post(CHAT, json=body, buffered=False)
+        pieces = iter(response.response)
+        # Up to the finish event: every tool-call delta before it was relayed and taken.
+        while b'"finish_reason": "stop"' not in next(pieces):
+            pass
+
+        live_exchanges(pooled_app).tick(reap=False)
+        during = row(pooled_app)
+        response.close()
+
+        assert during.outcome is None
+        assert during.response_content == "Checking."
+        assert during.tool_calls == [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "weather", "arguments": '{"city": "Lyon"}'},
+            }
+        ]
