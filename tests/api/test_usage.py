@@ -21,7 +21,7 @@ from app.models import (
 )
 from app.services import users as users_service
 from app.services.usage import percentile
-from tests.api.test_generation import post_stream, stream_text
+from tests.api.test_generation import parse_sse, post_stream, stream_text
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
 
@@ -166,6 +166,13 @@ def mixed_run(pooled_app, fake_llm):
     assert bob.post(f"/conversations/{b1}/messages", json={"prompt": "p"}).status_code == 429
     fake_llm.behavior = Behavior(n_tokens=5, break_after=2)
     post_stream(alice, a2)
+    # No usage from the upstream: charged an estimate; and one cut off by the time limit.
+    fake_llm.behavior = Behavior(tokens=["e"], send_usage=False)
+    assert bob.post(f"/conversations/{b1}/messages", json={"prompt": "p"}).status_code == 201
+    app.config["GENERATION_TIMEOUT"] = 0.3
+    fake_llm.behavior = Behavior(n_tokens=40, delay=0.05)
+    assert parse_sse(post_stream(alice, a1).data)[-1][1]["code"] == 504
+    app.config["GENERATION_TIMEOUT"] = 0
 
     # Hang-ups: the client reads one piece and leaves.
     fake_llm.behavior = Behavior(n_tokens=40, delay=0.02)
@@ -210,7 +217,12 @@ def test_rollups_agree_exactly_with_the_messages_after_a_mixed_run(pooled_app, m
     outcomes = {key[3] for key in expected}
     assert outcomes == set(OUTCOMES)
     assert sum(sums["rate_limited"] for sums in expected.values()) == 1
-    assert sum(sums["calls"] for sums in expected.values()) == 11
+    assert sum(sums["calls"] for sums in expected.values()) == 13
+    # Estimated: the reaped, the hung up, the timed out, the one without usage, the break.
+    assert sum(sums["estimated"] for sums in expected.values()) == 7
+    with pooled_app.app_context():
+        timed_out = sa.select(sa.func.count()).where(Message.finish_reason == "timeout")
+        assert db.session.scalar(timed_out) == 1
 
 
 @pytest.mark.parametrize(
