@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask
 
@@ -264,20 +264,26 @@ class Exchange:
             failure = self._map_error(error)
             self.end(Outcome.FAILED, upstream_status(failure, error), failure)
             raise failure from error
+        except Exception as error:
+            self._fail_internally(error)
         if self._held and self._held[0].kind == "error":
             error = self._held.popleft().value
             if isinstance(error, DomainError):
                 self.end(Outcome.FAILED, upstream_status(error, error.__cause__), error)
                 raise error
+            if not isinstance(error, STREAM_ERRORS):
+                self._fail_internally(error)
             failure = self._map_error(error)
             self.end(Outcome.FAILED, upstream_status(failure, error), failure)
             raise failure from error
         self._streaming = True
         metrics.stream_started()
 
-    def fail_to_start(self, error: DomainError, status: int) -> None:
-        """End an exchange whose upstream could not even be opened."""
-        self.end(Outcome.FAILED, status, error)
+    def _fail_internally(self, error: BaseException) -> NoReturn:
+        log.error("opening exchange %d failed", self.pending.message_id, exc_info=error)
+        failure = DomainError("The service failed while calling the LLM.")
+        self.end(Outcome.FAILED, INTERNAL_ERROR, failure)
+        raise failure from error
 
     def _attach(self, upstream: ChatStream) -> None:
         self._upstream = upstream
@@ -433,9 +439,11 @@ class Exchange:
         """Record how the exchange ended; only the first call does anything."""
         if self._ended is not None:
             return
+        # Before the exchange is marked ended: from then on the reader stops unless draining.
+        self._draining = outcome == Outcome.CLIENT_CLOSED and self._usage_to_come()
         self._ended = outcome
         self.problem = error
-        if outcome == Outcome.CLIENT_CLOSED:
+        if self._draining:
             self._drain_usage()
         self._close_upstream()
         self._live.discard(self)
@@ -443,20 +451,20 @@ class Exchange:
             metrics.stream_ended()
         self._record(outcome, status)
 
+    def _usage_to_come(self) -> bool:
+        """Whether reading on could still bring the upstream's usage (and is allowed to)."""
+        return bool(
+            self.app.config["USAGE_DRAIN_SECONDS"]
+            and self.progress.usage is None
+            and self._upstream is not None
+            and not self._exhausted
+        )
+
     def _drain_usage(self) -> None:
         """The client left: read on (nothing more is relayed or saved as text) until the
         upstream's usage arrives, for at most USAGE_DRAIN_SECONDS, so that what it bills is
         recorded rather than estimated."""
-        seconds = self.app.config["USAGE_DRAIN_SECONDS"]
-        if (
-            not seconds
-            or self.progress.usage is not None
-            or self._upstream is None
-            or self._exhausted
-        ):
-            return
-        until = time.monotonic() + seconds
-        self._draining = True
+        until = time.monotonic() + self.app.config["USAGE_DRAIN_SECONDS"]
         try:
             self._start_reader()
             assert self._inbox is not None
