@@ -124,7 +124,8 @@ def _begin(
     request_id = current_request_id()
     # The reads in autocommit; then the prompt's INSERT commits by itself, or shares a
     # transaction with a new conversation's.
-    check_budget(db.session, actor)
+    asked = utcnow()  # the day it counts on, and so the day whose budget is checked
+    check_budget(db.session, actor, asked)
     threads = ThreadRepository(db.session, actor.user_id)
     if conversation_id is not None:
         thread = threads.find(conversation_id)
@@ -133,7 +134,6 @@ def _begin(
     else:
         thread = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
     estimate = estimate_tokens(_sent_characters(body))
-    asked = utcnow()
     with one_statement() if thread is not None else unit_of_work() as session:
         if thread is None:
             created = ThreadRepository(session, actor.user_id).create(

@@ -79,11 +79,11 @@ def begin_exchange(
     )
     if context is None:
         raise NotFound(f"Conversation {conversation_id} does not exist.")
-    check_budget(session, actor)
+    asked = utcnow()  # the day it counts on, and so the day whose budget is checked
+    check_budget(session, actor, asked)
     history = _history(context.exchanges, config["HISTORY_MAX_CHARS"])
     messages: tuple[ChatMessage, ...] = (*history, {"role": "user", "content": prompt})
     estimate = estimate_tokens(sent_characters(messages))
-    asked = utcnow()
     with one_statement() as session:
         message_id = MessageRepository(session).insert(
             {
