@@ -48,7 +48,9 @@ def _append(path: Path, lines: str) -> None:
     ``flask messages recover`` has renamed away to process.
     """
     data = lines.encode("utf-8")
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK: a FIFO put there fails at once instead of blocking the save (regular
+    # files ignore it).
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     while True:
         fd = os.open(path, flags, SPOOL_MODE)
         try:
@@ -120,6 +122,10 @@ def save_with_retry(
     raise Unavailable("The answer could not be saved: the database is unavailable.")
 
 
+class SpoolRefused(Exception):
+    """The spool's path is not a file the service wrote (a symbolic link)."""
+
+
 def recover_spooled(app: Flask) -> tuple[int, int]:
     """Write spooled records back (exchange endings; titles and their usage); returns
     (written, kept for a later run).
@@ -133,6 +139,9 @@ def recover_spooled(app: Flask) -> tuple[int, int]:
     """
     path = spool_path(app)
     work = path.with_name(path.name + ".recovering")
+    for candidate in (path, work):
+        if candidate.is_symlink():
+            raise SpoolRefused(f"{candidate} is a symbolic link: not followed, not recovered")
     if not work.exists():
         try:
             os.rename(path, work)

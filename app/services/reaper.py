@@ -3,7 +3,8 @@
 Safe with any number of workers and instances on one database: each row is ended by one
 conditional UPDATE (``is_success IS NULL`` and a stale heartbeat), so the first reaper to
 reach it wins and the others match nothing. A live exchange's heartbeat moves every
-``CHECKPOINT_SECONDS``, far inside ``REAP_AFTER_SECONDS``, so it is never reaped; and if a
+``CHECKPOINT_SECONDS`` (``REAP_AFTER_SECONDS`` / 3 when that is 0) from the moment its row
+is committed, far inside ``REAP_AFTER_SECONDS``, so it is never reaped; and if a
 long database outage ever let that happen, its owner's final save overwrites the guess.
 """
 

@@ -173,6 +173,18 @@ class TestSpool:
         assert target.stat().st_mode & 0o777 == 0o644
         assert "the spool file could not be written either" in caplog.text
 
+    def test_recover_refuses_a_symlink_at_the_spools_path(self, app, spool, tmp_path):
+        target = tmp_path / "elsewhere.jsonl"
+        target.write_text(json.dumps({"message_id": 1, "outcome": "complete"}) + "\n")
+        spool.symlink_to(target)
+
+        result = self.recover(app)
+
+        assert result.exit_code == 1
+        assert "is a symbolic link: not followed, not recovered" in result.output
+        assert spool.is_symlink()
+        assert json.loads(target.read_text()) == {"message_id": 1, "outcome": "complete"}
+
     def test_recover_writes_back_titles_and_endings_alike(
         self, app, spool, database, in_progress, client
     ):
