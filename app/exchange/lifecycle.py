@@ -304,6 +304,8 @@ class Exchange:
             try:
                 if open_upstream is not None:
                     self._attach(open_upstream())
+                    if self._ended is not None and not self._draining:
+                        return  # cut off while it was being opened; _attach closed it
                 for chunk in self._source:
                     if self._ended is not None and not self._draining:
                         # Closed by the thread that reads it: closing a blocking socket
