@@ -8,8 +8,9 @@ begin        services/generation.py commits the prompt's row *in progress*
              GENERATION_TIMEOUT counts from the request's arrival and covers that wait.
 in progress  ``relay`` yields each piece to the client's wire format and counts it as
              received once the server comes back for the next one. Meanwhile the
-             process's checkpointer (services/checkpoints.py) writes the text so far and
-             a heartbeat for all its live exchanges in one statement every few seconds.
+             process's checkpointer (services/checkpoints.py) writes what was relayed
+             since its last tick (text, reasoning, tool calls) and a heartbeat for all
+             its live exchanges in one statement every few seconds.
 end          the first call to ``end`` wins and, in this order: (a client that left)
              reads on for the upstream's usage for at most USAGE_DRAIN_SECONDS, closes
              the upstream, leaves the checkpointer, and saves the outcome (with the
@@ -20,7 +21,8 @@ close        the response's close hook: ``end`` as client_closed if nothing ende
              exchange yet (the client left before the body was read), *then* the
              conversation's title. The title can neither delay nor prevent the save.
 interrupted  a worker killed mid-stream ends nothing: its heartbeats stop, and the reaper
-             (services/reaper.py) ends the row as interrupted with its last checkpoint.
+             (services/reaper.py) ends the row as interrupted with its last checkpoint
+             and an estimate of its usage.
 """
 
 from __future__ import annotations
