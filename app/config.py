@@ -261,6 +261,9 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
             choices=("max_tokens", "max_completion_tokens"),
         ),
         "GENERATION_TIMEOUT": _float(env, "GENERATION_TIMEOUT", 0.0),
+        # After a client leaves mid-stream, how long to read on for the upstream's usage
+        # (what it bills) before estimating it instead (0: estimate at once).
+        "USAGE_DRAIN_SECONDS": _float(env, "USAGE_DRAIN_SECONDS", 2.0),
         "SAVE_ATTEMPTS": _int(env, "SAVE_ATTEMPTS", 5, minimum=1),
         "SAVE_RETRY_DELAY": _float(env, "SAVE_RETRY_DELAY", 0.5),
         # Exchanges still unsaved after those attempts wait here for `flask messages recover`.
@@ -272,6 +275,8 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "CHECKPOINT_SECONDS": _float(env, "CHECKPOINT_SECONDS", 2.0),
         "REAP_AFTER_SECONDS": _float(env, "REAP_AFTER_SECONDS", 15.0, minimum=1.0),
         "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0, minimum=0.1),
+        # Not from the environment: the test suite turns the ticker off and ticks by hand.
+        "LIVE_TICKER": True,
         # Authentication: how long a process trusts what a key resolved to (revocation delay).
         "AUTH_CACHE_SECONDS": _float(env, "AUTH_CACHE_SECONDS", 30.0),
         # Rate limits (app/api/limits.py): per user, per minute; counters in Redis in production.

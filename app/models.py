@@ -241,6 +241,10 @@ class Message(TimestampMixin, db.Model):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     response_tokens: Mapped[int | None] = mapped_column(Integer)
     total_tokens: Mapped[int | None] = mapped_column(Integer)
+    # The tokens are an estimate (app/exchange/lifecycle.py: ``estimate_tokens``), the
+    # upstream's usage having not been received; while in progress, prompt_tokens holds
+    # the estimate of what was sent.
+    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # NULL while the exchange is in progress; set once it ends.
     is_success: Mapped[bool | None] = mapped_column(Boolean)
     status_code: Mapped[int | None] = mapped_column(Integer)
@@ -338,6 +342,10 @@ class UsageDaily(db.Model):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     response_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     total_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Exchanges whose usage is an estimate (the upstream's was not received), and their
+    # total tokens (counted in total_tokens too).
+    estimated: Mapped[int] = mapped_column(Integer, server_default="0")
+    estimated_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # One counter column per latency bucket and measure (declared in a loop: 60 of them).
     for _name in latency_columns("ttft") + latency_columns("duration"):
         locals()[_name] = mapped_column(Integer, nullable=False, server_default="0")

@@ -169,7 +169,9 @@ TEST_SETTINGS = {
     "TITLE_TIMEOUT": 2.0,
     "SAVE_RETRY_DELAY": 0.01,
     # No background ticker on the connection a test shares: tests tick by hand.
-    "CHECKPOINT_SECONDS": 0,
+    "LIVE_TICKER": False,
+    # A client that hangs up closes the upstream at once; the drain's own tests turn it on.
+    "USAGE_DRAIN_SECONDS": 0,
     # Off but where a test turns them on (tests/auth/test_rate_limits.py): counters would carry
     # over between tests that reuse user ids.
     "RATELIMIT_ENABLED": False,

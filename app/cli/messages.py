@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app.services.persistence import recover_spooled
+from app.services.persistence import SpoolRefused, recover_spooled
 from app.services.reaper import reap_interrupted
 
 messages = AppGroup("messages", help="Maintain stored exchanges.")
@@ -28,8 +28,12 @@ def reap(older_than: float | None) -> None:
 
 @messages.command("recover")
 def recover() -> None:
-    """Write exchanges spooled during a database outage back to their rows."""
-    written, kept = recover_spooled(current_app._get_current_object())  # type: ignore[attr-defined]
-    click.echo(f"recovered {written} exchange(s); {kept} still waiting for the database")
+    """Write records spooled during a database outage (exchange endings, titles) back;
+    safe while the service runs. Exits 1 if some had to be kept for a later run."""
+    try:
+        written, kept = recover_spooled(current_app._get_current_object())  # type: ignore[attr-defined]
+    except SpoolRefused as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"recovered {written} record(s); {kept} kept in the spool for a later run")
     if kept:
         raise SystemExit(1)

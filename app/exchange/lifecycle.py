@@ -2,14 +2,19 @@
 
 begin        services/generation.py commits the prompt's row *in progress*
              (``is_success`` NULL, a heartbeat) and gives its connection back to the
-             pool; then the upstream is opened and its first event awaited (``start``):
-             a failure there ends the exchange as failed and is an HTTP error.
+             pool; from then on the process's checkpointer keeps its heartbeat fresh
+             (``open`` joins it first), while the upstream is opened and its first event
+             awaited: a failure there ends the exchange as failed and is an HTTP error.
+             GENERATION_TIMEOUT counts from the request's arrival and covers that wait.
 in progress  ``relay`` yields each piece to the client's wire format and counts it as
              received once the server comes back for the next one. Meanwhile the
-             process's checkpointer (services/checkpoints.py) writes the text so far and
-             a heartbeat for all its live exchanges in one statement every few seconds.
-end          the first call to ``end`` wins and, in this order: closes the upstream,
-             leaves the checkpointer, and saves the outcome in one short transaction
+             process's checkpointer (services/checkpoints.py) writes what was relayed
+             since its last tick (text, reasoning, tool calls) and a heartbeat for all
+             its live exchanges in one statement every few seconds.
+end          the first call to ``end`` wins and, in this order: (a client that left)
+             reads on for the upstream's usage for at most USAGE_DRAIN_SECONDS, closes
+             the upstream, leaves the checkpointer, and saves the outcome (with the
+             upstream's usage, or an estimate: ``estimate_tokens``) in one short transaction
              (complete | failed | client_closed), retried through database outages; a
              save that fails for another reason still ends the row, as failed.
 close        the response's close hook: ``end`` as client_closed if nothing ended the
@@ -17,7 +22,8 @@ close        the response's close hook: ``end`` as client_closed if nothing ende
              exchange failed, the conversation's title. The title can neither delay
              nor prevent the save.
 interrupted  a worker killed mid-stream ends nothing: its heartbeats stop, and the reaper
-             (services/reaper.py) ends the row as interrupted with its last checkpoint.
+             (services/reaper.py) ends the row as interrupted with its last checkpoint
+             and an estimate of its usage.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
-from typing import Any
+from datetime import date
+from typing import Any, NoReturn
 
 from flask import Flask
 
@@ -80,6 +87,16 @@ class NotStored(DomainError):
     status_code = 500
 
 
+# Upstream usage unknown: a token is taken for this many characters (OpenAI's rule of
+# thumb for English text; README "Every exchange is saved" says how estimates are made).
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(characters: int) -> int:
+    """Tokens estimated for this many characters: ceil(characters / CHARS_PER_TOKEN)."""
+    return -(-max(0, characters) // CHARS_PER_TOKEN)
+
+
 @dataclass(frozen=True)
 class PendingExchange:
     """An exchange whose prompt row is committed: plain values only, no ORM objects."""
@@ -100,6 +117,11 @@ class PendingExchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     # How many other exchanges followed its parent when it began (MessageOut's siblings).
     siblings: int = 0
+    # What the upstream is sent, estimated in tokens (``estimate_tokens`` of every
+    # character of the messages and tool definitions): charged if it reports no usage.
+    prompt_estimate: int = 0
+    # The UTC day the exchange was asked: its usage, and its title's, count on that day.
+    asked_on: date | None = None
 
 
 @dataclass
@@ -113,6 +135,8 @@ class Progress:
     first_piece_at: float | None = None
     # Tool calls the model requested, assembled from their deltas: {id, type, function}.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Characters of tool-call deltas taken so far: the checkpointer's sign that they grew.
+    tool_call_chars: int = 0
 
     def add_tool_calls(self, deltas: tuple[Any, ...]) -> None:
         """Fold tool-call deltas in, as OpenAI streams them: by index, the arguments in pieces."""
@@ -128,6 +152,7 @@ class Progress:
             call = self.tool_calls[index]
             if isinstance(delta.get("id"), str):
                 call["id"] += storable(delta["id"])
+                self.tool_call_chars += len(delta["id"])
             if isinstance(delta.get("type"), str):
                 call["type"] = storable(delta["type"])
             function = delta.get("function")
@@ -135,11 +160,37 @@ class Progress:
                 for key in ("name", "arguments"):
                     if isinstance(function.get(key), str):
                         call["function"][key] += storable(function[key])
+                        self.tool_call_chars += len(function[key])
+            self.tool_call_chars += 1  # a delta that only opens a call still counts
+
+    def tool_calls_copy(self) -> list[dict[str, Any]]:
+        """The tool calls so far, copied (safe to read from another thread)."""
+        return [
+            {"id": call["id"], "type": call["type"], "function": dict(call["function"])}
+            for call in list(self.tool_calls)
+        ]
+
+    def received_characters(self) -> int:
+        """Characters of answer, reasoning and tool calls received: the estimate's base."""
+        calls = sum(
+            len(call["id"]) + len(call["function"]["name"]) + len(call["function"]["arguments"])
+            for call in self.tool_calls_copy()
+        )
+        return sum(map(len, self.text)) + sum(map(len, self.reasoning)) + calls
 
 
 # Hooks the lifecycle calls; services/generation.py wires them to the database and the LLM.
 Save = Callable[["Exchange", dict[str, Any]], Message | None]
-Register = Callable[["Exchange"], None]
+OpenUpstream = Callable[[], ChatStream]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """What the upstream reader hands over: a chunk, the end, or an error; and when."""
+
+    kind: str  # "chunk" | "end" | "error" | "stopped" (at the deadline)
+    value: Any
+    arrived: float  # time.monotonic()
 
 
 class Exchange:
@@ -149,7 +200,6 @@ class Exchange:
         self,
         app: Flask,
         pending: PendingExchange,
-        upstream: ChatStream | None,
         *,
         save: Save,
         live: Any,
@@ -159,8 +209,8 @@ class Exchange:
         self.app = app
         self.pending = pending
         self.progress = Progress()
-        self._upstream = upstream
-        self._source: Iterator[Chunk] = iter(upstream if upstream is not None else ())
+        self._upstream: ChatStream | None = None
+        self._source: Iterator[Chunk] = iter(())
         self._save = save
         self._live = live
         self._title = title
@@ -168,30 +218,138 @@ class Exchange:
         self._ended: str | None = None
         self._streaming = False  # counted in the streams-in-flight gauge
         self._last_write = time.monotonic()
+        # Whether the upstream took the request (it answered 200, or we gave up waiting on
+        # it): then it bills the prompt, and an ending without its usage is estimated.
+        self._charged = False
+        self._exhausted = False  # the upstream's stream ended: no usage is coming any more
+        self._draining = False  # reading on for the usage after the client left
+        # The upstream reader (a thread; a greenlet under gevent), once one is needed, and
+        # chunks already taken from it that the relay has not had yet.
+        self._inbox: queue.Queue[_Item] | None = None
+        self._held: deque[_Item] = deque()
+        limit = app.config["GENERATION_TIMEOUT"]
+        # perf_counter and monotonic may differ in origin: measure the limit in one clock.
+        self._deadline = (
+            time.monotonic() + limit - (time.perf_counter() - pending.received_at)
+            if limit
+            else None
+        )
         # After ``end``: what went wrong, to tell the client (None: nothing), and the row.
         self.problem: DomainError | None = None
         self.saved: Message | None = None
 
     # ------------------------------------------------------------------ begin
-    def start(self) -> None:
-        """Wait for the upstream's first event: a failure before it is still an HTTP error."""
+    def open(self, open_upstream: OpenUpstream) -> None:
+        """Heartbeat the committed row from now on; open the upstream and wait for its first
+        event (within GENERATION_TIMEOUT): a failure before it is still an HTTP error."""
+        self._live.add(self)
         try:
-            first = next(self._source)
-        except StopIteration:
-            first = None
+            if self._deadline is not None:
+                # Opening and the first event are waited for with the deadline in view: a
+                # reader opens the upstream and reads it, this thread waits on its inbox.
+                self._start_reader(open_upstream)
+                self._held.append(self._take(None))
+            else:
+                self._attach(open_upstream())
+                try:
+                    first = next(self._source)
+                except StopIteration:
+                    self._exhausted = True
+                else:
+                    self._held.append(_Item("chunk", first, time.monotonic()))
+        except GenerationTimeout as error:
+            self._charged = True  # the upstream may well be working on it
+            self.progress.finish_reason = "timeout"
+            self.end(Outcome.FAILED, TIMED_OUT, error)
+            raise
+        except DomainError as error:  # the upstream could not be opened (mapped already)
+            self.end(Outcome.FAILED, upstream_status(error, error.__cause__), error)
+            raise
         except STREAM_ERRORS as error:
             failure = self._map_error(error)
             self.end(Outcome.FAILED, upstream_status(failure, error), failure)
             raise failure from error
-        if first is not None:
-            self._source = chain([first], self._source)
-        self._live.add(self)
+        except Exception as error:
+            self._fail_internally(error)
+        if self._held and self._held[0].kind == "error":
+            error = self._held.popleft().value
+            if isinstance(error, DomainError):
+                self.end(Outcome.FAILED, upstream_status(error, error.__cause__), error)
+                raise error
+            if not isinstance(error, STREAM_ERRORS):
+                self._fail_internally(error)
+            failure = self._map_error(error)
+            self.end(Outcome.FAILED, upstream_status(failure, error), failure)
+            raise failure from error
         self._streaming = True
         metrics.stream_started()
 
-    def fail_to_start(self, error: DomainError, status: int) -> None:
-        """End an exchange whose upstream could not even be opened."""
-        self.end(Outcome.FAILED, status, error)
+    def _fail_internally(self, error: BaseException) -> NoReturn:
+        log.error("opening exchange %d failed", self.pending.message_id, exc_info=error)
+        failure = DomainError("The service failed while calling the LLM.")
+        self.end(Outcome.FAILED, INTERNAL_ERROR, failure)
+        raise failure from error
+
+    def _attach(self, upstream: ChatStream) -> None:
+        self._upstream = upstream
+        self._source = iter(upstream)
+        self._charged = True
+        if self._ended is not None and not self._draining:
+            self._close_upstream()  # ended while it was being opened
+
+    def _start_reader(self, open_upstream: OpenUpstream | None = None) -> None:
+        """Read the upstream (opening it first, given how) in a reader of its own that hands
+        each chunk over a queue; stops once the exchange ended (or the deadline passed)."""
+        if self._inbox is not None:
+            return
+        inbox: queue.Queue[_Item] = queue.Queue()
+        self._inbox = inbox
+
+        def read() -> None:
+            try:
+                if open_upstream is not None:
+                    self._attach(open_upstream())
+                    if self._ended is not None and not self._draining:
+                        return  # cut off while it was being opened; _attach closed it
+                for chunk in self._source:
+                    if self._ended is not None and not self._draining:
+                        # Closed by the thread that reads it: closing a blocking socket
+                        # from another thread may not take effect (gevent's does).
+                        self._close_upstream()
+                        return
+                    inbox.put(_Item("chunk", chunk, time.monotonic()))
+                    late = self._deadline is not None and time.monotonic() >= self._deadline
+                    if late and not self._draining:
+                        # Nothing read from now on could be relayed.
+                        inbox.put(_Item("stopped", None, time.monotonic()))
+                        return
+                inbox.put(_Item("end", None, time.monotonic()))
+            except BaseException as error:  # handed over to the reading side, which decides
+                inbox.put(_Item("error", error, time.monotonic()))
+
+        threading.Thread(target=read, name="upstream-reader", daemon=True).start()
+
+    def _take(self, silence: float | None) -> _Item | None:
+        """The reader's next item: None after ``silence`` seconds without a byte written to
+        the client; GenerationTimeout once the deadline passed, unless the item arrived
+        before it (an answer that arrived is kept)."""
+        assert self._inbox is not None
+        while True:
+            now = time.monotonic()
+            waits = [self._last_write + silence - now] if silence else []
+            if self._deadline is not None:
+                waits.append(self._deadline - now)
+            try:
+                item = self._inbox.get(timeout=max(min(waits), 0.0) if waits else None)
+            except queue.Empty:
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    raise GenerationTimeout(self.app.config["GENERATION_TIMEOUT"]) from None
+                if silence and time.monotonic() >= self._last_write + silence:
+                    return None
+                continue
+            if self._deadline is not None and item.arrived >= self._deadline:
+                raise GenerationTimeout(self.app.config["GENERATION_TIMEOUT"])
+            return item
 
     # ------------------------------------------------------------ in progress
     def relay(
@@ -254,46 +412,29 @@ class Exchange:
         ``silence`` seconds; GenerationTimeout once the exchange has run for
         GENERATION_TIMEOUT. Waiting on the upstream and on those deadlines at once takes a
         reader (a greenlet under gevent) that hands chunks over a queue."""
-        limit = self.app.config["GENERATION_TIMEOUT"]
-        if not silence and not limit:
-            yield from self._source
-            return
-        # perf_counter and monotonic may differ in origin: measure the limit in one clock.
-        deadline = time.monotonic() + limit - (time.perf_counter() - self.pending.received_at)
-        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-        def read() -> None:
-            try:
-                for chunk in self._source:
-                    if self._ended is not None:
-                        # Closed by the thread that reads it: closing a blocking socket
-                        # from another thread may not take effect (gevent's does).
-                        self._close_upstream()
-                        return
-                    inbox.put(("chunk", chunk))
-                inbox.put(("end", None))
-            except BaseException as error:  # handed to the relay, which decides
-                inbox.put(("error", error))
-
-        threading.Thread(target=read, name="upstream-reader", daemon=True).start()
+        if self._inbox is None and (silence or self._deadline is not None):
+            self._start_reader()
         while True:
-            now = time.monotonic()
-            waits = [self._last_write + silence - now] if silence else []
-            if limit:
-                if now >= deadline:
-                    raise GenerationTimeout(limit)
-                waits.append(deadline - now)
-            try:
-                kind, value = inbox.get(timeout=max(min(waits), 0.0))
-            except queue.Empty:
-                if silence and time.monotonic() >= self._last_write + silence:
-                    yield None
+            if self._held:
+                item: _Item | None = self._held.popleft()
+            elif self._inbox is None:
+                try:
+                    item = _Item("chunk", next(self._source), 0.0)
+                except StopIteration:
+                    item = _Item("end", None, 0.0)
+            else:
+                item = self._take(silence)
+            if item is None:
+                yield None
                 continue
-            if kind == "end":
+            if item.kind == "end":
+                self._exhausted = True
                 return
-            if kind == "error":
-                raise value
-            yield value
+            if item.kind == "error":
+                raise item.value
+            if item.kind == "stopped":
+                raise GenerationTimeout(self.app.config["GENERATION_TIMEOUT"])
+            yield item.value
 
     # -------------------------------------------------------------------- end
     @property
@@ -305,13 +446,54 @@ class Exchange:
         """Record how the exchange ended; only the first call does anything."""
         if self._ended is not None:
             return
+        # Before the exchange is marked ended: from then on the reader stops unless draining.
+        self._draining = outcome == Outcome.CLIENT_CLOSED and self._usage_to_come()
         self._ended = outcome
         self.problem = error
+        if self._draining:
+            self._drain_usage()
         self._close_upstream()
         self._live.discard(self)
         if self._streaming:
             metrics.stream_ended()
         self._record(outcome, status)
+
+    def _usage_to_come(self) -> bool:
+        """Whether reading on could still bring the upstream's usage (and is allowed to)."""
+        return bool(
+            self.app.config["USAGE_DRAIN_SECONDS"]
+            and self.progress.usage is None
+            and self._upstream is not None
+            and not self._exhausted
+        )
+
+    def _drain_usage(self) -> None:
+        """The client left: read on (nothing more is relayed or saved as text) until the
+        upstream's usage arrives, for at most USAGE_DRAIN_SECONDS, so that what it bills is
+        recorded rather than estimated."""
+        until = time.monotonic() + self.app.config["USAGE_DRAIN_SECONDS"]
+        try:
+            self._start_reader()
+            assert self._inbox is not None
+            held, self._held = list(self._held), deque()
+            while True:
+                if held:
+                    item = held.pop(0)
+                else:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        return
+                    try:
+                        item = self._inbox.get(timeout=left)
+                    except queue.Empty:
+                        return
+                if item.kind != "chunk":
+                    return
+                if item.value.usage is not None:
+                    self.progress.usage = item.value.usage
+                    return
+        finally:
+            self._draining = False
 
     def _close_upstream(self) -> None:
         try:
@@ -332,7 +514,7 @@ class Exchange:
         except Exception:
             log.exception("storing exchange %d failed", self.pending.message_id)
             self.problem = self.problem or NotStored("The answer could not be stored.")
-            self._save_failure()
+            self._save_failure(values)
             return
         if self.saved is None and self.problem is None:
             self.problem = NotFound(
@@ -340,9 +522,11 @@ class Exchange:
                 "was being written."
             )
 
-    def _save_failure(self) -> None:
-        # The full row could not be written: end it all the same, as failed, without text.
+    def _save_failure(self, attempted: dict[str, Any]) -> None:
+        # The full row could not be written: end it all the same, as failed, without text
+        # (the tokens are plain integers and still charged).
         values = {"is_success": False, "outcome": Outcome.FAILED, "status_code": INTERNAL_ERROR}
+        values |= {key: attempted[key] for key in TOKEN_COLUMNS}
         try:
             self._save(self, values)
         except Exception:
@@ -352,6 +536,11 @@ class Exchange:
         """The columns an ending writes."""
         progress, now = self.progress, time.perf_counter()
         usage, received = progress.usage, self.pending.received_at
+        estimated = usage is None and self._charged
+        if estimated:
+            completion = estimate_tokens(progress.received_characters())
+            prompt = self.pending.prompt_estimate
+            usage = Usage(prompt, completion, prompt + completion)
         values: dict[str, Any] = {
             "response_content": "".join(progress.text),
             "reasoning_content": "".join(progress.reasoning) or None,
@@ -362,11 +551,12 @@ class Exchange:
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "response_tokens": usage.completion_tokens if usage else None,
             "total_tokens": usage.total_tokens if usage else None,
+            "usage_estimated": estimated,
             "ttft_ms": _ms(progress.first_piece_at - received) if progress.first_piece_at else None,
             "duration_ms": _ms(now - received),
         }
         if progress.tool_calls:
-            values["tool_calls"] = [dict(call) for call in progress.tool_calls]
+            values["tool_calls"] = progress.tool_calls_copy()
         return values
 
     # ------------------------------------------------------------------ close
@@ -382,6 +572,9 @@ class Exchange:
                     self._title()
                 except Exception:
                     log.exception("titling conversation %d failed", self.pending.conversation_id)
+
+
+TOKEN_COLUMNS = ("prompt_tokens", "response_tokens", "total_tokens", "usage_estimated")
 
 
 def _ms(seconds: float) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     Executable,
+    Text,
     bindparam,
     case,
     delete,
@@ -25,6 +27,16 @@ from sqlalchemy.orm import joinedload
 from app.models import Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
 from app.repositories.functions import ms_between
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What one live exchange relayed since its last checkpoint."""
+
+    text: str = ""  # answer text added (the whole text so far when ``whole``)
+    reasoning: str = ""  # reasoning added, likewise
+    whole: bool = False  # the database's copy is unknown: write the texts whole
+    tool_calls: list[dict[str, Any]] | None = None  # all the calls so far, if they changed
 
 
 class MessageRepository(SqlAlchemyRepository[Message]):
@@ -147,26 +159,35 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         result = self.session.execute(delete(table).where(table.c.id.in_(gone)))
         return result.rowcount
 
-    def checkpoint(
-        self, progress: Mapping[int, tuple[str, str | None] | None], now: datetime
-    ) -> int:
-        """One statement for all of a worker's live exchanges: a heartbeat each, and the text
-        (answer, reasoning) relayed so far where ``progress`` has it (None: unchanged).
-        Exchanges already ended are left alone; returns how many rows moved."""
-        changed = {uid: texts for uid, texts in progress.items() if texts is not None}
+    def checkpoint(self, progress: Mapping[int, Checkpoint | None], now: datetime) -> int:
+        """One statement for all of a worker's live exchanges: a heartbeat each, and what
+        ``progress`` has for it (None: nothing): text and reasoning appended (or written
+        whole), tool calls replaced. Exchanges already ended are left alone; returns how
+        many rows moved."""
+        ids = Message.id
         values: dict[str, Any] = {"heartbeat_at": now}
-        if changed:
-            ids = Message.id
-            values["response_content"] = case(
-                {uid: text for uid, (text, _) in changed.items()},
-                value=ids,
-                else_=Message.response_content,
-            )
-            values["reasoning_content"] = case(
-                {uid: reasoning for uid, (_, reasoning) in changed.items()},
-                value=ids,
-                else_=Message.reasoning_content,
-            )
+        texts, reasonings, calls = [], [], []
+        for uid, point in progress.items():
+            if point is None:
+                continue
+            if point.whole:
+                texts.append((ids == uid, literal(point.text, Text)))
+                reasonings.append((ids == uid, literal(point.reasoning or None, Text)))
+            else:
+                if point.text:
+                    added = literal(point.text, Text)
+                    texts.append((ids == uid, Message.response_content + added))
+                if point.reasoning:
+                    so_far = func.coalesce(Message.reasoning_content, "")
+                    reasonings.append((ids == uid, so_far + literal(point.reasoning, Text)))
+            if point.tool_calls is not None:
+                calls.append((ids == uid, literal(point.tool_calls, Message.tool_calls.type)))
+        if texts:
+            values["response_content"] = case(*texts, else_=Message.response_content)
+        if reasonings:
+            values["reasoning_content"] = case(*reasonings, else_=Message.reasoning_content)
+        if calls:
+            values["tool_calls"] = case(*calls, else_=Message.tool_calls)
         result = self.session.execute(
             update(Message)
             .where(Message.id.in_(list(progress)), Message.is_success.is_(None))
@@ -261,9 +282,26 @@ INSERTED = (
     "request_params",
     "system_prompt",
     "input_items",
+    "prompt_tokens",
+    "usage_estimated",
     "created_at",
     "updated_at",
 )
+
+
+def estimated_usage(chars_per_token: int) -> dict[str, Any]:
+    """SET clauses that charge an exchange ended without its worker: the prompt's estimate
+    written at its start, and its answer's and reasoning's characters / ``chars_per_token``
+    (rounded up), marked estimated."""
+    received = func.length(Message.response_content) + func.length(
+        func.coalesce(Message.reasoning_content, "")
+    )
+    response = (received + (chars_per_token - 1)) // chars_per_token
+    return {
+        "response_tokens": response,
+        "total_tokens": func.coalesce(Message.prompt_tokens, 0) + response,
+        "usage_estimated": True,
+    }
 
 
 @functools.cache

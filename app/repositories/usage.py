@@ -45,6 +45,8 @@ SUMS = (
     "prompt_tokens",
     "response_tokens",
     "total_tokens",
+    "estimated",
+    "estimated_tokens",
     *latency_columns("ttft"),
     *latency_columns("duration"),
 )
@@ -59,6 +61,8 @@ REPORT_SUMS = (
     "response_tokens",
     "total_tokens",
     "title_tokens",
+    "estimated",
+    "estimated_tokens",
 )
 
 
@@ -103,6 +107,10 @@ def _exchanges_by_key(
             func.coalesce(func.sum(m.prompt_tokens), _sql(0)),
             func.coalesce(func.sum(m.response_tokens), _sql(0)),
             func.coalesce(func.sum(m.total_tokens), _sql(0)),
+            func.sum(case((m.usage_estimated, _sql(1)), else_=_sql(0))),
+            func.coalesce(
+                func.sum(case((m.usage_estimated, m.total_tokens), else_=_sql(0))), _sql(0)
+            ),
             *_buckets(m.ttft_ms),
             *_buckets(m.duration_ms),
         )
@@ -280,6 +288,8 @@ def _report_query(group_by: tuple[str, ...], one_owner: bool) -> Select[Any]:
         func.coalesce(
             func.sum(case((t.kind == literal_column("'title'"), t.total_tokens), else_=zero)), 0
         ).label("title_tokens"),
+        func.sum(t.estimated).label("estimated"),
+        func.sum(t.estimated_tokens).label("estimated_tokens"),
         *(func.sum(t[name]).label(name) for m in MEASURES for name in latency_columns(m)),
     ]
     query = select(*columns).where(

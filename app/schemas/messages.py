@@ -133,6 +133,12 @@ class MessageOut(FastDumpSchema):
     prompt_tokens = fields.Integer(allow_none=True)
     response_tokens = fields.Integer(allow_none=True)
     total_tokens = fields.Integer(allow_none=True)
+    usage_estimated = fields.Boolean(
+        metadata={
+            "description": "The tokens are an estimate: the LLM's usage was not received "
+            "(README: Every exchange is saved)."
+        }
+    )
     is_success = fields.Boolean(
         allow_none=True, metadata={"description": "null while the exchange is in progress."}
     )

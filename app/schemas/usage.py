@@ -63,6 +63,15 @@ class OutcomeCounts(Schema):
     )
 
 
+class EstimatedUsage(Schema):
+    exchanges = fields.Integer(
+        metadata={"description": "Exchanges charged an estimate: the LLM's usage never came."}
+    )
+    total_tokens = fields.Integer(
+        metadata={"description": "Their tokens (part of total_tokens): see README."}
+    )
+
+
 class UsageRowOut(Schema):
     day = fields.Date(allow_none=True, metadata={"description": "null unless grouped by day."})
     model = fields.String(
@@ -79,6 +88,7 @@ class UsageRowOut(Schema):
     response_tokens = fields.Integer()
     total_tokens = fields.Integer(metadata={"description": "Exchanges' and title calls'."})
     title_tokens = fields.Integer(metadata={"description": "Spent on title calls."})
+    estimated = fields.Nested(EstimatedUsage)
     ttft_ms = fields.Nested(
         Percentiles, metadata={"description": "Histogram percentiles: see README precision."}
     )

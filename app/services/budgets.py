@@ -2,8 +2,8 @@
 spent their tokens for the UTC day (``TOKEN_BUDGET_DAILY``, or the user's own budget).
 
 Spending is read from the usage rollups, which count exchanges when they end (and title
-calls): exchanges still streaming are not in it yet, so a user can overshoot by what their
-exchanges in flight spend.
+calls), on the UTC day they were asked, estimated usage included: exchanges still streaming
+are not in it yet, so a user can overshoot by what their exchanges in flight spend.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ class BudgetExhausted(DomainError):
     status_code = 429
 
 
-def check_budget(session: Session, actor: Principal) -> None:
-    """Raise BudgetExhausted if ``actor`` has no tokens left today (one indexed query)."""
+def check_budget(session: Session, actor: Principal, now: datetime | None = None) -> None:
+    """Raise BudgetExhausted if ``actor`` has no tokens left on the UTC day of ``now`` (the
+    time the exchange is recorded as asked, which decides the day it counts on; default
+    the current time): one indexed query."""
     budget = actor.daily_token_budget or current_app.config["TOKEN_BUDGET_DAILY"]
     if not budget:
         return
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     spent = UsageRepository(session).tokens_spent(actor.user_id, now.date())
     if spent < budget:
         return

@@ -1,10 +1,14 @@
 """The exchanges a process is streaming, and the ticker that keeps their rows current.
 
-Every ``CHECKPOINT_SECONDS`` one short statement writes, for all live exchanges together, a
-heartbeat and the text relayed since the last checkpoint: never a transaction per chunk,
-never a connection held between ticks. Every ``REAP_INTERVAL_SECONDS`` the same ticker
-reaps exchanges whose heartbeat went stale (their worker died), so a killed worker's rows
-are ended while the service runs, by whichever worker or instance gets there first.
+From the moment its row is committed until it ends, an exchange is heartbeated: one short
+statement per tick writes, for all live exchanges together, a heartbeat and (unless
+CHECKPOINT_SECONDS is 0) what each relayed since the last tick: the text and reasoning
+added, appended in the database, and the tool calls if they changed. Never a transaction per
+chunk, never a connection held between ticks. The ticker runs every CHECKPOINT_SECONDS, or
+every REAP_AFTER_SECONDS / 3 when text checkpoints are off: heartbeats never stop while an
+exchange lives. Every ``REAP_INTERVAL_SECONDS`` the same ticker reaps exchanges whose
+heartbeat went stale (their worker died), so a killed worker's rows are ended while the
+service runs, by whichever worker or instance gets there first.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from flask import Flask
 from app.database import is_transient
 from app.models import utcnow
 from app.repositories import MessageRepository
+from app.repositories.messages import Checkpoint
 from app.services.reaper import reap_interrupted
 from app.services.unit_of_work import unit_of_work
 
@@ -27,24 +32,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How much of an exchange's progress the database holds: pieces of text and of reasoning,
+# characters of tool calls; None: unknown (a tick failed midway), the next writes it whole.
+Written = tuple[int, int, int] | None
+
 
 class LiveExchanges:
     """This process's exchanges in progress, checkpointed and reaped by one ticker."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.interval = app.config["CHECKPOINT_SECONDS"]
-        self.reap_interval = app.config["REAP_INTERVAL_SECONDS"]
+        checkpoint = app.config["CHECKPOINT_SECONDS"]
         self.stale_after = app.config["REAP_AFTER_SECONDS"]
+        self.text_checkpoints = checkpoint > 0
+        # Heartbeats are not optional: without text checkpoints the ticker still runs, at
+        # a third of the staleness bound (as often as the settings allow a checkpoint).
+        self.interval = checkpoint if checkpoint > 0 else self.stale_after / 3
+        self.reap_interval = app.config["REAP_INTERVAL_SECONDS"]
         self._live: dict[int, Exchange] = {}
-        self._written: dict[int, tuple[int, int]] = {}  # pieces already checkpointed
+        self._written: dict[int, Written] = {}
         self._lock = threading.Lock()
         self._ticker: threading.Thread | None = None
+        self._stopped = threading.Event()
         self._next_reap = 0.0
 
     def add(self, exchange: Exchange) -> None:
         with self._lock:
             self._live[exchange.pending.message_id] = exchange
+            self._written[exchange.pending.message_id] = (0, 0, 0)
         self.start()
 
     def discard(self, exchange: Exchange) -> None:
@@ -56,17 +71,20 @@ class LiveExchanges:
         return len(self._live)
 
     def start(self) -> None:
-        """Start the ticker (once per process; never when CHECKPOINT_SECONDS is 0)."""
-        if self._ticker is not None or self.interval <= 0:
+        """Start the ticker (once per process; LIVE_TICKER off: tests tick by hand)."""
+        if self._ticker is not None or not self.app.config["LIVE_TICKER"]:
             return
         with self._lock:
             if self._ticker is None:
                 self._ticker = threading.Thread(target=self._run, name="checkpoints", daemon=True)
                 self._ticker.start()
 
+    def stop(self) -> None:
+        """Stop the ticker after its current tick (it is a daemon: exiting stops it too)."""
+        self._stopped.set()
+
     def _run(self) -> None:
-        while True:
-            time.sleep(self.interval)
+        while not self._stopped.wait(self.interval):
             try:
                 self.tick()
             except Exception as error:
@@ -81,9 +99,16 @@ class LiveExchanges:
         with self.app.app_context():
             progress, sizes = self._progress()
             if progress:
-                with unit_of_work() as session:
-                    checkpointed = MessageRepository(session).checkpoint(progress, utcnow())
-                with self._lock:  # only once written: a failed tick resends the text
+                try:
+                    with unit_of_work() as session:
+                        checkpointed = MessageRepository(session).checkpoint(progress, utcnow())
+                except BaseException:
+                    # Perhaps written, perhaps not: the next tick writes these whole.
+                    with self._lock:
+                        for message_id in sizes.keys() & self._written.keys():
+                            self._written[message_id] = None
+                    raise
+                with self._lock:
                     for message_id, size in sizes.items():
                         if message_id in self._live:
                             self._written[message_id] = size
@@ -96,24 +121,37 @@ class LiveExchanges:
                     log.warning("reaped %d exchange(s) a dead worker left in progress", reaped)
         return checkpointed, reaped
 
-    def _progress(
-        self,
-    ) -> tuple[dict[int, tuple[str, str | None] | None], dict[int, tuple[int, int]]]:
-        """Per live exchange: its texts if they grew since the last checkpoint, else None;
-        and the sizes to remember once that is written."""
+    def _progress(self) -> tuple[dict[int, Checkpoint | None], dict[int, tuple[int, int, int]]]:
+        """Per live exchange: what it relayed since the last checkpoint (None: nothing, or
+        text checkpoints are off); and the sizes to remember once that is written."""
         with self._lock:
             live = list(self._live.items())
             written = dict(self._written)
-        progress: dict[int, tuple[str, str | None] | None] = {}
-        sizes: dict[int, tuple[int, int]] = {}
+        progress: dict[int, Checkpoint | None] = {}
+        sizes: dict[int, tuple[int, int, int]] = {}
         for message_id, exchange in live:
-            text, reasoning = list(exchange.progress.text), list(exchange.progress.reasoning)
-            size = (len(text), len(reasoning))
-            if written.get(message_id) == size:
-                progress[message_id] = None
+            progress[message_id] = None
+            if not self.text_checkpoints:
+                continue
+            state = exchange.progress
+            text, reasoning = list(state.text), list(state.reasoning)
+            size = (len(text), len(reasoning), state.tool_call_chars)
+            before = written.get(message_id)
+            if before == size:
                 continue
             sizes[message_id] = size
-            progress[message_id] = ("".join(text), "".join(reasoning) or None)
+            whole = before is None
+            text_from, reasoning_from, calls_before = before or (0, 0, -1)
+            progress[message_id] = Checkpoint(
+                text="".join(text[0 if whole else text_from :]),
+                reasoning="".join(reasoning[0 if whole else reasoning_from :]),
+                whole=whole,
+                tool_calls=(
+                    state.tool_calls_copy()
+                    if state.tool_calls and size[2] != calls_before
+                    else None
+                ),
+            )
         return progress, sizes
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from flask import current_app
 
 from app.errors import DomainError, NotFound
-from app.exchange.lifecycle import Exchange, Outcome, PendingExchange
+from app.exchange.lifecycle import Exchange, Outcome, PendingExchange, estimate_tokens
 from app.exchange.text import storable
 from app.extensions import db
 from app.llm.client import get_llm
@@ -134,7 +134,8 @@ def _begin(
     request_id = current_request_id()
     # The reads in autocommit; then the prompt's INSERT commits by itself, or shares a
     # transaction with a new conversation's.
-    check_budget(db.session, actor)
+    asked = utcnow()  # the day it counts on, and so the day whose budget is checked
+    check_budget(db.session, actor, asked)
     threads = ThreadRepository(db.session, actor.user_id)
     continued = fingerprint(prefix) if prefix else None
     if conversation_id is not None:
@@ -146,13 +147,16 @@ def _begin(
     else:
         # A first turn: new, unless it retries one whose last attempt did not complete.
         thread = threads.find_retried(retry_fingerprint(canonical))
+    estimate = estimate_tokens(_sent_characters(body))
     with one_statement() if thread is not None else unit_of_work() as session:
         if thread is None:
             created = ThreadRepository(session, actor.user_id).create(
                 Conversation(title=None, model_type=model, owner_id=actor.user_id)
             )
             thread = Thread(created.id, untitled=True)
-        message_id = MessageRepository(session).insert(
+        message_id = MessageRepository(
+            session
+        ).insert(
             {
                 "conversation_id": thread.id,
                 "parent_id": thread.parent_id,
@@ -160,7 +164,10 @@ def _begin(
                 "model": model,
                 "endpoint": ENDPOINT,
                 "request_id": request_id,
-                "heartbeat_at": utcnow(),
+                "created_at": asked,
+                "heartbeat_at": asked,
+                "prompt_tokens": estimate,  # until the upstream reports (lifecycle.py)
+                "usage_estimated": True,
                 "request_params": storable_json({k: v for k, v in body.items() if k != "messages"}),
                 "system_prompt": system_text(messages),
                 # What this call adds to the conversation: what follows the history it
@@ -182,6 +189,17 @@ def _begin(
             _next_fingerprint, canonical, conversation_id is None and prefix is None
         ),
         response_headers=response_headers,
+        prompt_estimate=estimate,
+        asked_on=asked.date(),
+    )
+
+
+def _sent_characters(body: Mapping[str, Any]) -> int:
+    """Characters of what the upstream is sent: every message's text and the tools."""
+    messages = [m for m in body["messages"] if isinstance(m, Mapping)]
+    tools = body.get("tools")
+    return sum(len(content_text(m.get("content"))) for m in messages) + (
+        len(json.dumps(tools, default=str)) if tools else 0
     )
 
 

@@ -9,17 +9,17 @@ the LLM is called.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, current_app
 
 from app.errors import DomainError, NotFound, Unprocessable
-from app.exchange.lifecycle import Exchange, PendingExchange
+from app.exchange.lifecycle import Exchange, PendingExchange, estimate_tokens
 from app.exchange.wire import after_response
 from app.extensions import db
 from app.llm.client import get_llm
-from app.llm.errors import map_error, upstream_status
+from app.llm.errors import map_error
 from app.llm.events import ChatMessage, ChatStream
 from app.models import Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
@@ -54,8 +54,13 @@ def _history(exchanges: list[tuple[str, str]], max_chars: int) -> list[ChatMessa
 
 def check_conversation(actor: Principal, conversation_id: int) -> None:
     """Raise NotFound unless ``actor`` may generate in this conversation (read only)."""
-    if not ConversationRepository(db.session, actor.scope).exists(conversation_id):
+    if not ConversationRepository(db.session, actor.user_id).exists(conversation_id):
         raise NotFound(f"Conversation {conversation_id} does not exist.")
+
+
+def sent_characters(messages: Iterable[ChatMessage]) -> int:
+    """Characters of the messages' text: what a prompt estimate is made from."""
+    return sum(len(message.get("content") or "") for message in messages)
 
 
 def begin_exchange(
@@ -69,13 +74,17 @@ def begin_exchange(
     exchange; CURRENT: the current one), and gather the context to send: the history of
     the branch it continues. It becomes the conversation's current exchange.
 
+    Every generation endpoint generates only in the caller's own conversations (admins
+    included: another user's is a 404), so the caller is the one charged and checked.
     Two round trips on PostgreSQL: the conversation and its history in one read, then the
     prompt's INSERT (which moves the conversation's current exchange, count and activity
     in the same statement), which commits by itself."""
     config = current_app.config
     request_id = current_request_id()
     session = db.session
-    context = ConversationRepository(session, actor.scope).generation_context(
+    # Generation happens in the caller's own conversations only, admins included: the
+    # caller is the one charged and checked (README, "Limits and budgets").
+    context = ConversationRepository(session, actor.user_id).generation_context(
         conversation_id, config["HISTORY_MAX_MESSAGES"], parent_id
     )
     if context is None:
@@ -85,8 +94,11 @@ def begin_exchange(
             f"Message {parent_id} is not an exchange of conversation {conversation_id}.",
             {"json": {"parent_id": ["Not an exchange of this conversation."]}},
         )
-    check_budget(session, actor)
+    asked = utcnow()  # the day it counts on, and so the day whose budget is checked
+    check_budget(session, actor, asked)
     history = _history(context.exchanges, config["HISTORY_MAX_CHARS"])
+    messages: tuple[ChatMessage, ...] = (*history, {"role": "user", "content": prompt})
+    estimate = estimate_tokens(sent_characters(messages))
     with one_statement() as session:
         message_id = MessageRepository(session).insert(
             {
@@ -97,7 +109,12 @@ def begin_exchange(
                 "model": context.model_type,
                 "endpoint": endpoint,
                 "request_id": request_id,
-                "heartbeat_at": utcnow(),
+                "created_at": asked,
+                "heartbeat_at": asked,
+                # Until the upstream reports its usage: what the reaper charges if the
+                # worker dies (the history sent is in no column).
+                "prompt_tokens": estimate,
+                "usage_estimated": True,
             }
         )
     return PendingExchange(
@@ -105,12 +122,14 @@ def begin_exchange(
         conversation_id=conversation_id,
         model=context.model_type,
         prompt=prompt,
-        messages=(*history, {"role": "user", "content": prompt}),
+        messages=messages,
         needs_title=context.untitled,
         endpoint=endpoint,
         request_id=request_id,
         received_at=request_received_at(),
         siblings=context.siblings,
+        prompt_estimate=estimate,
+        asked_on=asked.date(),
     )
 
 
@@ -148,32 +167,34 @@ def open_exchange(
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     title = (
         functools.partial(
-            title_conversation, app, pending.conversation_id, pending.model, pending.prompt
+            title_conversation,
+            app,
+            pending.conversation_id,
+            pending.model,
+            pending.prompt,
+            pending.asked_on,
         )
         if pending.needs_title
         else None
     )
-    live = live_exchanges(app)
-    hooks: dict[str, Any] = {
-        "save": _save,
-        "live": live,
-        "title": title,
-        "map_error": map_upstream_error,
-    }
-    try:
-        if open_upstream is None:
-            upstream = get_llm().stream_chat(pending.model, pending.messages, pending.request_id)
-        else:
-            upstream = open_upstream()
-    except DomainError as error:
-        # Not even opened: record the failure through the same lifecycle, then answer it.
-        exchange = Exchange(app, pending, None, **hooks)
-        after_response(exchange.close)
-        exchange.fail_to_start(error, upstream_status(error, error.__cause__))
-        raise
-    exchange = Exchange(app, pending, upstream, **hooks)
+    exchange = Exchange(
+        app,
+        pending,
+        save=_save,
+        live=live_exchanges(app),
+        title=title,
+        map_error=map_upstream_error,
+    )
     after_response(exchange.close)
-    exchange.start()
+    if open_upstream is None:
+        llm = get_llm()  # here: the upstream may be opened by a reader without app context
+
+        def open_upstream() -> ChatStream:
+            return llm.stream_chat(pending.model, pending.messages, pending.request_id)
+
+    # Heartbeats from here on; a failure before the first event ends the exchange as
+    # failed and is raised to be answered as an HTTP error.
+    exchange.open(open_upstream)
     return exchange
 
 
@@ -199,7 +220,9 @@ def reply(
 def stream_regeneration(actor: Principal, conversation_id: int, message_id: int) -> Exchange:
     """Start another answer to exchange ``message_id``'s prompt: a new exchange with its
     prompt and its parent (a sibling), which becomes current. NotFound if there is none."""
-    found = MessageRepository(db.session).in_conversation(conversation_id, message_id, actor.scope)
+    found = MessageRepository(db.session).in_conversation(
+        conversation_id, message_id, actor.user_id
+    )
     if found is None:
         raise NotFound(f"Message {message_id} does not exist in conversation {conversation_id}.")
     prompt, parent_id = found

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from datetime import date
 
 from flask import Flask
-from sqlalchemy.orm import Session
 
 from app.errors import DomainError
 from app.extensions import db
 from app.llm.client import get_llm
-from app.repositories import ConversationRepository, MessageRepository
-from app.repositories.usage import UsageRepository
+from app.repositories import MessageRepository
 from app.services.persistence import save_with_retry
-from app.services.usage import today
+from app.services.usage import record_title, title_record, today
 from app.web import metrics
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,12 @@ def fallback_title(prompt: str) -> str:
     return _cap(" ".join(prompt.split()[:FALLBACK_WORDS])) or "Untitled"
 
 
-def title_conversation(app: Flask, conversation_id: int, model: str, prompt: str) -> None:
+def title_conversation(
+    app: Flask, conversation_id: int, model: str, prompt: str, day: date | None = None
+) -> None:
     """Title an untitled conversation from its first prompt (runs after its first complete
-    exchange, which ``prompt`` is; exchanges that failed before it may have come first)."""
+    exchange, which ``prompt`` is; exchanges that failed before it may have come first); the
+    title call's usage counts on ``day``, the UTC day the exchange was asked (default today)."""
     title_model = app.config["TITLE_MODEL"] or model
     # Its own app context: the connection goes back before the LLM is called.
     with app.app_context():
@@ -78,19 +81,12 @@ def title_conversation(app: Flask, conversation_id: int, model: str, prompt: str
     tokens = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) if usage else None
     if tokens:
         metrics.title_tokens(title_model, tokens[2])
-
-    def save(session: Session) -> None:
-        ConversationRepository(session).set_title_if_missing(conversation_id, title)
-        if called:
-            # Tokens spent on titles count as usage of kind title, not as exchanges.
-            UsageRepository(session).add_title(
-                conversation_id, today(), title_model, tokens or (0, 0, 0)
-            )
-
+    # Tokens spent on titles count as usage of kind title, not as exchanges.
+    record = title_record(conversation_id, title, title_model, day or today(), tokens, called)
     save_with_retry(
         app,
-        save,
-        {"conversation_id": conversation_id, "title": title},
+        functools.partial(record_title, record=record),
+        record,
         f"title of conversation {conversation_id}",
         exchange=False,
     )

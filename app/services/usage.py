@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import LATENCY_BUCKETS_MS, Message
-from app.repositories import MessageRepository
+from app.repositories import ConversationRepository, MessageRepository
 from app.repositories.usage import REPORT_SUMS, UsageRepository
 from app.schemas.usage import USAGE_DEFAULT_DAYS
 from app.services.auth import Principal
@@ -44,6 +44,42 @@ def record_ending(session: Session, message_id: int, values: Mapping[str, Any]) 
             return None
     usage.add_exchanges([message_id])
     return message
+
+
+def record_title(session: Session, record: Mapping[str, Any]) -> None:
+    """Write a conversation's title if it has none and, when the title came from an LLM
+    call, count that call's usage (kind title) on ``record["day"]``, in the caller's
+    transaction. ``record``: what ``title_record`` made (also as spooled, and as spooled
+    by earlier releases: ``{conversation_id, title}``)."""
+    conversation_id = record["conversation_id"]
+    title = record.get("title")
+    if isinstance(title, str) and title:
+        ConversationRepository(session).set_title_if_missing(conversation_id, title)
+    tokens = record.get("tokens")
+    if record.get("called") and isinstance(record.get("model"), str):
+        day = date.fromisoformat(record["day"]) if record.get("day") else today()
+        counted = tuple(tokens) if isinstance(tokens, list | tuple) else (0, 0, 0)
+        UsageRepository(session).add_title(conversation_id, day, record["model"], counted)
+
+
+def title_record(
+    conversation_id: int,
+    title: str,
+    model: str,
+    day: date,
+    tokens: tuple[int | None, int | None, int | None] | None,
+    called: bool,
+) -> dict[str, Any]:
+    """A title's save as plain values: what ``record_title`` writes and the spool keeps."""
+    return {
+        "kind": "title",
+        "conversation_id": conversation_id,
+        "title": title,
+        "model": model,
+        "day": day.isoformat(),
+        "tokens": list(tokens) if tokens else None,
+        "called": called,
+    }
 
 
 def end_exchange(session: Session, message_id: int, values: Mapping[str, Any]) -> Message | None:
@@ -93,9 +129,9 @@ def _row(sums: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
     """
     width = len(group_by)
     keys = dict(zip(group_by, sums[:width], strict=True))
-    exchanges, complete, failed, closed, interrupted, limited, *tokens = sums[width : width + 10]
+    exchanges, complete, failed, closed, interrupted, limited, *tokens = sums[width : width + 12]
     # SUM of a BIGINT is a NUMERIC (a Decimal) on PostgreSQL.
-    prompt, response, total, titles = (int(value) for value in tokens)
+    prompt, response, total, titles, estimated, estimated_tokens = (int(v) for v in tokens)
     buckets = width + len(REPORT_SUMS)
     ttft = percentiles(sums[buckets : buckets + _BUCKETS], QUANTILES)
     duration = percentiles(sums[buckets + _BUCKETS :], QUANTILES)
@@ -119,6 +155,7 @@ def _row(sums: tuple[Any, ...], group_by: Sequence[str]) -> dict[str, Any]:
         "response_tokens": response,
         "total_tokens": total,
         "title_tokens": titles,
+        "estimated": {"exchanges": estimated, "total_tokens": estimated_tokens},
         "ttft_ms": {"p50": ttft[0], "p95": ttft[1]},
         "duration_ms": {"p50": duration[0], "p95": duration[1]},
     }

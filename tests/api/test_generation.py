@@ -338,19 +338,20 @@ class TestUpstreamFailsBeforeTheFirstToken:
 
 
 class TestUpstreamQuirks:
-    def test_no_usage_saves_none(self, client, database, fake_llm, conversation_id):
+    def test_no_usage_is_charged_an_estimate(self, client, database, fake_llm, conversation_id):
         fake_llm.behavior = Behavior(tokens=TOKENS, send_usage=False)
 
         response = stream_text(client, conversation_id)
 
         assert response.status_code == 200
         message = only_message(database, conversation_id)
+        # ceil(characters / 4): "Say hello" sent (9), "Hello, world!" received (13).
         assert (message.prompt_tokens, message.response_tokens, message.total_tokens) == (
-            None,
-            None,
-            None,
+            3,
+            4,
+            7,
         )
-        assert message.is_success is True
+        assert (message.usage_estimated, message.is_success) == (True, True)
 
     def test_servers_rejecting_stream_options_work_with_the_option_off(
         self, client, configure, database, fake_llm, conversation_id

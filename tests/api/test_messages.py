@@ -43,6 +43,7 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
         "prompt_tokens",
         "response_tokens",
         "total_tokens",
+        "usage_estimated",
         "is_success",
         "status_code",
         "outcome",

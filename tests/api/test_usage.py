@@ -21,12 +21,20 @@ from app.models import (
 )
 from app.services import users as users_service
 from app.services.usage import percentile
-from tests.api.test_generation import post_stream, stream_text
+from tests.api.test_generation import parse_sse, post_stream, stream_text
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
 
 OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
-SUMS = ("calls", "rate_limited", "prompt_tokens", "response_tokens", "total_tokens")
+SUMS = (
+    "calls",
+    "rate_limited",
+    "prompt_tokens",
+    "response_tokens",
+    "total_tokens",
+    "estimated",
+    "estimated_tokens",
+)
 BUCKETS = (*latency_columns("ttft"), *latency_columns("duration"))
 TITLE_USAGE = {"prompt_tokens": 40, "completion_tokens": 4, "total_tokens": 44}
 
@@ -53,6 +61,8 @@ def expected_rollups(app) -> dict[tuple, dict[str, int]]:
         sums["prompt_tokens"] += message.prompt_tokens or 0
         sums["response_tokens"] += message.response_tokens or 0
         sums["total_tokens"] += message.total_tokens or 0
+        sums["estimated"] += message.usage_estimated
+        sums["estimated_tokens"] += (message.total_tokens or 0) if message.usage_estimated else 0
         for measure, value in (("ttft", message.ttft_ms), ("duration", message.duration_ms)):
             if value is not None:
                 sums[latency_columns(measure)[bucket(value)]] += 1
@@ -108,6 +118,10 @@ def expected_report(app, group_by: tuple[str, ...], owner_id: int | None = None)
                 "response_tokens": sums["response_tokens"],
                 "total_tokens": sums["total_tokens"],
                 "title_tokens": 0,
+                "estimated": {
+                    "exchanges": sums["estimated"],
+                    "total_tokens": sums["estimated_tokens"],
+                },
                 **{
                     f"{measure}_ms": {
                         "p50": percentile([sums[c] for c in latency_columns(measure)], 0.5),
@@ -152,6 +166,13 @@ def mixed_run(pooled_app, fake_llm):
     assert bob.post(f"/conversations/{b1}/messages", json={"prompt": "p"}).status_code == 429
     fake_llm.behavior = Behavior(n_tokens=5, break_after=2)
     post_stream(alice, a2)
+    # No usage from the upstream: charged an estimate; and one cut off by the time limit.
+    fake_llm.behavior = Behavior(tokens=["e"], send_usage=False)
+    assert bob.post(f"/conversations/{b1}/messages", json={"prompt": "p"}).status_code == 201
+    app.config["GENERATION_TIMEOUT"] = 0.3
+    fake_llm.behavior = Behavior(n_tokens=40, delay=0.05)
+    assert parse_sse(post_stream(alice, a1).data)[-1][1]["code"] == 504
+    app.config["GENERATION_TIMEOUT"] = 0
 
     # Hang-ups: the client reads one piece and leaves.
     fake_llm.behavior = Behavior(n_tokens=40, delay=0.02)
@@ -196,7 +217,12 @@ def test_rollups_agree_exactly_with_the_messages_after_a_mixed_run(pooled_app, m
     outcomes = {key[3] for key in expected}
     assert outcomes == set(OUTCOMES)
     assert sum(sums["rate_limited"] for sums in expected.values()) == 1
-    assert sum(sums["calls"] for sums in expected.values()) == 11
+    assert sum(sums["calls"] for sums in expected.values()) == 13
+    # Estimated: the reaped, the hung up, the timed out, the one without usage, the break.
+    assert sum(sums["estimated"] for sums in expected.values()) == 7
+    with pooled_app.app_context():
+        timed_out = sa.select(sa.func.count()).where(Message.finish_reason == "timeout")
+        assert db.session.scalar(timed_out) == 1
 
 
 @pytest.mark.parametrize(

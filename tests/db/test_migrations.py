@@ -449,3 +449,76 @@ def test_input_items_are_backfilled_for_the_seeds_endpoints_and_downgrade(
             assert list(kept) == ['a "quoted" prompt \u00e9', "seed", "from v1"]
         columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
         assert "input_items" not in columns
+
+
+# The revision before the usage estimates (re-chained at merge: change it here only).
+BEFORE_ESTIMATES = "0010_input_items"
+
+
+def test_the_estimates_revision_keeps_existing_rows_unestimated_and_downgrades(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_ESTIMATES)
+        stamp = {"t": "2026-01-02 10:00:00+00:00"}
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('old', 'user', true, :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, created_at,"
+                    " updated_at) VALUES (1, 'old', 'm', :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " is_success, status_code, outcome, total_tokens, model, created_at,"
+                    " updated_at) VALUES (1, 'kept?', 'findable', true, 200, 'complete', 7, 'm',"
+                    " :t, :t)"
+                ),
+                stamp,
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO usage_daily (owner_id, day, model, kind, outcome, shard, calls,"
+                    " total_tokens) VALUES (1, '2026-01-02', 'm', 'exchange', 'complete', 1, 1, 7)"
+                )
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            message = connection.execute(
+                sa.text("SELECT prompt_content, total_tokens, usage_estimated FROM messages")
+            ).one()
+            rollup = connection.execute(
+                sa.text("SELECT calls, total_tokens, estimated, estimated_tokens FROM usage_daily")
+            ).one()
+        assert tuple(message) == ("kept?", 7, False)
+        assert tuple(rollup) == (1, 7, 0, 0)
+        assert drift() == []
+
+        flask_migrate.downgrade(revision=BEFORE_ESTIMATES)
+        with db.engine.connect() as connection:
+            kept = connection.execute(sa.text("SELECT prompt_content FROM messages")).scalars()
+            assert list(kept) == ["kept?"]
+            if backend == "sqlite":
+                # The rebuilt messages table is searchable again (0005's triggers and index).
+                found = connection.execute(
+                    sa.text(
+                        "SELECT rowid FROM fts_message_responses"
+                        " WHERE fts_message_responses MATCH 'findable'"
+                    )
+                ).scalars()
+                assert list(found) == [1]
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
+        rollup_columns = {c["name"] for c in sa.inspect(db.engine).get_columns("usage_daily")}
+        assert "usage_estimated" not in columns
+        assert not {"estimated", "estimated_tokens"} & rollup_columns

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from app.errors import Unavailable
 from app.extensions import db
 from app.models import Conversation, Message, utcnow
+from app.services import persistence
 from app.services.persistence import save_with_retry
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
@@ -115,7 +116,7 @@ class TestSaveWithRetry:
         result = app.test_cli_runner().invoke(args=["messages", "recover"])
 
         assert result.exit_code == 0
-        assert "recovered 1 exchange(s); 0 still waiting" in result.output
+        assert "recovered 1 record(s); 0 kept" in result.output
         saved = database.get(Message, message_id)
         assert (saved.response_content, saved.is_success, saved.outcome) == (
             "kept",
@@ -123,6 +124,141 @@ class TestSaveWithRetry:
             "complete",
         )
         assert not spool.exists()
+
+
+class TestSpool:
+    """The spool file (issue 20 item 12) and `flask messages recover` (issue 21 item 4)."""
+
+    @pytest.fixture
+    def spool(self, configure, tmp_path):
+        path = tmp_path / "unsaved.jsonl"
+        configure(UNSAVED_EXCHANGES_FILE=str(path))
+        return path
+
+    @pytest.fixture
+    def in_progress(self, database, owner_id):
+        (conversation_id,) = database.add(Conversation(model_type="m", owner_id=owner_id))
+        (message_id,) = database.add(Message(conversation_id=conversation_id, prompt_content="p"))
+        return conversation_id, message_id
+
+    def lost(self, app, record):
+        def outage(_session):
+            raise sa.exc.OperationalError("UPDATE messages", {}, Exception("server closed"))
+
+        with pytest.raises(Unavailable):
+            save_with_retry(app, outage, record, "exchange 1")
+
+    def recover(self, app):
+        return app.test_cli_runner().invoke(args=["messages", "recover"])
+
+    def test_an_existing_spool_is_made_owner_only(self, app, spool):
+        spool.write_text("")
+        spool.chmod(0o644)
+
+        self.lost(app, {"message_id": 1, "response_content": "secret"})
+
+        assert spool.stat().st_mode & 0o777 == 0o600
+        assert json.loads(spool.read_text()) == {"message_id": 1, "response_content": "secret"}
+
+    def test_a_symlink_at_the_spools_path_is_not_followed(self, app, spool, tmp_path, caplog):
+        target = tmp_path / "elsewhere.txt"
+        target.write_text("")
+        target.chmod(0o644)
+        spool.symlink_to(target)
+
+        with caplog.at_level(logging.ERROR):
+            self.lost(app, {"message_id": 1, "response_content": "secret"})
+
+        assert target.read_text() == ""
+        assert target.stat().st_mode & 0o777 == 0o644
+        assert "the spool file could not be written either" in caplog.text
+
+    def test_recover_refuses_a_symlink_at_the_spools_path(self, app, spool, tmp_path):
+        target = tmp_path / "elsewhere.jsonl"
+        target.write_text(json.dumps({"message_id": 1, "outcome": "complete"}) + "\n")
+        spool.symlink_to(target)
+
+        result = self.recover(app)
+
+        assert result.exit_code == 1
+        assert "is a symbolic link: not followed, not recovered" in result.output
+        assert spool.is_symlink()
+        assert json.loads(target.read_text()) == {"message_id": 1, "outcome": "complete"}
+
+    def test_recover_writes_back_titles_and_endings_alike(
+        self, app, spool, database, in_progress, client
+    ):
+        conversation_id, message_id = in_progress
+        ending = {"message_id": message_id, "response_content": "kept", "outcome": "complete"}
+        spool.write_text(
+            json.dumps({**ending, "is_success": True})
+            + "\n"
+            # A title as this release spools it, with its call's usage; and as before it.
+            + json.dumps(
+                {
+                    "kind": "title",
+                    "conversation_id": conversation_id,
+                    "title": "Trip",
+                    "model": "title-m",
+                    "day": utcnow().date().isoformat(),
+                    "tokens": [3, 2, 5],
+                    "called": True,
+                }
+            )
+            + "\n"
+            + json.dumps({"conversation_id": conversation_id, "title": "Older"})
+            + "\n"
+        )
+
+        result = self.recover(app)
+
+        assert result.exit_code == 0, result.output
+        assert "recovered 3 record(s); 0 kept" in result.output
+        assert database.get(Message, message_id).response_content == "kept"
+        assert database.get(Conversation, conversation_id).title == "Trip"
+        by_model = {row["model"]: row for row in client.get("/usage?group_by=model").json["rows"]}
+        assert by_model["title-m"]["title_tokens"] == 5
+        assert not spool.exists()
+
+    def test_a_record_it_cannot_apply_is_kept_and_the_rest_written(
+        self, app, spool, database, in_progress
+    ):
+        _, message_id = in_progress
+        unknown = json.dumps({"kind": "from-a-later-release", "x": 1})
+        spool.write_text(
+            "not json\n"
+            + unknown
+            + "\n"
+            + json.dumps({"message_id": message_id, "outcome": "complete", "is_success": True})
+            + "\n"
+        )
+
+        result = self.recover(app)
+
+        assert result.exit_code == 1
+        assert "recovered 1 record(s); 2 kept" in result.output
+        assert spool.read_text().splitlines() == ["not json", unknown]
+        assert database.get(Message, message_id).outcome == "complete"
+
+    def test_an_ending_spooled_while_recover_runs_is_not_lost(
+        self, app, spool, database, in_progress, monkeypatch
+    ):
+        _, message_id = in_progress
+        spool.write_text(json.dumps({"message_id": message_id, "outcome": "complete"}) + "\n")
+        late = {"message_id": 999, "response_content": "appended meanwhile"}
+        record_ending = persistence.record_ending
+
+        def meanwhile(session, uid, values):
+            # The service loses another ending to the outage while recover is at work.
+            self.lost(app, late)
+            return record_ending(session, uid, values)
+
+        monkeypatch.setattr(persistence, "record_ending", meanwhile)
+
+        result = self.recover(app)
+
+        assert "recovered 1 record(s); 0 kept" in result.output
+        assert [json.loads(line) for line in spool.read_text().splitlines()] == [late]
 
 
 class TestReaper:
