@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     text,
+    false,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -141,8 +142,11 @@ class Conversation(TimestampMixin, db.Model):
     # Serves listing one owner's conversations in id order, either direction.
     __table_args__ = (
         Index("ix_conversations_owner_id_id", "owner_id", "id"),
-        # The /v1 gateway's threading: one owner's conversation whose history matches.
-        Index("ix_conversations_owner_id_history_fingerprint", "owner_id", "history_fingerprint"),
+        # order=recent: one owner's archived or unarchived conversations, pinned first, most
+        # recently active first; the first page is one backward range scan.
+        Index(
+            "ix_conversations_recent", "owner_id", "archived", "pinned", "last_activity_at", "id"
+        ),
         _NO_ID_REUSE,
     )
 
@@ -156,9 +160,25 @@ class Conversation(TimestampMixin, db.Model):
     meta: Mapped[dict[str, str]] = mapped_column(
         "metadata", JsonObject, default=dict, server_default=text("'{}'")
     )
-    # SHA-256 of the history so far as an OpenAI client resends it (app/services/gateway.py),
-    # set by each successful /v1 exchange; NULL until one.
-    history_fingerprint: Mapped[str | None] = mapped_column(String(FINGERPRINT_LENGTH))
+    # The exchange the user sees last: the leaf of the current branch of the conversation's
+    # tree (NULL: no exchange yet). Moved by the INSERT of every new exchange, in the same
+    # statement; a deleted exchange's subtree hands it to the subtree's parent first.
+    # use_alter: messages refer to conversations too, and the cycle needs one side named.
+    current_message_id: Mapped[int | None] = mapped_column(
+        BigInteger,
+        ForeignKey(
+            "messages.id",
+            ondelete="SET NULL",
+            use_alter=True,
+            name="fk_conversations_current_message_id_messages",
+        ),
+    )
+    # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Exchanges in every branch, kept by the statements that add and delete them.
+    message_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # passive_deletes: the database's ON DELETE CASCADE removes the messages, so deleting
     # a conversation never loads them.
@@ -167,6 +187,7 @@ class Conversation(TimestampMixin, db.Model):
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="Message.id",
+        foreign_keys="Message.conversation_id",
     )
 
     def __repr__(self) -> str:
@@ -187,6 +208,16 @@ class Message(TimestampMixin, db.Model):
             postgresql_where=text("is_success IS NULL"),
             sqlite_where=text("is_success IS NULL"),
         ),
+        # A tree's walks: children of an exchange (subtrees, siblings, the foreign key's
+        # checks) and, with parent_id IS NULL, a conversation's first exchanges.
+        Index("ix_messages_parent_id_conversation_id", "parent_id", "conversation_id"),
+        # The /v1 gateway's threading: the exchange whose history a request continues.
+        Index(
+            "ix_messages_history_fingerprint",
+            "history_fingerprint",
+            postgresql_where=text("history_fingerprint IS NOT NULL"),
+            sqlite_where=text("history_fingerprint IS NOT NULL"),
+        ),
         _NO_ID_REUSE,
     )
 
@@ -194,6 +225,14 @@ class Message(TimestampMixin, db.Model):
     conversation_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("conversations.id", ondelete="CASCADE")
     )
+    # The exchange this one follows in its branch (NULL: a first exchange); always an
+    # older one of the same conversation, so a branch in id order is root first. No ON
+    # DELETE CASCADE: SQLite runs cascades recursively and gives up past 1,000 levels, so
+    # a subtree is deleted by one statement that names all of it (MessageRepository).
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("messages.id"))
+    # /v1: SHA-256 of the history this exchange ended, as an OpenAI client resends it
+    # (app/services/gateway.py); set when it completes. NULL for other endpoints.
+    history_fingerprint: Mapped[str | None] = mapped_column(String(FINGERPRINT_LENGTH))
     prompt_content: Mapped[str] = mapped_column(Text)
     response_content: Mapped[str] = mapped_column(Text, default="")
     # What a reasoning model thought before answering (DeepSeek-R1, Qwen3, o-series relays).
@@ -222,7 +261,9 @@ class Message(TimestampMixin, db.Model):
     request_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     system_prompt: Mapped[str | None] = mapped_column(Text)
 
-    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    conversation: Mapped[Conversation] = relationship(
+        back_populates="messages", foreign_keys=[conversation_id]
+    )
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.
     feedback: Mapped[Feedback | None] = relationship(lazy="raise", passive_deletes=True)
 

@@ -54,7 +54,10 @@ def test_cascade_and_indexes_exist_after_upgrade(backend, database_factory):
         flask_migrate.upgrade()
         inspector = sa.inspect(db.engine)
 
-        (foreign_key,) = inspector.get_foreign_keys("messages")
+        foreign_keys = {
+            tuple(fk["constrained_columns"]): fk for fk in inspector.get_foreign_keys("messages")
+        }
+        foreign_key = foreign_keys[("conversation_id",)]
         message_indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("messages")}
         conversation_indexes = {i["name"] for i in inspector.get_indexes("conversations")}
 
@@ -147,8 +150,10 @@ def test_existing_keys_survive_key_expiry_and_never_expire(backend, database_fac
         assert prefixes == [key.prefix]
 
 
-# The revision before the gateway's (re-chained at merge: change it here only).
+# The revision before the gateway's, and the gateway's (re-chained at merge: change them
+# here only).
 BEFORE_GATEWAY = "0006"
+GATEWAY = "0007"
 
 
 def test_the_gateway_revision_keeps_existing_rows_and_downgrades(backend, database_factory):
@@ -179,7 +184,7 @@ def test_the_gateway_revision_keeps_existing_rows_and_downgrades(backend, databa
                 stamp,
             )
 
-        flask_migrate.upgrade()
+        flask_migrate.upgrade(revision=GATEWAY)
 
         with db.engine.connect() as connection:
             conversation = connection.execute(
@@ -200,6 +205,7 @@ def test_the_gateway_revision_keeps_existing_rows_and_downgrades(backend, databa
             "owner_id",
             "history_fingerprint",
         ]
+        flask_migrate.upgrade()
         assert drift() == []
 
         flask_migrate.downgrade(revision=BEFORE_GATEWAY)
@@ -274,3 +280,106 @@ def test_usage_rollups_are_backfilled_from_existing_exchanges(backend, database_
 
         flask_migrate.downgrade(revision=BEFORE_USAGE)
         assert "usage_daily" not in tables()
+
+
+# The revision before the conversation tree (re-chained at merge: change it here only).
+BEFORE_TREE = "0008"
+OLD = "2026-01-01 00:00:00+00:00"
+
+
+def test_the_tree_revision_makes_each_conversation_one_branch_and_downgrades(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_TREE)
+        with db.engine.begin() as connection:
+            run = connection.execute
+            run(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('old', 'user', true, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            # 1: three exchanges, the last a complete /v1 one that left the fingerprint;
+            # 2: none, created after 1's last exchange.
+            run(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, history_fingerprint,"
+                    " created_at, updated_at) VALUES (1, 'one', 'm', :fp, :t, :t)"
+                ),
+                {"fp": "f" * 64, "t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, created_at,"
+                    " updated_at) VALUES (1, 'two', 'm', :t, :t)"
+                ),
+                {"t": "2026-01-05 00:00:00+00:00"},
+            )
+            for prompt, endpoint, outcome, day in (
+                ("a", "messages", "complete", "02"),
+                ("b", "messages", "failed", "03"),
+                ("c", "v1", "complete", "04"),
+            ):
+                run(
+                    sa.text(
+                        "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                        " endpoint, outcome, created_at, updated_at)"
+                        " VALUES (1, :p, 'r', :e, :o, :t, :t)"
+                    ),
+                    {"p": prompt, "e": endpoint, "o": outcome, "t": f"2026-01-{day} 00:00:00Z"},
+                )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            messages = connection.execute(
+                sa.text("SELECT id, parent_id, history_fingerprint FROM messages ORDER BY id")
+            ).all()
+            conversations = connection.execute(
+                sa.text(
+                    "SELECT id, current_message_id, message_count, archived, pinned,"
+                    " last_activity_at FROM conversations ORDER BY id"
+                )
+            ).all()
+        assert [tuple(m) for m in messages] == [(1, None, None), (2, 1, None), (3, 2, "f" * 64)]
+        assert [tuple(c)[:5] for c in conversations] == [
+            (1, 3, 3, False, False),
+            (2, None, 0, False, False),
+        ]
+        # SQLite answers its text; both say the last exchange's day, then the creation's.
+        assert [str(c.last_activity_at)[:10] for c in conversations] == [
+            "2026-01-04",
+            "2026-01-05",
+        ]
+        assert drift() == []
+        with db.engine.begin() as connection:
+            # The foreign keys in both directions let a conversation go with its tree.
+            connection.execute(sa.text("DELETE FROM conversations WHERE id = 1"))
+
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " history_fingerprint, created_at, updated_at)"
+                    " VALUES (2, 'p', 'r', :fp, :t, :t)"
+                ),
+                {"fp": "e" * 64, "t": OLD},
+            )
+            connection.execute(
+                sa.text("UPDATE conversations SET current_message_id = 4 WHERE id = 2")
+            )
+
+        flask_migrate.downgrade(revision=BEFORE_TREE)
+
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT id, history_fingerprint FROM conversations")
+            ).all()
+            kept = connection.execute(sa.text("SELECT prompt_content FROM messages")).scalars()
+            kept = list(kept)
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
+        assert [tuple(row) for row in rows] == [(2, "e" * 64)]
+        assert kept == ["p"]
+        assert "parent_id" not in columns
