@@ -260,6 +260,12 @@ class Message(TimestampMixin, db.Model):
     tool_calls: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     request_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     system_prompt: Mapped[str | None] = mapped_column(Text)
+    # Responses API (app/exchange/responses_items.py): the input items the exchange added,
+    # whole, and its output items' layout ("reasoning", "message", "fc:<n>"; their text is
+    # the columns above); null at a deleted item's position. NULL: the exchange's prompt
+    # and answer read as one user and one assistant message (other endpoints).
+    input_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    output_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
 
     conversation: Mapped[Conversation] = relationship(
         back_populates="messages", foreign_keys=[conversation_id]

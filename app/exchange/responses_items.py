@@ -121,7 +121,8 @@ def output_item(row: Any, kind: str, status: str = "completed") -> Item | None:
             "type": "reasoning",
             "summary": [],
             "content": [{"type": "reasoning_text", "text": row.reasoning_content or ""}],
-            "status": status,
+            "encrypted_content": None,
+            "status": "completed",
         }
     if kind == "message":
         return {
@@ -147,8 +148,9 @@ def output_item(row: Any, kind: str, status: str = "completed") -> Item | None:
         "type": "function_call",
         "call_id": str(call.get("id") or ""),
         "name": str(function.get("name") or ""),
-        "arguments": str(function.get("arguments") or ""),
-        "status": "completed",
+        # "" is no JSON: the SDK parses a strict tool's arguments.
+        "arguments": str(function.get("arguments") or "{}"),
+        "status": status,
     }
 
 
@@ -280,6 +282,8 @@ def response_object(row: Any, params: Mapping[str, Any], *, in_progress: bool = 
         "output": output,
         "parallel_tool_calls": params.get("parallel_tool_calls", True),
         "previous_response_id": params.get("previous_response_id"),
+        "prompt_cache_key": params.get("prompt_cache_key"),
+        "service_tier": params.get("service_tier"),
         "conversation": {"id": conversation} if conversation else None,
         "reasoning": params.get("reasoning") or {"effort": None, "summary": None},
         "safety_identifier": params.get("safety_identifier"),
@@ -315,6 +319,8 @@ ECHOED = (
     "user",
     "safety_identifier",
     "truncation",
+    "prompt_cache_key",
+    "service_tier",
 )
 
 

@@ -266,7 +266,13 @@ class ResponseCreate(Schema):
         unknown = RAISE
 
     model = model_type_field(required=True, metadata={"description": "The upstream's model name."})
-    input = fields.Raw(required=True, metadata={"description": "A string, or a list of items."})
+    input = fields.Raw(
+        load_default=None,
+        metadata={
+            "description": "A string, or a list of items; may be left out when "
+            "previous_response_id or conversation gives the context."
+        },
+    )
     instructions = Text(load_default=None, allow_none=True)
     previous_response_id = Text(load_default=None, allow_none=True)
     conversation = fields.Raw(load_default=None, allow_none=True)
@@ -298,6 +304,16 @@ class ResponseCreate(Schema):
     max_tool_calls = fields.Raw(load_default=None, allow_none=True)
     top_logprobs = fields.Raw(load_default=None, allow_none=True)
     stream_options = fields.Raw(load_default=None, allow_none=True)
+    # Hints about OpenAI's own caching and billing: they change no answer, and are echoed.
+    prompt_cache_key = Text(load_default=None, allow_none=True, validate=validate.Length(max=512))
+    prompt_cache_retention = fields.Raw(load_default=None, allow_none=True)
+    service_tier = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(
+            ("auto", "default"), error="Only auto or default: the upstream has no tiers."
+        ),
+    )
 
     @validates("background")
     def _background(self, value: Any, **_: Any) -> None:
@@ -349,6 +365,10 @@ class ResponseCreate(Schema):
                     error.messages if isinstance(error.messages, list) else [str(error.messages)]
                 )
 
+        if data["input"] is None:
+            if data.get("previous_response_id") is None and data.get("conversation") is None:
+                errors["input"] = ["Missing data for required field."]
+            data["input"] = []
         check("input", input_items)
         check(
             "tools",
@@ -358,6 +378,11 @@ class ResponseCreate(Schema):
         check("text", lambda v: _text_config(v or {}))
         check("reasoning", lambda v: _reasoning(v or {}))
         check("conversation", conversation_ref)
+        if data.get("previous_response_id") is not None and data.get("conversation") is not None:
+            errors["conversation"] = [
+                "conversation and previous_response_id cannot be used together: each one "
+                "says what the context is."
+            ]
         if data.get("store") is False and data.get("conversation") is not None:
             errors["store"] = [
                 "store: false cannot be used with conversation: the conversation keeps the "
@@ -371,7 +396,7 @@ class ResponseCreate(Schema):
                 if callable(data[key]):
                     data[key] = data[key]()
         for key in ("background", "include", "prompt", "max_tool_calls", "top_logprobs",
-                    "stream_options"):  # fmt: skip
+                    "stream_options", "prompt_cache_retention"):  # fmt: skip
             data.pop(key, None)
         return data
 
