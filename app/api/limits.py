@@ -26,6 +26,7 @@ GENERATION_REQUESTS = frozenset(
         ("generation.GenerateStream", "GET"),
         ("messages.Messages", "POST"),
         ("v1.ChatCompletions", "POST"),
+        ("responses.Responses", "POST"),
     }
 )
 

@@ -255,14 +255,20 @@ def responses_response(
     snapshot: dict[str, Any],
     final: Final,
     stream: bool,
+    headers: dict[str, str],
 ) -> Response:
-    """The answer to POST /v1/responses: the event stream, or the Response as JSON."""
+    """The answer to POST /v1/responses: the event stream, or the Response as JSON;
+    ``headers`` (where it is saved) go with it, and with an error answered instead."""
     if not stream:
-        body = json.dumps(_whole(exchange, items, final), ensure_ascii=False)
-        return Response(body, content_type=JSON)
+        try:
+            body = json.dumps(_whole(exchange, items, final), ensure_ascii=False)
+        except DomainError as error:
+            error.headers.update(headers)
+            raise
+        return Response(body, content_type=JSON, headers=headers)
     seconds = current_app.config["SSE_KEEPALIVE_SECONDS"]
     return Response(
         _stream_body(exchange, items, snapshot, final, seconds),
         mimetype="text/event-stream",
-        headers=STREAM_HEADERS,
+        headers={**STREAM_HEADERS, **headers},
     )

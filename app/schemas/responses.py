@@ -461,12 +461,27 @@ class IncludeArgs(Schema):
     class Meta:
         unknown = RAISE
 
-    include = fields.List(fields.String(), load_default=list)
+    include = fields.List(fields.String(), load_default=list, data_key="include[]")
 
     @validates("include")
     def _include(self, value: list[str], **_: Any) -> None:
         if value:
             raise ValidationError("include is not supported: there is nothing extra to include.")
+
+
+class ResponseGetArgs(IncludeArgs):
+    """GET /v1/responses/{id}: a stored response, as JSON only."""
+
+    stream = fields.Boolean(load_default=False)
+    starting_after = fields.Integer(load_default=None)
+    include_obfuscation = fields.Boolean(load_default=None)
+
+    @validates("stream")
+    def _stream(self, value: bool, **_: Any) -> None:
+        if value:
+            raise ValidationError(
+                "Replaying a response's stream is not supported: retrieve it as JSON."
+            )
 
 
 class ItemListArgs(IncludeArgs):
@@ -475,3 +490,48 @@ class ItemListArgs(IncludeArgs):
     after = fields.String(load_default=None)
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE))
     order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+
+
+# ------------------------------------------------------------------ objects (documentation)
+class ResponseOut(Schema):
+    """OpenAI's Response object (only its outline here; every field is OpenAI's)."""
+
+    id = fields.String(metadata={"description": "resp_<exchange id>"})
+    object = fields.String()
+    created_at = fields.Integer()
+    status = fields.String()
+    model = fields.String()
+    output = fields.List(fields.Dict())
+    usage = fields.Dict(allow_none=True)
+
+
+class ConversationObjectOut(Schema):
+    id = fields.String(metadata={"description": "conv_<REST conversation id>"})
+    object = fields.String()
+    created_at = fields.Integer()
+    metadata = fields.Dict()
+
+
+class DeletedOut(Schema):
+    id = fields.String()
+    object = fields.String()
+    deleted = fields.Boolean()
+
+
+class ItemOut(Schema):
+    id = fields.String(metadata={"description": "<msg|fc|fco|rs>_<exchange id><i|o><position>"})
+    type = fields.String()
+
+
+class ItemListOut(Schema):
+    object = fields.String()
+    data = fields.List(fields.Nested(ItemOut))
+    first_id = fields.String(allow_none=True)
+    last_id = fields.String(allow_none=True)
+    has_more = fields.Boolean()
+
+
+class ResponseEventOut(Schema):
+    """One semantic event: ``event: <type>`` and ``data: {type, sequence_number, ...}``."""
+
+    data = fields.String(required=True)

@@ -107,6 +107,9 @@ class LiveExchanges:
         progress: dict[int, tuple[str, str | None] | None] = {}
         sizes: dict[int, tuple[int, int]] = {}
         for message_id, exchange in live:
+            if not exchange.pending.keep_text:
+                progress[message_id] = None
+                continue
             text, reasoning = list(exchange.progress.text), list(exchange.progress.reasoning)
             size = (len(text), len(reasoning))
             if written.get(message_id) == size:
