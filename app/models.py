@@ -18,8 +18,8 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    text,
     false,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB

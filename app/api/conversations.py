@@ -10,7 +10,7 @@ from flask.views import MethodView
 from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.openapi import CONVERSATION_NOT_FOUND, URL_TOO_LONG, ErrorDoc, documents
-from app.api.paging import LINK_HEADER, next_link
+from app.api.paging import LINK_HEADER, cursor_link, next_link
 from app.models import Conversation
 from app.schemas.conversations import (
     ConversationCreate,
@@ -18,6 +18,7 @@ from app.schemas.conversations import (
     ConversationOut,
     ConversationPatch,
     ConversationUpdate,
+    recent_cursor,
 )
 from app.services import conversations as service
 
@@ -32,11 +33,14 @@ class Conversations(MethodView):
     @blp.response(200, ConversationOut(many=True), headers=LINK_HEADER)
     @documents(blp, OTHERS_FORBIDDEN, URL_TOO_LONG)
     def get(self, args: dict[str, Any]) -> tuple[list[Conversation], dict[str, str]]:
-        """List your conversations (admins: anyone's), oldest first.
+        """List your conversations (admins: anyone's), oldest first, or with order=recent
+        pinned first, then most recently active first; archived ones only with archived=true.
 
         Filter by metadata with metadata[key]=value (every pair must match).
         """
         page = service.list_conversations(current_principal(), **args)
+        if args["order"] == "recent":
+            return page.items, cursor_link(page, _recent_cursor)
         return page.items, next_link(page)
 
     @blp.arguments(ConversationCreate, required=False)
@@ -46,6 +50,10 @@ class Conversations(MethodView):
         conversation = service.create_conversation(current_principal(), **body)
         location = url_for("conversations.ConversationById", conversation_id=conversation.id)
         return conversation, {"Location": location}
+
+
+def _recent_cursor(conversation: Conversation) -> str:
+    return recent_cursor(conversation.pinned, conversation.last_activity_at, conversation.id)
 
 
 @blp.route("/<id:conversation_id>")
@@ -67,7 +75,9 @@ class ConversationById(MethodView):
     @blp.response(200, ConversationOut)
     @documents(blp, CONVERSATION_NOT_FOUND)
     def patch(self, body: dict[str, Any], conversation_id: int) -> Conversation:
-        """Change some of a conversation's fields; metadata is merged (null removes a key)."""
+        """Change some of a conversation's fields; metadata is merged (null removes a key).
+
+        current_message_id switches branches; archived and pinned file it in the lists."""
         return service.patch_conversation(current_principal(), conversation_id, **body)
 
     @blp.response(204)

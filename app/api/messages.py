@@ -9,12 +9,18 @@ from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
+from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, ErrorDoc, documents
 from app.api.paging import LINK_HEADER, next_link
 from app.exchange.wire import sse_response
 from app.models import Message
-from app.schemas.common import PageArgs
-from app.schemas.messages import MessageCreate, MessageOut, SseEventOut
+from app.repositories.conversations import CURRENT
+from app.schemas.messages import (
+    MessageCreate,
+    MessageListArgs,
+    MessageOut,
+    RegenerateIn,
+    SseEventOut,
+)
 from app.services import conversations as conversations_service
 from app.services import generation
 
@@ -28,15 +34,23 @@ SSE_DESCRIPTION = (
 )
 
 
+NOT_ITS_EXCHANGE = ErrorDoc(422, "parent_id, leaf or the exchange is not one of its exchanges.")
+MESSAGE_NOT_FOUND = ErrorDoc(
+    404,
+    "No such conversation, no such message in it, or it is somebody else's (not revealed).",
+)
+
+
 @blp.route("/<id:conversation_id>/messages")
 class Messages(MethodView):
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(MessageListArgs, location="query")
     @blp.response(200, MessageOut(many=True), headers=LINK_HEADER)
-    @documents(blp, CONVERSATION_NOT_FOUND)
+    @documents(blp, CONVERSATION_NOT_FOUND, NOT_ITS_EXCHANGE)
     def get(
-        self, args: dict[str, int], conversation_id: int
+        self, args: dict[str, Any], conversation_id: int
     ) -> tuple[list[Message], dict[str, str]]:
-        """List a conversation's messages in creation order."""
+        """List a conversation's current branch, root first (?leaf=: another branch;
+        ?branch=all: the whole tree, in creation order, to draw it by parent_id)."""
         page = conversations_service.list_messages(current_principal(), conversation_id, **args)
         return page.items, next_link(page)
 
@@ -49,13 +63,49 @@ class Messages(MethodView):
         content_type="text/event-stream",
         description=SSE_DESCRIPTION,
     )
-    @documents(blp, CONVERSATION_NOT_FOUND, *GENERATION_ERRORS)
+    @documents(blp, CONVERSATION_NOT_FOUND, NOT_ITS_EXCHANGE, *GENERATION_ERRORS)
     def post(self, body: dict[str, Any], conversation_id: int) -> Message | Response:
-        """Send a prompt; the exchange is saved whatever happens to the stream."""
+        """Send a prompt after the current exchange, or after parent_id (an edit); it
+        becomes current, and is saved whatever happens to the stream."""
+        parent_id = body.get("parent_id", CURRENT)
         if body["stream"]:
             return sse_response(
                 generation.stream_reply(
-                    current_principal(), conversation_id, body["prompt"], "messages"
+                    current_principal(), conversation_id, body["prompt"], "messages", parent_id
                 )
             )
-        return generation.reply(current_principal(), conversation_id, body["prompt"])
+        return generation.reply(current_principal(), conversation_id, body["prompt"], parent_id)
+
+
+@blp.route("/<id:conversation_id>/messages/<id:message_id>")
+class MessageById(MethodView):
+    @blp.response(204)
+    @documents(blp, MESSAGE_NOT_FOUND)
+    def delete(self, conversation_id: int, message_id: int) -> None:
+        """Delete an exchange and every exchange below it (its subtree); if the current
+        exchange was among them, its parent becomes current."""
+        conversations_service.delete_message(current_principal(), conversation_id, message_id)
+
+
+@blp.route("/<id:conversation_id>/messages/<id:message_id>/regenerate")
+class Regenerate(MethodView):
+    @blp.arguments(RegenerateIn, required=False)
+    @blp.response(201, MessageOut)
+    @blp.alt_response(
+        200,
+        success=True,
+        schema=SseEventOut,
+        content_type="text/event-stream",
+        description=SSE_DESCRIPTION,
+    )
+    @documents(blp, MESSAGE_NOT_FOUND, *GENERATION_ERRORS)
+    def post(
+        self, body: dict[str, Any], conversation_id: int, message_id: int
+    ) -> Message | Response:
+        """Another answer to an exchange's prompt: a new exchange with the same prompt and
+        parent (a sibling), streamed or not like a new prompt; it becomes current."""
+        if body.get("stream"):
+            return sse_response(
+                generation.stream_regeneration(current_principal(), conversation_id, message_id)
+            )
+        return generation.regenerate(current_principal(), conversation_id, message_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import request, url_for
@@ -25,6 +26,14 @@ def next_link(page: Page[Any]) -> dict[str, str]:
     if not page.has_more or not page.items:
         return {}
     return link_to("after", page.items[-1].id)
+
+
+def cursor_link(page: Page[Any], cursor: Callable[[Any], str]) -> dict[str, str]:
+    """The Link header for the page after ``page`` in a list paged by an opaque ``cursor``
+    (made from the page's last row) rather than by id."""
+    if not page.has_more or not page.items:
+        return {}
+    return link_to("cursor", cursor(page.items[-1]))
 
 
 def link_to(cursor: str, value: object) -> dict[str, str]:

@@ -97,6 +97,8 @@ class PendingExchange:
     next_fingerprint: Callable[[dict[str, Any]], str | None] | None = None
     # Headers the response adds (the /v1 gateway's: where it was saved, what was capped).
     response_headers: dict[str, str] = field(default_factory=dict)
+    # How many other exchanges followed its parent when it began (MessageOut's siblings).
+    siblings: int = 0
     # The columns an ending writes, as this endpoint keeps them (the Responses API's:
     # its items' layout; store: false keeps no text); None: as the lifecycle made them.
     finish_values: Callable[[dict[str, Any]], dict[str, Any]] | None = None

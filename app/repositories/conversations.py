@@ -5,18 +5,24 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Integer,
     Select,
     and_,
     bindparam,
+    case,
     exists,
     func,
+    literal,
+    literal_column,
     select,
     true,
+    tuple_,
     type_coerce,
     update,
 )
@@ -25,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
+from app.repositories.messages import children_count
 
 
 def metadata_matches(session: Session, pairs: Mapping[str, str]) -> ColumnElement[bool]:
@@ -44,14 +51,22 @@ def metadata_matches(session: Session, pairs: Mapping[str, str]) -> ColumnElemen
     )
 
 
+# ``generation_context``'s parent: the conversation's current exchange (the default).
+CURRENT = -1
+
+
 @dataclass(frozen=True)
 class GenerationContext:
     """What a new exchange needs of its conversation: its model, whether it still wants a
-    title, and its last successful (prompt, response) pairs, newest first."""
+    title, the last successful (prompt, response) pairs of the path from the root to its
+    parent, newest first, its parent (None: a first exchange, or a parent asked for that
+    is not one of the conversation's) and how many exchanges that parent already has."""
 
     model_type: str
     untitled: bool
     exchanges: list[tuple[str, str]]
+    parent_id: int | None
+    siblings: int
 
 
 class ConversationRepository(SqlAlchemyRepository[Conversation]):
@@ -80,14 +95,45 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         take: int = 100,
         after: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        archived: bool = False,
     ) -> list[Conversation]:
-        """Like ``list``, only those whose metadata holds every pair of ``metadata``."""
+        """Like ``list``, only those whose metadata holds every pair of ``metadata``, and
+        archived ones or the others."""
         query = select(Conversation).where(
             *self._scope(),
+            Conversation.archived == archived,
             *keyset(Conversation.id, after),
             metadata_matches(self.session, metadata or {}),
         )
         return list(self.session.scalars(query.order_by(Conversation.id).offset(skip).limit(take)))
+
+    def list_recent(
+        self,
+        *,
+        skip: int = 0,
+        take: int = 100,
+        before: tuple[bool, datetime, int] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        archived: bool = False,
+    ) -> list[Conversation]:
+        """Pinned ones first, then most recently active first (ties: newest id), past the
+        (pinned, last_activity_at, id) of ``before``: in scope, one backward range scan of
+        ix_conversations_recent."""
+        order = (Conversation.pinned, Conversation.last_activity_at, Conversation.id)
+        where = [*self._scope(), Conversation.archived == archived]
+        if before is not None:
+            bound = [
+                literal(value, column.type) for value, column in zip(before, order, strict=True)
+            ]
+            where.append(tuple_(*order) < tuple_(*bound))
+        query = (
+            select(Conversation)
+            .where(*where, metadata_matches(self.session, metadata or {}))
+            .order_by(*(column.desc() for column in order))
+            .offset(skip)
+            .limit(take)
+        )
+        return list(self.session.scalars(query))
 
     def get_for_update(self, uid: int) -> Conversation | None:
         """The conversation, locked until the transaction ends (read, then write)."""
@@ -99,16 +145,35 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         condition = exists().where(Conversation.id == uid, *self._scope())
         return bool(self.session.scalar(select(condition)))
 
-    def generation_context(self, uid: int, history_limit: int) -> GenerationContext | None:
-        """The conversation (in scope) and its recent history in one statement, or None."""
-        params = {"uid": uid, "history_limit": history_limit, "owner_id": self.owner_id}
+    def generation_context(
+        self, uid: int, history_limit: int, parent_id: int | None = CURRENT
+    ) -> GenerationContext | None:
+        """The conversation (in scope) and the recent history of the branch a new exchange
+        continues, in one statement, or None. ``parent_id``: the exchange it follows (None:
+        it starts a branch; CURRENT: the conversation's current exchange)."""
+        params = {
+            "uid": uid,
+            "history_limit": history_limit,
+            "owner_id": self.owner_id,
+            "follow_current": parent_id == CURRENT,
+            "parent_id": None if parent_id == CURRENT else parent_id,
+        }
         statement = _generation_context(self.owner_id is not None)
         rows = self.session.connection().execute(statement, params).all()
         if not rows:
             return None
-        model_type, title = rows[0][0], rows[0][1]
-        exchanges = [(prompt, response) for _, _, prompt, response in rows if prompt is not None]
-        return GenerationContext(model_type, title is None, exchanges)
+        model_type, title, parent, siblings = rows[0][:4]
+        exchanges = [(row[4], row[5]) for row in rows if row[4] is not None]
+        return GenerationContext(model_type, title is None, exchanges, parent, siblings)
+
+    def current_message_id(self, uid: int) -> tuple[int | None] | None:
+        """The conversation's current exchange as a 1-tuple (its value may be None), or
+        None if there is no such conversation (in scope)."""
+        query = select(Conversation.current_message_id).where(
+            Conversation.id == uid, *self._scope()
+        )
+        row = self.session.execute(query).one_or_none()
+        return None if row is None else (row[0],)
 
     def set_title_if_missing(self, uid: int, title: str) -> bool:
         """Give an untitled conversation a title; a title set meanwhile is left alone."""
@@ -125,28 +190,70 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
 def _generation_context(scoped: bool) -> Select[Any]:
     """``generation_context``'s statement, built once and in Core: building it per call
     cost as much CPU as running it, and so did the ORM's execution layer (bench/ab/).
-    Bind parameters uid, history_limit and, scoped, owner_id."""
-    conversations, messages = Conversation.__table__.c, Message.__table__.c
+    Bind parameters uid, history_limit, follow_current, parent_id and, scoped, owner_id.
+
+    The history is the path from the new exchange's parent up to the root, walked by a
+    recursive CTE that stops once it holds ``history_limit`` successful exchanges (failed
+    ones are passed through, not sent)."""
+    conversations, messages = Conversation.__table__, Message.__table__
     uid = bindparam("uid")
-    history = (
-        select(messages.id, messages.prompt_content, messages.response_content)
-        .where(messages.conversation_id == uid, messages.is_success.is_(True))
-        .order_by(messages.id.desc())
-        .limit(bindparam("history_limit", type_=Integer))
-        .subquery()
+    limit = bindparam("history_limit", type_=Integer)
+    scope = [conversations.c.owner_id == bindparam("owner_id")] if scoped else []
+    parent = case(
+        (bindparam("follow_current", type_=Boolean), conversations.c.current_message_id),
+        else_=bindparam("parent_id", type_=conversations.c.id.type),
     )
-    scope = [conversations.owner_id == bindparam("owner_id")] if scoped else []
+    succeeded = case((messages.c.is_success.is_(True), 1), else_=0)
+    # The anchor: the parent, if it is one of this (owned) conversation's exchanges.
+    anchor = (
+        select(messages.c.id)
+        .select_from(conversations)
+        .join(messages, messages.c.id == parent)
+        .where(conversations.c.id == uid, messages.c.conversation_id == uid, *scope)
+    )
+    base = select(
+        messages.c.id,
+        messages.c.parent_id,
+        literal_column("0", Integer).label("depth"),
+        messages.c.is_success,
+        messages.c.prompt_content,
+        messages.c.response_content,
+        succeeded.label("kept"),
+    ).where(messages.c.id == anchor.scalar_subquery())
+    path = base.cte("path", recursive=True)
+    up = path.alias("up")
+    path = path.union_all(
+        select(
+            messages.c.id,
+            messages.c.parent_id,
+            (up.c.depth + 1).label("depth"),
+            messages.c.is_success,
+            messages.c.prompt_content,
+            messages.c.response_content,
+            (up.c.kept + succeeded).label("kept"),
+        ).where(messages.c.id == up.c.parent_id, up.c.kept < limit)
+    )
+    history = (
+        select(path.c.depth, path.c.prompt_content, path.c.response_content)
+        .where(path.c.is_success.is_(True))
+        .order_by(path.c.depth)
+        .limit(limit)
+        .subquery("history")
+    )
+    found = select(path.c.id).where(path.c.depth == 0).scalar_subquery()
     return (
         select(
-            conversations.model_type,
-            conversations.title,
+            conversations.c.model_type,
+            conversations.c.title,
+            found.label("parent_id"),
+            children_count(found, conversations.c.id).label("siblings"),
             history.c.prompt_content,
             history.c.response_content,
         )
-        .select_from(Conversation.__table__)
+        .select_from(conversations)
         .outerjoin(history, true())
-        .where(conversations.id == uid, *scope)
-        .order_by(history.c.id.desc())
+        .where(conversations.c.id == uid, *scope)
+        .order_by(history.c.depth)
     )
 
 

@@ -7,10 +7,22 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, case, func, insert, select, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Executable,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import joinedload
 
-from app.models import Message, utcnow
+from app.models import Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
 from app.repositories.functions import ms_between
 
@@ -19,24 +31,111 @@ class MessageRepository(SqlAlchemyRepository[Message]):
     model = Message
 
     def insert(self, values: Mapping[str, Any]) -> int:
-        """Insert one exchange's row and return its id: a prebuilt Core INSERT ... RETURNING
-        on the session's connection, without the ORM's flush and execution layers, which
-        cost more CPU than the statement's round trip (bench/ab/)."""
-        return self.session.connection().execute(_insert_returning_id(), values).scalar_one()
+        """Insert one exchange's row, make it its conversation's current exchange (count and
+        activity move too) and return its id: prebuilt Core on the session's connection,
+        without the ORM's flush and execution layers, which cost more CPU than the
+        statement's round trip (bench/ab/). One statement on PostgreSQL, two on SQLite."""
+        now = utcnow()
+        params = dict.fromkeys(INSERTED) | {
+            "response_content": "",
+            "created_at": now,
+            "updated_at": now,
+            **values,
+        }
+        connection = self.session.connection()
+        dialect = connection.dialect.name
+        bound = {f"v_{name}": value for name, value in params.items()}
+        uid = connection.execute(_insert_returning_id(dialect), bound).scalar_one()
+        if dialect != "postgresql":
+            follow = {
+                "message_id": uid,
+                "at": params["created_at"],
+                "cid": params["conversation_id"],
+            }
+            connection.execute(_follow_inserted(), follow)
+        return uid
 
     def list_for_conversation(
-        self, conversation_id: int, *, skip: int = 0, take: int = 100, after: int | None = None
+        self,
+        conversation_id: int,
+        *,
+        skip: int = 0,
+        take: int = 100,
+        after: int | None = None,
+        leaf: int | None = None,
     ) -> list[Message]:
-        """One conversation's messages in creation order, with their feedback."""
+        """One conversation's messages in creation order, with their feedback and their
+        ``siblings`` (the other exchanges after the same parent); only the branch from the
+        root to exchange ``leaf`` if given (a parent is older than its children: root first).
+        """
+        siblings = (children_count(Message.parent_id, Message.conversation_id) - 1).label(
+            "siblings"
+        )
+        where = [Message.conversation_id == conversation_id, *keyset(Message.id, after)]
+        if leaf is not None:
+            table = Message.__table__.c
+            branch = ancestors((table.id == leaf) & (table.conversation_id == conversation_id))
+            where.append(Message.id.in_(select(branch.c.id)))
         query = (
-            select(Message)
+            select(Message, siblings)
             .options(joinedload(Message.feedback))
-            .where(Message.conversation_id == conversation_id, *keyset(Message.id, after))
+            .where(*where)
             .order_by(Message.id)
             .offset(skip)
             .limit(take)
         )
-        return list(self.session.scalars(query))
+        messages = []
+        for message, count in self.session.execute(query):
+            message.siblings = count
+            messages.append(message)
+        return messages
+
+    def in_conversation(
+        self, conversation_id: int, message_id: int, owner_id: int | None = None
+    ) -> tuple[str, int | None] | None:
+        """Exchange ``message_id``'s (prompt, parent id) if it is one of the conversation's
+        (and the conversation ``owner_id``'s, if given), else None."""
+        query = select(Message.prompt_content, Message.parent_id).where(
+            Message.id == message_id, Message.conversation_id == conversation_id
+        )
+        if owner_id is not None:
+            owned = select(Conversation.id).where(
+                Conversation.id == conversation_id, Conversation.owner_id == owner_id
+            )
+            query = query.where(Message.conversation_id.in_(owned))
+        row = self.session.execute(query).one_or_none()
+        return None if row is None else (row[0], row[1])
+
+    def delete_subtree(self, conversation_id: int, message_id: int, parent_id: int | None) -> int:
+        """Delete exchange ``message_id`` and every exchange below it; if the conversation's
+        current exchange was among them, it becomes ``parent_id`` (or, for a first
+        exchange, the newest one left). Returns how many were deleted."""
+        table, conversations = Message.__table__, Conversation.__table__
+        below = descendants(
+            (table.c.id == message_id) & (table.c.conversation_id == conversation_id)
+        )
+        gone = select(below.c.id)
+        newest_left = (
+            select(func.max(table.c.id))
+            .where(table.c.conversation_id == conversation_id, table.c.id.not_in(gone))
+            .scalar_subquery()
+        )
+        replacement = newest_left if parent_id is None else literal(parent_id, table.c.id.type)
+        deleted = select(func.count()).select_from(below).scalar_subquery()
+        # The conversation first: its foreign key would set the current exchange NULL.
+        self.session.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(
+                current_message_id=case(
+                    (conversations.c.current_message_id.in_(gone), replacement),
+                    else_=conversations.c.current_message_id,
+                ),
+                message_count=conversations.c.message_count - deleted,
+            )
+        )
+        result = self.session.execute(delete(table).where(table.c.id.in_(gone)))
+        return result.rowcount
 
     def checkpoint(
         self, progress: Mapping[int, tuple[str, str | None] | None], now: datetime
@@ -102,7 +201,94 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         return [(uid, endpoint) for uid, endpoint in result]
 
 
+def ancestors(anchor: ColumnElement[bool]) -> CTE:
+    """A recursive CTE of the exchange ``anchor`` selects in ``messages`` and every exchange
+    above it, to the root (columns id, parent_id). One statement on both engines."""
+    messages = Message.__table__
+    path = select(messages.c.id, messages.c.parent_id).where(anchor).cte("path", recursive=True)
+    up = path.alias("up")
+    step = select(messages.c.id, messages.c.parent_id).where(messages.c.id == up.c.parent_id)
+    return path.union_all(step)
+
+
+def descendants(anchor: ColumnElement[bool]) -> CTE:
+    """A recursive CTE of the exchange ``anchor`` selects in ``messages`` and every exchange
+    below it (column id): a subtree, each level one seek per exchange on
+    ix_messages_parent_id_conversation_id."""
+    messages = Message.__table__
+    tree = select(messages.c.id).where(anchor).cte("subtree", recursive=True)
+    down = tree.alias("down")
+    return tree.union_all(select(messages.c.id).where(messages.c.parent_id == down.c.id))
+
+
+def children_count(parent_id: ColumnElement[Any], conversation_id: ColumnElement[Any]) -> Any:
+    """How many exchanges follow ``parent_id`` (NULL: the conversation's first exchanges):
+    one seek on ix_messages_parent_id_conversation_id either way."""
+    other = Message.__table__.alias("sibling")
+    count = select(func.count()).select_from(other)
+    return case(
+        (
+            parent_id.is_(None),
+            count.where(
+                other.c.parent_id.is_(None), other.c.conversation_id == conversation_id
+            ).scalar_subquery(),
+        ),
+        else_=count.where(other.c.parent_id == parent_id).scalar_subquery(),
+    )
+
+
+# What an exchange's INSERT may set; Python-side defaults are bound explicitly, as a
+# data-modifying CTE would not apply them.
+INSERTED = (
+    "conversation_id",
+    "parent_id",
+    "prompt_content",
+    "response_content",
+    "model",
+    "endpoint",
+    "request_id",
+    "heartbeat_at",
+    "request_params",
+    "system_prompt",
+    "created_at",
+    "updated_at",
+    "input_items",  # the Responses API's (app/exchange/responses_items.py)
+)
+
+
 @functools.cache
-def _insert_returning_id() -> Insert:
-    table = Message.__table__
-    return insert(table).returning(table.c.id)
+def _insert_returning_id(dialect: str) -> Executable:
+    """A new exchange's INSERT, returning its id; on PostgreSQL, with its conversation's
+    UPDATE in the same statement (data-modifying CTEs): the exchange becomes current, the
+    count and the activity move. Bind parameters: INSERTED, each prefixed v_."""
+    table, conversations = Message.__table__, Conversation.__table__
+    inserted = insert(table).values(
+        # Not named after the columns: such names are reserved for the VALUES clause.
+        {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in INSERTED}
+    )
+    if dialect != "postgresql":
+        return inserted.returning(table.c.id)
+    new = inserted.returning(table.c.id, table.c.conversation_id, table.c.created_at).cte("new")
+    moved = _follow(conversations, new.c.id, new.c.created_at).where(
+        conversations.c.id == new.c.conversation_id
+    )
+    return select(new.c.id).add_cte(moved.cte("moved"))
+
+
+def _follow(conversations: Any, message_id: Any, at: Any) -> Any:
+    """The UPDATE that makes ``message_id`` its conversation's current exchange."""
+    return update(conversations).values(
+        current_message_id=message_id,
+        message_count=conversations.c.message_count + 1,
+        last_activity_at=at,
+        updated_at=at,
+    )
+
+
+@functools.cache
+def _follow_inserted() -> Executable:
+    """SQLite's second statement of an exchange's INSERT (``_insert_returning_id``)."""
+    conversations = Conversation.__table__
+    return _follow(
+        conversations, bindparam("message_id", type_=conversations.c.id.type), bindparam("at")
+    ).where(conversations.c.id == bindparam("cid", type_=conversations.c.id.type))

@@ -1,84 +1,83 @@
-"""Conversations found by the fingerprint of their history (the /v1 gateway's threading)."""
+"""Conversations found by the fingerprint of a history (the /v1 gateway's threading)."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, func, select
 
-from app.models import Conversation
+from app.models import Conversation, Message
 from app.repositories.conversations import ConversationRepository
 
 
 class Thread(NamedTuple):
-    """What the gateway needs of a conversation it adds an exchange to."""
+    """What the gateway needs of a conversation it adds an exchange to, and the exchange
+    the new one follows (None: a first exchange)."""
 
     id: int
     untitled: bool
+    parent_id: int | None = None
 
 
 class ThreadRepository(ConversationRepository):
     """One owner's conversations by history fingerprint (``owner_id`` is required here).
 
-    Reads are prebuilt Core statements on the session's connection: they run in every /v1
-    call, where building them and the ORM's execution layer cost more CPU than their round
-    trip (bench/ab/)."""
+    Each complete /v1 exchange keeps the fingerprint of the history it ended
+    (``messages.history_fingerprint``); a request continues the exchange whose fingerprint
+    is that of its history up to its last assistant turn. Reads are prebuilt Core
+    statements on the session's connection: they run in every /v1 call, where building
+    them and the ORM's execution layer cost more CPU than their round trip (bench/ab/)."""
 
-    def find(self, uid: int) -> Thread | None:
-        """The owner's conversation with this id, or None."""
-        params = {"uid": uid, "owner_id": self.owner_id}
-        row = self.session.connection().execute(_by_id(), params).one_or_none()
-        return None if row is None else Thread(*row)
+    def find(self, uid: int, fingerprint: str | None) -> Thread | None:
+        """The owner's conversation with this id, or None. Its new exchange follows the
+        one of its exchanges that ended the history of ``fingerprint`` (the newest, if
+        several did), else its current exchange; with no fingerprint (a history without an
+        assistant turn), it is a first exchange."""
+        params = {"uid": uid, "owner_id": self.owner_id, "fingerprint": fingerprint}
+        row = self.session.connection().execute(_by_id(fingerprint is not None), params)
+        found = row.one_or_none()
+        return None if found is None else Thread(*found)
 
     def find_by_fingerprint(self, fingerprint: str) -> Thread | None:
-        """The owner's newest conversation whose history has this fingerprint, or None
-        (one seek on ix_conversations_owner_id_history_fingerprint)."""
+        """The owner's conversation holding the newest exchange that ended the history of
+        ``fingerprint``, with that exchange as the parent, or None (one seek on
+        ix_messages_history_fingerprint)."""
         params = {"fingerprint": fingerprint, "owner_id": self.owner_id}
         row = self.session.connection().execute(_by_fingerprint(), params).first()
         return None if row is None else Thread(*row)
 
-    def set_fingerprint(self, uid: int, fingerprint: str) -> bool:
-        """Record the fingerprint of a conversation's history as it now stands, unless another
-        transaction is writing that row right now (returns False then).
-
-        Exchanges that end together in one conversation are forks of one history; one of
-        them setting the fingerprint is right, and waiting on the row lock is not: on
-        PostgreSQL every save would queue behind the one before it, holding its pooled
-        connection (FOR NO KEY UPDATE does not conflict with the key-share locks taken by
-        inserting messages; SQLite writes one transaction at a time and ignores the clause).
-        """
-        unlocked = (
-            select(Conversation.id)
-            .where(Conversation.id == uid)
-            .with_for_update(skip_locked=True, key_share=True)
-            .scalar_subquery()
-        )
-        result = self.session.execute(
-            update(Conversation)
-            .where(Conversation.id == unlocked)
-            .values(history_fingerprint=fingerprint),
-            execution_options={"synchronize_session": False},
-        )
-        return bool(result.rowcount)
-
-
-def _thread_columns() -> Select[Any]:
-    table = Conversation.__table__.c
-    return select(table.id, table.title.is_(None)).where(table.owner_id == bindparam("owner_id"))
-
 
 @functools.cache
-def _by_id() -> Select[Any]:
-    return _thread_columns().where(Conversation.__table__.c.id == bindparam("uid"))
+def _by_id(with_fingerprint: bool) -> Select[Any]:
+    conversations, messages = Conversation.__table__.c, Message.__table__.c
+    columns: list[Any] = [conversations.id, conversations.title.is_(None)]
+    if with_fingerprint:
+        matched = (
+            select(func.max(messages.id))
+            .where(
+                messages.history_fingerprint == bindparam("fingerprint"),
+                messages.conversation_id == conversations.id,
+            )
+            .scalar_subquery()
+        )
+        columns.append(func.coalesce(matched, conversations.current_message_id))
+    return select(*columns).where(
+        conversations.id == bindparam("uid"), conversations.owner_id == bindparam("owner_id")
+    )
 
 
 @functools.cache
 def _by_fingerprint() -> Select[Any]:
-    table = Conversation.__table__.c
+    conversations, messages = Conversation.__table__.c, Message.__table__.c
     return (
-        _thread_columns()
-        .where(table.history_fingerprint == bindparam("fingerprint"))
-        .order_by(table.id.desc())
+        select(conversations.id, conversations.title.is_(None), messages.id)
+        .select_from(Message.__table__)
+        .join(Conversation.__table__, conversations.id == messages.conversation_id)
+        .where(
+            messages.history_fingerprint == bindparam("fingerprint"),
+            conversations.owner_id == bindparam("owner_id"),
+        )
+        .order_by(messages.id.desc())
         .limit(1)
     )

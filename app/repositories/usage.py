@@ -18,7 +18,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exists,
     func,
     literal_column,
     select,
@@ -139,11 +138,9 @@ def _fold(dialect: str, sign: int) -> Insert:
 
 
 @functools.lru_cache(maxsize=16)
-def _end_and_fold(columns: tuple[str, ...], with_fingerprint: bool) -> Select[Any]:
+def _end_and_fold(columns: tuple[str, ...]) -> Select[Any]:
     """PostgreSQL: end an exchange in progress and fold it into its rollup in one statement
-    (data-modifying CTEs), returning the ended row; ``with_fingerprint``: also record its
-    conversation's history fingerprint, as ``ThreadRepository.set_fingerprint`` does.
-    Built once per shape."""
+    (data-modifying CTEs), returning the ended row. Built once per shape."""
     table = Message.__table__
     ended = (
         update(table)
@@ -153,25 +150,7 @@ def _end_and_fold(columns: tuple[str, ...], with_fingerprint: bool) -> Select[An
         .cte("ended")
     )
     fold = _upsert("postgresql", _exchanges_by_key([], ended), 1).cte("folded")
-    statement = select(*ended.c).add_cte(fold)
-    if with_fingerprint:
-        conversations = Conversation.__table__
-        unlocked = (
-            select(conversations.c.id)
-            # Not named after a column: an execution parameter named like a column of an
-            # UPDATE's table joins its SET clause.
-            .where(conversations.c.id == bindparam("thread_id"))
-            .with_for_update(skip_locked=True, key_share=True)
-            .scalar_subquery()
-        )
-        moved = (
-            update(conversations)
-            .where(conversations.c.id == unlocked, exists(select(ended.c.id)))
-            .values(history_fingerprint=bindparam("fingerprint"), updated_at=bindparam("now"))
-            .cte("moved")
-        )
-        statement = statement.add_cte(moved)
-    return statement
+    return select(*ended.c).add_cte(fold)
 
 
 @functools.lru_cache(maxsize=4)
@@ -205,20 +184,11 @@ class UsageRepository:
         if message_ids:
             self.session.execute(_fold(self.dialect, 1), {"ids": list(message_ids)})
 
-    def end_and_fold(
-        self,
-        message_id: int,
-        values: Mapping[str, Any],
-        fingerprint: tuple[int, str] | None = None,
-    ) -> Message | None:
-        """PostgreSQL only: ``MessageRepository.end`` and ``add_exchanges`` (and, given a
-        (conversation id, fingerprint), ``ThreadRepository.set_fingerprint``) as one
-        statement, atomic without a transaction; None if the exchange was not in progress."""
-        now = utcnow()
-        params = {**values, "updated_at": now, "uid": message_id}
-        statement = _end_and_fold(tuple(sorted(params.keys() - {"uid"})), fingerprint is not None)
-        if fingerprint is not None:
-            params |= {"thread_id": fingerprint[0], "fingerprint": fingerprint[1], "now": now}
+    def end_and_fold(self, message_id: int, values: Mapping[str, Any]) -> Message | None:
+        """PostgreSQL only: ``MessageRepository.end`` and ``add_exchanges`` as one statement,
+        atomic without a transaction; None if the exchange was not in progress."""
+        params = {**values, "updated_at": utcnow(), "uid": message_id}
+        statement = _end_and_fold(tuple(sorted(params.keys() - {"uid"})))
         # Core on the session's connection: the ORM's execution layer cost more CPU than
         # the statement's own round trip (bench/ab/). The row comes back as a plain Message.
         row = self.session.connection().execute(statement, params).one_or_none()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from app.schemas.common import (
+    MAX_ID,
     MetadataFilterArgs,
     Owner,
     PageArgs,
@@ -13,9 +20,58 @@ from app.schemas.common import (
     title_field,
 )
 
+ORDERS = ("created", "recent")
+
+
+def recent_cursor(pinned: bool, last_activity_at: datetime, uid: int) -> str:
+    """order=recent's opaque cursor: where a page ended (pinned, last activity, id)."""
+    data = json.dumps([int(pinned), last_activity_at.isoformat(), uid], separators=(",", ":"))
+    return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
+
+
+class RecentCursor(fields.String):
+    """An order=recent cursor, read back as (pinned, last_activity_at, id)."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[bool, datetime, int]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            if len(text) > 200:
+                raise ValueError
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            pinned, at, uid = json.loads(raw)
+            moment = datetime.fromisoformat(at)
+            if pinned not in (0, 1) or type(uid) is not int or not 0 < uid <= MAX_ID:
+                raise ValueError
+            if moment.tzinfo is None:
+                raise ValueError
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise ValidationError("Not a cursor this list gave out.") from None
+        return bool(pinned), moment, uid
+
 
 class ConversationListArgs(PageArgs, MetadataFilterArgs):
     owner = Owner()
+    order = fields.String(
+        load_default="created",
+        validate=validate.OneOf(ORDERS),
+        metadata={
+            "description": "created (default): oldest first, paged with after. recent: "
+            "pinned ones first, then by last activity, newest first, paged with cursor."
+        },
+    )
+    cursor = RecentCursor(
+        load_default=None,
+        metadata={
+            "description": "order=recent: the opaque cursor of the Link rel=next header "
+            "(where the previous page ended)."
+        },
+    )
+    archived = fields.Boolean(
+        load_default=False,
+        metadata={"description": "true: only archived conversations; false (default): the others."},
+    )
 
 
 class ConversationCreate(Schema):
@@ -42,6 +98,17 @@ class ConversationPatch(Schema):
     title = title_field()
     model_type = model_type_field()
     meta = metadata_field(nullable_values=True)
+    archived = fields.Boolean(
+        metadata={"description": "Archived conversations leave the lists (see archived=)."}
+    )
+    pinned = fields.Boolean(metadata={"description": "Pinned ones come first in order=recent."})
+    current_message_id = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "Switch branches: the exchange to make current (the leaf the "
+            "messages list and the next prompt follow); one of the conversation's, else 422."
+        },
+    )
 
 
 class ConversationOut(Schema):
@@ -52,3 +119,19 @@ class ConversationOut(Schema):
     meta = fields.Dict(keys=fields.String(), values=fields.String(), data_key="metadata")
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
+    last_activity_at = fields.AwareDateTime(
+        metadata={
+            "description": "Its creation, its last new exchange, or the last edit of its "
+            "title, model or metadata: what order=recent sorts by."
+        }
+    )
+    message_count = fields.Integer(metadata={"description": "Exchanges, in every branch."})
+    archived = fields.Boolean()
+    pinned = fields.Boolean()
+    current_message_id = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "The current exchange: the leaf of the branch the user sees "
+            "(null: no exchange yet)."
+        },
+    )

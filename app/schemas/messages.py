@@ -9,7 +9,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.base import NO_VALUE
 
 from app.models import FEEDBACK_COMMENT_MAX, RATINGS
-from app.schemas.common import MAX_ID, QUERY_PROMPT_MAX, Text, prompt_field
+from app.schemas.common import MAX_ID, QUERY_PROMPT_MAX, PageArgs, Text, prompt_field
 
 
 class MessageCreate(Schema):
@@ -17,6 +17,46 @@ class MessageCreate(Schema):
     stream = fields.Boolean(
         load_default=False,
         metadata={"description": "true: answer as Server-Sent Events while the LLM writes."},
+    )
+    parent_id = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "The exchange the new one follows (an edit: the parent of the "
+            "exchange whose prompt is edited); null: a new first exchange; omitted: after "
+            "the current exchange. Either way the new exchange becomes current. Not one of "
+            "the conversation's exchanges: 422."
+        },
+    )
+
+
+class RegenerateIn(Schema):
+    stream = fields.Boolean(
+        load_default=False,
+        metadata={"description": "true: answer as Server-Sent Events while the LLM writes."},
+    )
+
+
+BRANCHES = ("current", "all")
+
+
+class MessageListArgs(PageArgs):
+    branch = fields.String(
+        load_default="current",
+        validate=validate.OneOf(BRANCHES),
+        metadata={
+            "description": "current (default): the current branch, root first. all: every "
+            "exchange of the tree in creation order, each with its parent_id (a parent "
+            "always comes before its children)."
+        },
+    )
+    leaf = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_ID),
+        metadata={
+            "description": "The branch that ends at this exchange, root first, instead of "
+            "the current one; not one of the conversation's exchanges: 422."
+        },
     )
 
 
@@ -71,6 +111,16 @@ class LoadedOnly(fields.Nested):
 class MessageOut(Schema):
     id = fields.Integer()
     conversation_id = fields.Integer()
+    parent_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "The exchange it follows in its branch; null: a first one."},
+    )
+    siblings = fields.Integer(
+        metadata={
+            "description": "How many other exchanges follow the same parent (other answers "
+            "to, or edits of, this prompt); 0: none."
+        }
+    )
     prompt_content = fields.String()
     response_content = fields.String()
     prompt_tokens = fields.Integer(allow_none=True)

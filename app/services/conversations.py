@@ -7,6 +7,7 @@ else's is NotFound, so its existence is not revealed); an admin reaches every on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -49,13 +50,29 @@ def list_conversations(
     after: int | None = None,
     owner: str | int = OWNER_ME,
     meta: Mapping[str, str] | None = None,
+    order: str = "created",
+    cursor: tuple[bool, datetime, int] | None = None,
+    archived: bool = False,
 ) -> Page[Conversation]:
-    """Conversations, oldest first: the actor's own, or (admins) anyone's or everyone's.
-
-    ``meta`` keeps only those whose metadata holds each of its pairs.
-    """
+    """Conversations, oldest first (order created) or pinned, then most recently active
+    first (order recent): the actor's own, or (admins) anyone's or everyone's; archived
+    ones, or (the default) the others. ``meta`` keeps only those whose metadata holds each
+    of its pairs."""
+    paging = {"recent": ("after", after), "created": ("cursor", cursor)}[order]
+    if paging[1] is not None:
+        raise Unprocessable(
+            f"{paging[0]} does not page order={order}.",
+            {"query": {paging[0]: [f"Not with order={order}."]}},
+        )
     repository = ConversationRepository(db.session, owner_id=list_scope(actor, owner))
-    rows = repository.list_matching(skip=skip, take=take + 1, after=after, metadata=meta)
+    if order == "recent":
+        rows = repository.list_recent(
+            skip=skip, take=take + 1, before=cursor, metadata=meta, archived=archived
+        )
+    else:
+        rows = repository.list_matching(
+            skip=skip, take=take + 1, after=after, metadata=meta, archived=archived
+        )
     return Page.of(rows, take)
 
 
@@ -93,9 +110,10 @@ def update_conversation(
     meta: Mapping[str, str] | None = None,
 ) -> Conversation:
     """Replace a conversation's title, model and metadata (none given: emptied)."""
+    values = {"title": title, "model_type": model_type, "meta": dict(meta or {})}
     with unit_of_work() as session:
         conversation = ConversationRepository(session, actor.scope).update(
-            conversation_id, {"title": title, "model_type": model_type, "meta": dict(meta or {})}
+            conversation_id, {**values, "last_activity_at": utcnow()}
         )
         if conversation is None:
             raise _not_found(conversation_id)
@@ -114,19 +132,36 @@ def merge_metadata(current: Mapping[str, str], changes: Mapping[str, str | None]
     return result
 
 
+# What a PATCH may change that counts as activity (order=recent); archiving, pinning and
+# switching branches do not move a conversation in the list.
+EDITS = frozenset({"title", "model_type", "meta"})
+
+
 def patch_conversation(actor: Principal, conversation_id: int, **changes: Any) -> Conversation:
-    """Change only the fields given; metadata is merged into the conversation's."""
+    """Change only the fields given; metadata is merged into the conversation's. A
+    current_message_id must be one of its exchanges (else Unprocessable)."""
     with unit_of_work() as session:
         # Locked: two merges at once must not lose each other's keys.
         conversation = ConversationRepository(session, actor.scope).get_for_update(conversation_id)
         if conversation is None:
             raise _not_found(conversation_id)
+        current = changes.get("current_message_id")
+        if current is not None and not MessageRepository(session).in_conversation(
+            conversation_id, current
+        ):
+            raise Unprocessable(
+                f"Message {current} is not an exchange of conversation {conversation_id}.",
+                {"json": {"current_message_id": ["Not an exchange of this conversation."]}},
+            )
         if "meta" in changes:
             changes["meta"] = merge_metadata(conversation.meta, changes["meta"])
         for name, value in changes.items():
             setattr(conversation, name, value)
+        now = utcnow()
         if changes:
-            conversation.updated_at = utcnow()
+            conversation.updated_at = now
+        if EDITS & changes.keys():
+            conversation.last_activity_at = now
         session.flush()
         return conversation
 
@@ -139,12 +174,45 @@ def delete_conversation(actor: Principal, conversation_id: int) -> None:
 
 
 def list_messages(
-    actor: Principal, conversation_id: int, *, skip: int, take: int, after: int | None = None
+    actor: Principal,
+    conversation_id: int,
+    *,
+    skip: int,
+    take: int,
+    after: int | None = None,
+    branch: str = "current",
+    leaf: int | None = None,
 ) -> Page[Message]:
-    """A conversation's messages in creation order, or NotFound."""
-    if not ConversationRepository(db.session, actor.scope).exists(conversation_id):
+    """A conversation's current branch, root first (or the branch ending at ``leaf``; or,
+    branch all, every exchange in creation order), or NotFound. Two statements.
+
+    A conversation without a current exchange whose exchanges were written outside the
+    API (no tree) lists them all, in creation order, as before the tree."""
+    found = ConversationRepository(db.session, actor.scope).current_message_id(conversation_id)
+    if found is None:
         raise _not_found(conversation_id)
-    rows = MessageRepository(db.session).list_for_conversation(
-        conversation_id, skip=skip, take=take + 1, after=after
+    if leaf is None and branch == "current":
+        leaf = found[0]
+    messages = MessageRepository(db.session)
+    rows = messages.list_for_conversation(
+        conversation_id, skip=skip, take=take + 1, after=after, leaf=leaf
     )
+    if not rows and leaf is not None and not messages.in_conversation(conversation_id, leaf):
+        raise Unprocessable(
+            f"Message {leaf} is not an exchange of conversation {conversation_id}.",
+            {"query": {"leaf": ["Not an exchange of this conversation."]}},
+        )
     return Page.of(rows, take)
+
+
+def delete_message(actor: Principal, conversation_id: int, message_id: int) -> None:
+    """Delete an exchange and every exchange below it; the current exchange moves to its
+    parent if it was among them. NotFound unless it is one of the actor's."""
+    with unit_of_work() as session:
+        messages = MessageRepository(session)
+        found = messages.in_conversation(conversation_id, message_id, actor.scope)
+        if found is None:
+            raise NotFound(
+                f"Message {message_id} does not exist in conversation {conversation_id}."
+            )
+        messages.delete_subtree(conversation_id, message_id, parent_id=found[1])

@@ -6,9 +6,16 @@ conversation it belongs to, found here:
 
 1. ``X-Conversation-Id`` names one of the caller's conversations (else NotFound);
 2. else the request's history (its messages up to the last assistant turn) is matched
-   against the fingerprint each successful exchange leaves on its conversation, among the
+   against the fingerprint each complete exchange keeps (the history it ended), among the
    caller's conversations only: a client that resends the growing history stays in one;
 3. else a new conversation, titled from its first prompt after the exchange.
+
+Conversations are trees (a chat app's edits and regenerations): the new exchange follows
+the exchange whose fingerprint matched, so a client that regenerates or edits an earlier
+turn (it resends a shorter history) makes a new branch from there and it becomes current.
+In a conversation named by ``X-Conversation-Id``, a history that matches none of its
+exchanges follows its current exchange, and one without an assistant turn starts a new
+branch at the root.
 
 The fingerprint is a SHA-256 of the messages in a canonical form that keeps what a client
 resends (role, text, name, tool calls, tool call id) and drops what SDKs add or omit
@@ -126,12 +133,13 @@ def _begin(
     # transaction with a new conversation's.
     check_budget(db.session, actor)
     threads = ThreadRepository(db.session, actor.user_id)
+    continued = fingerprint(prefix) if prefix else None
     if conversation_id is not None:
-        thread = threads.find(conversation_id)
+        thread = threads.find(conversation_id, continued)
         if thread is None:
             raise NotFound(f"Conversation {conversation_id} does not exist.")
     else:
-        thread = threads.find_by_fingerprint(fingerprint(prefix)) if prefix else None
+        thread = threads.find_by_fingerprint(continued) if continued else None
     with one_statement() if thread is not None else unit_of_work() as session:
         if thread is None:
             created = ThreadRepository(session, actor.user_id).create(
@@ -141,6 +149,7 @@ def _begin(
         message_id = MessageRepository(session).insert(
             {
                 "conversation_id": thread.id,
+                "parent_id": thread.parent_id,
                 "prompt_content": prompt,
                 "model": model,
                 "endpoint": ENDPOINT,
@@ -166,8 +175,8 @@ def _begin(
 
 
 def _next_fingerprint(canonical: list[dict[str, Any]], values: dict[str, Any]) -> str | None:
-    """After a complete exchange, the conversation's fingerprint becomes that of the history
-    the client will resend next: its messages and the answer, as an SDK assembles it."""
+    """After a complete exchange, the fingerprint it keeps: that of the history the client
+    will resend next, its messages and the answer, as an SDK assembles it."""
     if values.get("outcome") != Outcome.COMPLETE:
         return None
     answer = canonical_message(

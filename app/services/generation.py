@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from app.errors import DomainError, NotFound
+from app.errors import DomainError, NotFound, Unprocessable
 from app.exchange.lifecycle import Exchange, PendingExchange
 from app.exchange.wire import after_response
 from app.extensions import db
@@ -23,6 +23,7 @@ from app.llm.errors import map_error, upstream_status
 from app.llm.events import ChatMessage, ChatStream
 from app.models import Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
+from app.repositories.conversations import CURRENT
 from app.services.auth import Principal
 from app.services.budgets import check_budget
 from app.services.checkpoints import live_exchanges
@@ -58,26 +59,39 @@ def check_conversation(actor: Principal, conversation_id: int) -> None:
 
 
 def begin_exchange(
-    actor: Principal, conversation_id: int, prompt: str, endpoint: str
+    actor: Principal,
+    conversation_id: int,
+    prompt: str,
+    endpoint: str,
+    parent_id: int | None = CURRENT,
 ) -> PendingExchange:
-    """Commit the prompt as an exchange in progress and gather the context to send.
+    """Commit the prompt as an exchange in progress, after ``parent_id`` (None: a first
+    exchange; CURRENT: the current one), and gather the context to send: the history of
+    the branch it continues. It becomes the conversation's current exchange.
 
     Two round trips on PostgreSQL: the conversation and its history in one read, then the
-    prompt's INSERT, which commits by itself."""
+    prompt's INSERT (which moves the conversation's current exchange, count and activity
+    in the same statement), which commits by itself."""
     config = current_app.config
     request_id = current_request_id()
     session = db.session
     context = ConversationRepository(session, actor.scope).generation_context(
-        conversation_id, config["HISTORY_MAX_MESSAGES"]
+        conversation_id, config["HISTORY_MAX_MESSAGES"], parent_id
     )
     if context is None:
         raise NotFound(f"Conversation {conversation_id} does not exist.")
+    if parent_id not in (None, CURRENT) and context.parent_id is None:
+        raise Unprocessable(
+            f"Message {parent_id} is not an exchange of conversation {conversation_id}.",
+            {"json": {"parent_id": ["Not an exchange of this conversation."]}},
+        )
     check_budget(session, actor)
     history = _history(context.exchanges, config["HISTORY_MAX_CHARS"])
     with one_statement() as session:
         message_id = MessageRepository(session).insert(
             {
                 "conversation_id": conversation_id,
+                "parent_id": context.parent_id,
                 "prompt_content": prompt,
                 "model": context.model_type,
                 "endpoint": endpoint,
@@ -95,6 +109,7 @@ def begin_exchange(
         endpoint=endpoint,
         request_id=request_id,
         received_at=request_received_at(),
+        siblings=context.siblings,
     )
 
 
@@ -106,18 +121,20 @@ def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
     # What `flask messages recover` needs if the database stays down through the retries.
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
     next_fingerprint = pending.next_fingerprint and pending.next_fingerprint(values)
-    return save_with_retry(
+    if next_fingerprint:
+        # Kept on the exchange: the history it ended, which a /v1 client resends next.
+        values = {**values, "history_fingerprint": next_fingerprint}
+    message = save_with_retry(
         exchange.app,
-        functools.partial(
-            end_exchange,
-            message_id=pending.message_id,
-            values=values,
-            fingerprint=(pending.conversation_id, next_fingerprint) if next_fingerprint else None,
-        ),
+        functools.partial(end_exchange, message_id=pending.message_id, values=values),
         {**record, **values},
         f"exchange {pending.message_id}",
         unit=one_statement,
     )
+    if message is not None:
+        # Not a column: MessageOut's count of the other exchanges after the same parent.
+        message.siblings = pending.siblings  # type: ignore[attr-defined]
+    return message
 
 
 def open_exchange(
@@ -161,14 +178,42 @@ def open_exchange(
     return exchange
 
 
-def stream_reply(actor: Principal, conversation_id: int, prompt: str, endpoint: str) -> Exchange:
-    """Start an exchange and return it, ready to relay; it records itself however it ends."""
-    return open_exchange(begin_exchange(actor, conversation_id, prompt, endpoint))
+def stream_reply(
+    actor: Principal,
+    conversation_id: int,
+    prompt: str,
+    endpoint: str,
+    parent_id: int | None = CURRENT,
+) -> Exchange:
+    """Start an exchange after ``parent_id`` and return it, ready to relay; it records
+    itself however it ends."""
+    return open_exchange(begin_exchange(actor, conversation_id, prompt, endpoint, parent_id))
 
 
-def reply(actor: Principal, conversation_id: int, prompt: str) -> Message:
+def reply(
+    actor: Principal, conversation_id: int, prompt: str, parent_id: int | None = CURRENT
+) -> Message:
     """Run a whole exchange and return the saved message; raises what went wrong."""
-    exchange = stream_reply(actor, conversation_id, prompt, "messages")
+    return finish(stream_reply(actor, conversation_id, prompt, "messages", parent_id))
+
+
+def stream_regeneration(actor: Principal, conversation_id: int, message_id: int) -> Exchange:
+    """Start another answer to exchange ``message_id``'s prompt: a new exchange with its
+    prompt and its parent (a sibling), which becomes current. NotFound if there is none."""
+    found = MessageRepository(db.session).in_conversation(conversation_id, message_id, actor.scope)
+    if found is None:
+        raise NotFound(f"Message {message_id} does not exist in conversation {conversation_id}.")
+    prompt, parent_id = found
+    return open_exchange(begin_exchange(actor, conversation_id, prompt, "messages", parent_id))
+
+
+def regenerate(actor: Principal, conversation_id: int, message_id: int) -> Message:
+    """``stream_regeneration``, run whole: the saved message, or what went wrong."""
+    return finish(stream_regeneration(actor, conversation_id, message_id))
+
+
+def finish(exchange: Exchange) -> Message:
+    """Relay a whole exchange to nobody and return its saved message; raises its problem."""
     for _ in exchange.relay(lambda _chunk: None):
         pass
     if exchange.problem is not None:

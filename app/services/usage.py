@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import LATENCY_BUCKETS_MS, Message
-from app.repositories import MessageRepository, ThreadRepository
+from app.repositories import MessageRepository
 from app.repositories.usage import REPORT_SUMS, UsageRepository
 from app.schemas.usage import USAGE_DEFAULT_DAYS
 from app.services.auth import Principal
@@ -46,26 +46,17 @@ def record_ending(session: Session, message_id: int, values: Mapping[str, Any]) 
     return message
 
 
-def end_exchange(
-    session: Session,
-    message_id: int,
-    values: Mapping[str, Any],
-    fingerprint: tuple[int, str] | None = None,
-) -> Message | None:
-    """``record_ending`` (and, given a (conversation id, fingerprint), the conversation's
-    new history fingerprint) in as few round trips as the database allows: on PostgreSQL,
-    run by ``one_statement``, an exchange still in progress ends in one statement."""
+def end_exchange(session: Session, message_id: int, values: Mapping[str, Any]) -> Message | None:
+    """``record_ending`` in as few round trips as the database allows: on PostgreSQL, run
+    by ``one_statement``, an exchange still in progress ends in one statement."""
     usage = UsageRepository(session)
     if usage.dialect == "postgresql":
-        message = usage.end_and_fold(message_id, values, fingerprint)
+        message = usage.end_and_fold(message_id, values)
         if message is not None:
             return message
     # SQLite; or the exchange was ended already (by the reaper), or is gone.
     with unit_of_work() as writing:
-        message = record_ending(writing, message_id, values)
-        if message is not None and fingerprint is not None:
-            ThreadRepository(writing).set_fingerprint(*fingerprint)
-        return message
+        return record_ending(writing, message_id, values)
 
 
 def today() -> date:

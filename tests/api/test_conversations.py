@@ -51,8 +51,15 @@ class TestCreate:
             "metadata",
             "created_at",
             "updated_at",
+            "last_activity_at",
+            "message_count",
+            "archived",
+            "pinned",
+            "current_message_id",
         }
         assert body["metadata"] == {}
+        assert (body["message_count"], body["archived"], body["pinned"]) == (0, False, False)
+        assert body["current_message_id"] is None
         assert response.headers["Location"] == f"/conversations/{body['id']}"
         assert client.get(response.headers["Location"]).json == body
 

@@ -36,6 +36,8 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
     assert set(first) == {
         "id",
         "conversation_id",
+        "parent_id",
+        "siblings",
         "prompt_content",
         "response_content",
         "prompt_tokens",

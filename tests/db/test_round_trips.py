@@ -141,6 +141,30 @@ def test_a_streamed_exchange_is_two_round_trips_before_the_llm_and_one_to_save(
     assert checkins == [1 + 1, 1 + 1 + 1]
 
 
+def test_an_edit_in_a_branched_conversation_costs_what_a_new_prompt_does(trips, client, engine):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    url = f"/conversations/{conversation_id}/messages"
+    first = client.post(url, json={"prompt": "one"}).json
+    second = client.post(url, json={"prompt": "two"}).json
+    client.post(f"{url}/{second['id']}/regenerate", json={})
+
+    checkins = checkins_during(
+        engine,
+        trips,
+        lambda: client.post(
+            url,
+            json={"prompt": "two, edited", "parent_id": first["id"], "stream": True},
+            buffered=True,
+        ),
+    )
+
+    # The branch's history (one recursive statement), then the INSERT that also moves the
+    # conversation's current exchange; one statement to save.
+    assert checkins == [1 + 1, 1 + 1 + 1]
+    # Its current branch is two statements, as a flat list was.
+    assert round_trips(trips, client, "get", url) == 2
+
+
 def test_a_v1_stream_into_a_conversation_is_two_round_trips_before_the_llm_and_one_to_save(
     trips, client, engine
 ):

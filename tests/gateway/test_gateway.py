@@ -313,6 +313,76 @@ class TestThreading:
 
         assert first.headers["X-Conversation-Id"] != edited.headers["X-Conversation-Id"]
 
+    def test_regenerating_the_last_turn_branches_from_the_exchange_before_it(
+        self, client, fake_llm, database
+    ):
+        first = chat(client, [user("one")])
+        history = [user("one"), first.json["choices"][0]["message"], user("two")]
+        second = chat(client, history)
+        # The client drops the last answer and asks again: the same history as before.
+        again = chat(client, history)
+
+        conversation_id = int(first.headers["X-Conversation-Id"])
+        assert int(second.headers["X-Conversation-Id"]) == conversation_id
+        assert int(again.headers["X-Conversation-Id"]) == conversation_id
+        one, two, two_again = messages_in(database, conversation_id)
+        assert (one.parent_id, two.parent_id, two_again.parent_id) == (None, one.id, one.id)
+        assert two_again.id == int(again.headers["X-Message-Id"])
+        conversation = client.get(f"/conversations/{conversation_id}").json
+        assert conversation["current_message_id"] == two_again.id
+        listed = client.get(f"/conversations/{conversation_id}/messages").json
+        assert [m["id"] for m in listed] == [one.id, two_again.id]
+        assert [m["siblings"] for m in listed] == [0, 1]
+
+    def test_an_edited_earlier_turn_branches_from_the_exchange_it_follows(
+        self, client, fake_llm, database
+    ):
+        first = chat(client, [user("one")])
+        answer = first.json["choices"][0]["message"]
+        second = chat(client, [user("one"), answer, user("two")])
+        third_history = [user("one"), answer, user("two"), second.json["choices"][0]["message"]]
+        chat(client, [*third_history, user("three")])
+
+        edited = chat(client, [user("one"), answer, user("two, edited")])
+
+        conversation_id = int(first.headers["X-Conversation-Id"])
+        assert int(edited.headers["X-Conversation-Id"]) == conversation_id
+        one, _two, _three, two_edited = messages_in(database, conversation_id)
+        assert two_edited.prompt_content == "two, edited"
+        assert two_edited.parent_id == one.id
+
+    def test_an_edited_first_turn_in_a_named_conversation_is_a_new_first_exchange(
+        self, client, fake_llm, database
+    ):
+        first = chat(client, [user("one")])
+        conversation_id = first.headers["X-Conversation-Id"]
+        chat(client, [user("one"), first.json["choices"][0]["message"], user("two")])
+
+        edited = chat(client, [user("one, edited")], {"X-Conversation-Id": conversation_id})
+
+        assert edited.headers["X-Conversation-Id"] == conversation_id
+        *_, root = messages_in(database, int(conversation_id))
+        assert (root.prompt_content, root.parent_id) == ("one, edited", None)
+        listed = client.get(f"/conversations/{conversation_id}/messages").json
+        assert [m["prompt_content"] for m in listed] == ["one, edited"]
+
+    def test_a_history_matching_none_of_a_named_conversations_follows_its_current(
+        self, client, fake_llm, database
+    ):
+        conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+        first = chat(client, [user("hi")], {"X-Conversation-Id": str(conversation_id)})
+
+        later = chat(
+            client,
+            [user("made"), assistant("up"), user("next")],
+            {"X-Conversation-Id": str(conversation_id)},
+        )
+
+        assert later.status_code == 200
+        one, two = messages_in(database, conversation_id)
+        assert one.id == int(first.headers["X-Message-Id"])
+        assert two.parent_id == one.id
+
     def test_a_failed_exchange_does_not_move_the_thread(self, client, fake_llm):
         first = chat(client, [user("one")])
         history = [user("one"), first.json["choices"][0]["message"], user("two")]
