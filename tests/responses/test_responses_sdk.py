@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
 from tests.procfile import WebProcess, create_user, deployment_env, release
+from tests.serving.test_gunicorn import wait_until
 
 MODEL = "fake-model"
 ANSWER = "tok0 tok1 tok2 tok3 tok4 "
@@ -114,9 +115,23 @@ def test_the_stream_accumulator_rebuilds_the_stored_response(service, fake_llm):
     assert as_dict == stored.to_dict()
     assert final.output_text == "Héllo wörld 🌍"
     assert [item.type for item in final.output] == ["reasoning", "message"]
-    assert kinds[:2] == ["response.created", "response.in_progress"]
-    assert kinds[-1] == "response.completed"
-    assert "response.reasoning_text.delta" in kinds and "response.output_text.delta" in kinds
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.reasoning_text.delta"] * 2,
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * 4,
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     row = service.message(final.id)
     assert (row.response_content, row.reasoning_content) == ("Héllo wörld 🌍", "hmm")
 
@@ -205,7 +220,8 @@ def test_a_conversation_is_the_rest_conversation_and_holds_the_responses(service
     )
     rest_id = int(conversation.id.removeprefix("conv_"))
     status, body = service.web.request("GET", f"/conversations/{rest_id}")
-    assert status == 200 and json.loads(body)["metadata"] == {"topic": "colours"}
+    assert status == 200
+    assert json.loads(body)["metadata"] == {"topic": "colours"}
 
     response = client.responses.create(
         model=MODEL, input="Which colour?", conversation=conversation.id
@@ -313,7 +329,7 @@ def test_store_false_is_accounted_but_keeps_no_content(service, fake_llm):
 
     response = client.responses.create(model=MODEL, input="secret", store=False)
 
-    assert response.output_text == ANSWER and response.store is False
+    assert (response.output_text, response.store) == (ANSWER, False)
     row = service.message(response.id)
     assert (row.prompt_content, row.response_content, as_json(row.input_items)) == ("", "", [])
     assert (row.outcome, row.total_tokens) == ("complete", response.usage.total_tokens)
@@ -337,3 +353,55 @@ def test_an_upstream_failure_before_the_first_byte_is_an_error_and_a_failed_exch
         " ORDER BY id DESC LIMIT 1"
     )
     assert (row.outcome, row.status_code) == ("failed", 503)
+
+
+def test_a_length_stop_is_an_incomplete_response_streamed_and_stored(service, fake_llm):
+    fake_llm.behavior = Behavior(tokens=["Par", "is"], finish_reason="length")
+    client = service.client()
+
+    events = list(client.responses.create(model=MODEL, input="Capital?", stream=True))
+
+    terminal = events[-1]
+    assert terminal.type == "response.incomplete"
+    assert terminal.response.incomplete_details.reason == "max_output_tokens"
+    stored = client.responses.retrieve(terminal.response.id)
+    assert stored.to_dict() == terminal.response.to_dict()
+    assert stored.output_text == "Paris"
+
+
+def test_an_answer_broken_off_ends_with_response_failed_as_stored(service, fake_llm):
+    fake_llm.behavior = Behavior(n_tokens=10, break_after=3)
+    client = service.client()
+
+    events = list(client.responses.create(model=MODEL, input="x", stream=True))
+
+    terminal = events[-1]
+    assert (terminal.type, terminal.response.status) == ("response.failed", "failed")
+    assert terminal.response.error.code == "server_error"
+    stored = client.responses.retrieve(terminal.response.id)
+    assert stored.to_dict() == terminal.response.to_dict()
+    row = service.message(stored.id)
+    assert (row.outcome, row.status_code, row.response_content) == (
+        "failed",
+        502,
+        "tok0 tok1 tok2 ",
+    )
+
+
+def test_a_client_that_hangs_up_is_client_closed_and_reads_as_cancelled(service, fake_llm):
+    fake_llm.behavior = Behavior(n_tokens=200, delay=0.02)
+    client = service.client()
+    raw = client.responses.with_raw_response.create(model=MODEL, input="x", stream=True)
+    stream = raw.parse()
+    received = [next(stream) for _ in range(6)]
+    stream.close()
+    message_id = raw.headers["x-message-id"]
+
+    def ended() -> bool:
+        return service.message(f"resp_{message_id}").outcome is not None
+
+    assert wait_until(ended)
+    row = service.message(f"resp_{message_id}")
+    assert (row.outcome, row.status_code) == ("client_closed", 499)
+    assert received[0].type == "response.created"
+    assert client.responses.retrieve(f"resp_{message_id}").status == "cancelled"

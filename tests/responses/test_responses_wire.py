@@ -215,11 +215,13 @@ def test_the_sdk_accumulator_rebuilds_the_non_streamed_response(case):
 def test_the_output_items_follow_the_order_the_chunks_opened_them():
     chunks = [
         Chunk(text="Let me look. "),
-        Chunk(tool_calls=({"index": 0, "id": "call_a", "function": {"name": "f", "arguments": "{}"}},)),
+        Chunk(tool_calls=({"index": 0, "id": "call_a",
+                           "function": {"name": "f", "arguments": "{}"}},)),
     ]  # fmt: skip
     saved = row(
         response_content="Let me look. ",
-        tool_calls=[{"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        tool_calls=[{"id": "call_a", "type": "function",
+                     "function": {"name": "f", "arguments": "{}"}}],
     )  # fmt: skip
     stream_of(chunks, saved, params())
 
