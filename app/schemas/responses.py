@@ -369,6 +369,15 @@ class ResponseCreate(Schema):
             if data.get("previous_response_id") is None and data.get("conversation") is None:
                 errors["input"] = ["Missing data for required field."]
             data["input"] = []
+        raw = data["input"]
+        # The ids the client gave its items: replayed output items of a stored response
+        # say which response this one continues (app/services/responses.py).
+        data["input_ids"] = [
+            item.get("id")
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str)
+            else None
+            for item in (raw if isinstance(raw, list) else [])
+        ]
         check("input", input_items)
         check(
             "tools",

@@ -146,6 +146,7 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     responses = ResponseRepository(db.session, actor.scope)
     parent: Message | None = None
     context: list[Message] = []
+    request_input = sent_input = request["input"]
     conversation: Any = None
     if request.get("previous_response_id") is not None:
         uid = parse_response_id(request["previous_response_id"])
@@ -166,11 +167,20 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
         if conversation.current_message_id is not None:
             context = responses.branch(conversation.current_message_id)
             parent = context[-1] if context else None
+    else:
+        parent, replayed = _replayed(responses, request)
+        if parent is not None:
+            # The client resent the history itself: it is the context as sent, and only
+            # the items after the last replayed one are new.
+            request = {**request, "input": request["input"][replayed + 1 :]}
+            sent_input = request_input
     context = [row for row in context if _readable(row)]
     if request["truncation"] == "auto":
         # The REST endpoints' bound on the earlier exchanges sent.
         context = _truncated(context, config["HISTORY_MAX_MESSAGES"], config["HISTORY_MAX_CHARS"])
-    body = chat_body(request, context_items(context), config["MAX_OUTPUT_TOKENS_PARAM"])
+    body = chat_body(
+        {**request, "input": sent_input}, context_items(context), config["MAX_OUTPUT_TOKENS_PARAM"]
+    )
     capped = cap_output(body)
     max_output = body.get(config["MAX_OUTPUT_TOKENS_PARAM"])
     params = {key: request.get(key) for key in ECHOED}
@@ -256,6 +266,25 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
 
     started.exchange = open_exchange(pending, open_upstream, pass_through_error)
     return started
+
+
+def _replayed(
+    responses: ResponseRepository, request: Mapping[str, Any]
+) -> tuple[Message | None, int]:
+    """The stored response whose output items the input replays last (a client that keeps
+    the history itself, as the Agents SDK does without server state), and the position of
+    that item in the input; (None, -1) if it replays none of the caller's."""
+    for position in range(len(request.get("input_ids") or ()) - 1, -1, -1):
+        parsed = parse_item_id(request["input_ids"][position] or "")
+        if parsed is None or parsed[2] != "o":
+            continue
+        row = responses.find(parsed[1])
+        if row is None or not _readable(row) or row.endpoint != ENDPOINT:
+            continue
+        found = find_item(row, "o", parsed[3])
+        if found is not None and found["id"] == request["input_ids"][position]:
+            return row, position
+    return None, -1
 
 
 def _readable(row: Message) -> bool:

@@ -4,6 +4,7 @@ what was saved, the stream rebuilds the stored Response, context follows the tre
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import openai
@@ -405,3 +406,83 @@ def test_a_client_that_hangs_up_is_client_closed_and_reads_as_cancelled(service,
     assert (row.outcome, row.status_code) == ("client_closed", 499)
     assert received[0].type == "response.created"
     assert client.responses.retrieve(f"resp_{message_id}").status == "cancelled"
+
+
+def test_the_agents_sdk_runs_a_tool_and_continues_by_response_and_by_conversation(
+    service, fake_llm
+):
+    from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+
+    set_tracing_disabled(True)
+    asked: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        asked.append(city)
+        fake_llm.behavior = Behavior(tokens=["Sunny ", "in ", city])
+        return "21 C"
+
+    client = openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{service.web.port}/v1",
+        api_key=service.keys["alice"],
+        max_retries=0,
+    )
+    agent = Agent(
+        name="weather",
+        instructions="Be brief.",
+        model=OpenAIResponsesModel(MODEL, client),
+        tools=[get_weather],
+    )
+    fake_llm.behavior = Behavior(
+        tokens=[],
+        tool_calls=[{"id": "call_1", "name": "get_weather", "arguments": '{"city":"Lyon"}'}],
+        finish_reason="tool_calls",
+    )
+
+    async def runs() -> list:
+        first = await Runner.run(agent, "Weather in Lyon?")
+        fake_llm.behavior = Behavior(tokens=["Yes."])
+        second = Runner.run_streamed(agent, "Sure?", previous_response_id=first.last_response_id)
+        async for _ in second.stream_events():
+            pass
+        conversation = await client.conversations.create()
+        fake_llm.behavior = Behavior(tokens=["Hello."])
+        third = await Runner.run(agent, "Hi", conversation_id=conversation.id)
+        fake_llm.behavior = Behavior(tokens=["Bye."])
+        fourth = await Runner.run(agent, "Bye", conversation_id=conversation.id)
+        await client.close()
+        return [first, second, third, fourth, conversation]
+
+    first, second, third, fourth, conversation = asyncio.run(runs())
+
+    assert asked == ["Lyon"]
+    assert [first.final_output, second.final_output, third.final_output, fourth.final_output] == [
+        "Sunny in Lyon",
+        "Yes.",
+        "Hello.",
+        "Bye.",
+    ]
+    requests = chat_requests(fake_llm)
+    assert requests[-3]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Lyon?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Lyon"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21 C"},
+        {"role": "assistant", "content": "Sunny in Lyon"},
+        {"role": "user", "content": "Sure?"},
+    ]  # fmt: skip
+    assert requests[-1]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+    ]
+    # The tool loop resent its history (no server state): it continues its first response.
+    calling, answering = (service.message(r.response_id) for r in first.raw_responses)
+    assert (answering.parent_id, answering.conversation_id) == (calling.id, calling.conversation_id)
+    assert [item["type"] for item in as_json(answering.input_items)] == ["function_call_output"]
+    assert service.message(second.last_response_id).parent_id == answering.id
+    assert service.message(fourth.last_response_id).conversation_id == int(conversation.id[5:])
