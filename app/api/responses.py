@@ -14,9 +14,9 @@ from app.api.auth import current_principal
 from app.api.v1 import _COMMON_ERRORS, _openai_errors
 from app.exchange.responses_wire import responses_response
 from app.schemas.responses import (
-    ConversationCreate,
+    ConversationMetadataUpdate,
+    ConversationObjectCreate,
     ConversationObjectOut,
-    ConversationUpdate,
     DeletedOut,
     IncludeArgs,
     ItemListArgs,
@@ -116,7 +116,7 @@ class ResponseInputItems(MethodView):
 
 @blp.route("/conversations")
 class Conversations(MethodView):
-    @blp.arguments(ConversationCreate)
+    @blp.arguments(ConversationObjectCreate)
     @blp.response(200, ConversationObjectOut)
     @_openai_errors(*_COMMON_ERRORS, *_BODY_ERRORS)
     def post(self, body: dict[str, Any]) -> Response:
@@ -134,7 +134,7 @@ class ConversationById(MethodView):
         """A conversation of yours."""
         return _json(responses.get_conversation(current_principal(), conversation_id))
 
-    @blp.arguments(ConversationUpdate)
+    @blp.arguments(ConversationMetadataUpdate)
     @blp.response(200, ConversationObjectOut)
     @_openai_errors(*_COMMON_ERRORS, *_BODY_ERRORS, _UNKNOWN)
     def post(self, body: dict[str, Any], conversation_id: str) -> Response:

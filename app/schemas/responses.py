@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+)
 
 from app.schemas.common import MAX_PAGE, Text, metadata_field, model_type_field
 
@@ -431,7 +440,7 @@ def _items_field(**kwargs: Any) -> fields.List:
     )
 
 
-class ConversationCreate(Schema):
+class ConversationObjectCreate(Schema):
     class Meta:
         unknown = RAISE
 
@@ -445,7 +454,7 @@ class ConversationCreate(Schema):
         return data
 
 
-class ConversationUpdate(Schema):
+class ConversationMetadataUpdate(Schema):
     class Meta:
         unknown = RAISE
 
@@ -505,6 +514,9 @@ class ItemListArgs(IncludeArgs):
 class ResponseOut(Schema):
     """OpenAI's Response object (only its outline here; every field is OpenAI's)."""
 
+    class Meta:
+        unknown = INCLUDE  # OpenAI's object: every field it has
+
     id = fields.String(metadata={"description": "resp_<exchange id>"})
     object = fields.String()
     created_at = fields.Integer()
@@ -515,6 +527,9 @@ class ResponseOut(Schema):
 
 
 class ConversationObjectOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # OpenAI's object: every field it has
+
     id = fields.String(metadata={"description": "conv_<REST conversation id>"})
     object = fields.String()
     created_at = fields.Integer()
@@ -522,17 +537,26 @@ class ConversationObjectOut(Schema):
 
 
 class DeletedOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # OpenAI's object: every field it has
+
     id = fields.String()
     object = fields.String()
     deleted = fields.Boolean()
 
 
 class ItemOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # OpenAI's object: every field it has
+
     id = fields.String(metadata={"description": "<msg|fc|fco|rs>_<exchange id><i|o><position>"})
     type = fields.String()
 
 
 class ItemListOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # OpenAI's object: every field it has
+
     object = fields.String()
     data = fields.List(fields.Nested(ItemOut))
     first_id = fields.String(allow_none=True)

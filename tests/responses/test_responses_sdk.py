@@ -486,3 +486,42 @@ def test_the_agents_sdk_runs_a_tool_and_continues_by_response_and_by_conversatio
     assert [item["type"] for item in as_json(answering.input_items)] == ["function_call_output"]
     assert service.message(second.last_response_id).parent_id == answering.id
     assert service.message(fourth.last_response_id).conversation_id == int(conversation.id[5:])
+
+
+def test_rest_chat_completions_and_responses_exchanges_read_back_as_items(service, fake_llm):
+    client = service.client()
+    rest_id = service.web.create_conversation("mixed")
+    status, _ = service.web.request(
+        "POST", f"/conversations/{rest_id}/messages", {"prompt": "from REST"}
+    )
+    assert status == 201
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "user", "content": "from REST"},
+            {"role": "assistant", "content": ANSWER},
+            {"role": "user", "content": "from chat"},
+        ],
+        extra_headers={"X-Conversation-Id": str(rest_id)},
+    )
+
+    response = client.responses.create(
+        model=MODEL, input="from responses", conversation=f"conv_{rest_id}"
+    )
+
+    items = list(client.conversations.items.list(f"conv_{rest_id}", order="asc"))
+    assert [(item.role, item.content[0].text) for item in items] == [
+        ("user", "from REST"),
+        ("assistant", ANSWER),
+        ("user", "from chat"),
+        ("assistant", ANSWER),
+        ("user", "from responses"),
+        ("assistant", response.output_text),
+    ]
+    assert chat_requests(fake_llm)[-1]["messages"] == [
+        {"role": "user", "content": "from REST"},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "from chat"},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "from responses"},
+    ]
