@@ -1,0 +1,93 @@
+"""/v1/responses and /v1/conversations in process, on both engines: failures, paging and
+ids in OpenAI's error shape, and what each exchange keeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.models import Message
+from tests.conftest import keyed_client
+from tests.fake_llm import Behavior
+
+MODEL = "fake-model"
+
+
+def create(client, **body):
+    return client.post("/v1/responses", json={"model": MODEL, "input": "hi", **body})
+
+
+def test_an_answer_broken_off_without_stream_is_a_502_and_a_failed_exchange(
+    client, fake_llm, database
+):
+    fake_llm.behavior = Behavior(n_tokens=10, break_after=3)
+
+    response = create(client)
+
+    assert response.status_code == 502
+    assert response.json["error"]["type"] == "server_error"
+    row = database.get(Message, int(response.headers["X-Message-Id"]))
+    assert (row.outcome, row.status_code, row.response_content) == (
+        "failed",
+        502,
+        "tok0 tok1 tok2 ",
+    )
+
+
+def test_max_output_tokens_is_held_to_the_cap_and_echoed_as_sent(client, configure, fake_llm):
+    configure(MAX_OUTPUT_TOKENS=50)
+
+    response = create(client, max_output_tokens=500)
+
+    assert response.headers["X-Max-Output-Tokens"] == "50"
+    assert response.json["max_output_tokens"] == 50
+    assert fake_llm.requests[0].body["max_tokens"] == 50
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v1/responses/resp_999", 404),
+        ("/v1/responses/not-an-id", 404),
+        ("/v1/responses/resp_01", 404),
+        ("/v1/responses/resp_99999999999999999999", 404),
+        ("/v1/conversations/conv_999", 404),
+        ("/v1/conversations/conv_x/items", 404),
+        ("/v1/responses/{resp}?stream=true", 400),
+        ("/v1/responses/{resp}/input_items?after=msg_1i9", 400),
+        ("/v1/responses/{resp}/input_items?limit=101", 400),
+        ("/v1/conversations/{conv}/items/msg_1o0", 404),
+        ("/v1/conversations/{conv}/items/fc_{n}i0", 404),
+    ],
+)
+def test_unknown_ids_are_404_and_bad_queries_400_in_openai_shape(client, fake_llm, path, status):
+    created = create(client).json
+    conversation = client.post("/v1/conversations", json={"items": []}).json
+    url = path.format(resp=created["id"], conv=conversation["id"], n=created["id"][5:])
+
+    response = client.get(url)
+
+    assert response.status_code == status
+    assert set(response.json["error"]) == {"message", "type", "param", "code"}
+
+
+def test_an_admin_reads_any_users_response_as_rest_lets_them(app, client, make_account, fake_llm):
+    created = create(client).json
+    admin = keyed_client(app, make_account("root", admin=True).key)
+
+    assert admin.get(f"/v1/responses/{created['id']}").json == created
+
+
+def test_a_rest_exchange_reads_as_a_response(client, fake_llm):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    message = client.post(
+        f"/conversations/{conversation_id}/messages", json={"prompt": "from REST"}
+    ).json
+
+    response = client.get(f"/v1/responses/resp_{message['id']}").json
+
+    assert (response["status"], response["output"][0]["content"][0]["text"]) == (
+        "completed",
+        message["response_content"],
+    )
+    items = client.get(f"/v1/responses/resp_{message['id']}/input_items").json
+    assert items["data"][0]["content"] == [{"type": "input_text", "text": "from REST"}]
