@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    func,
     text,
     true,
 )
@@ -76,6 +77,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+def _created_at(context: Any) -> datetime:
+    """A row's created_at when the INSERT sets one (a default per row), else now."""
+    return context.get_current_parameters().get("created_at") or utcnow()
 
 
 class TimestampMixin:
@@ -162,19 +168,15 @@ class Conversation(TimestampMixin, db.Model):
     )
     # The exchange the user sees last: the leaf of the current branch of the conversation's
     # tree (NULL: no exchange yet). Moved by the INSERT of every new exchange, in the same
-    # statement; a deleted exchange's subtree hands it to the subtree's parent first.
-    # use_alter: messages refer to conversations too, and the cycle needs one side named.
-    current_message_id: Mapped[int | None] = mapped_column(
-        BigInteger,
-        ForeignKey(
-            "messages.id",
-            ondelete="SET NULL",
-            use_alter=True,
-            name="fk_conversations_current_message_id_messages",
-        ),
-    )
+    # statement; deleting a subtree that holds it hands it to the subtree's parent in the
+    # same transaction (MessageRepository). No foreign key: a second one between the two
+    # tables would make every join of messages to conversations ambiguous to name.
+    current_message_id: Mapped[int | None] = mapped_column(BigInteger)
     # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
-    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The server default serves rows written by SQL alone (the ORM sets it per row).
+    last_activity_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=_created_at, server_default=func.now()
+    )
     # Exchanges in every branch, kept by the statements that add and delete them.
     message_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -187,7 +189,6 @@ class Conversation(TimestampMixin, db.Model):
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="Message.id",
-        foreign_keys="Message.conversation_id",
     )
 
     def __repr__(self) -> str:
@@ -267,9 +268,7 @@ class Message(TimestampMixin, db.Model):
     input_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     output_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
 
-    conversation: Mapped[Conversation] = relationship(
-        back_populates="messages", foreign_keys=[conversation_id]
-    )
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.
     feedback: Mapped[Feedback | None] = relationship(lazy="raise", passive_deletes=True)
 

@@ -25,6 +25,7 @@ GENERATION_REQUESTS = frozenset(
     {
         ("generation.GenerateStream", "GET"),
         ("messages.Messages", "POST"),
+        ("messages.Regenerate", "POST"),
         ("v1.ChatCompletions", "POST"),
         ("responses.Responses", "POST"),
     }

@@ -17,10 +17,15 @@ CONVERSATION_COLUMNS = (
     Conversation.meta,
     Conversation.created_at,
     Conversation.updated_at,
+    Conversation.last_activity_at,
+    Conversation.archived,
+    Conversation.pinned,
+    Conversation.current_message_id,
 )
 MESSAGE_COLUMNS = (
     Message.id,
     Message.conversation_id,
+    Message.parent_id,
     Message.prompt_content,
     Message.response_content,
     Message.prompt_tokens,

@@ -122,7 +122,7 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         )
         replacement = newest_left if parent_id is None else literal(parent_id, table.c.id.type)
         deleted = select(func.count()).select_from(below).scalar_subquery()
-        # The conversation first: its foreign key would set the current exchange NULL.
+        # The conversation first: the subtree must still be there to be found.
         self.session.execute(
             update(conversations)
             .where(conversations.c.id == conversation_id)

@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from app.models import FEEDBACK_COMMENT_MAX, RATINGS
 from app.schemas.common import (
+    MAX_ID,
     PROMPT_MAX,
     Owner,
     Text,
@@ -44,8 +45,19 @@ class ExportedFeedback(Schema):
 _COUNT = validate.Range(min=0, max=2**31 - 1)
 
 
+_ID = validate.Range(min=1, max=MAX_ID)
+
+
 class ExportedMessage(Schema):
     id = fields.Integer(metadata={"description": "The id in the exporting instance."})
+    parent_id = fields.Integer(
+        allow_none=True,
+        validate=_ID,
+        metadata={
+            "description": "The id (in this document) of the exchange it follows; null: a "
+            "first exchange. Omitted (older exports): the message before it."
+        },
+    )
     prompt_content = Text(required=True, validate=validate.Length(max=PROMPT_MAX))
     response_content = Text(load_default="")
     prompt_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
@@ -67,6 +79,19 @@ class ExportedConversation(Schema):
     meta = metadata_field(load_default=dict)
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
+    last_activity_at = fields.AwareDateTime(
+        load_default=None, metadata={"description": "Omitted: its last exchange's or creation."}
+    )
+    archived = fields.Boolean(load_default=False)
+    pinned = fields.Boolean(load_default=False)
+    current_message_id = fields.Integer(
+        allow_none=True,
+        validate=_ID,
+        metadata={
+            "description": "The id (in this document) of its current exchange. Omitted: "
+            "its last message."
+        },
+    )
     messages = fields.List(fields.Nested(ExportedMessage), load_default=list)
 
 

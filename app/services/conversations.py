@@ -191,13 +191,14 @@ def list_messages(
     found = ConversationRepository(db.session, actor.scope).current_message_id(conversation_id)
     if found is None:
         raise _not_found(conversation_id)
+    asked = leaf
     if leaf is None and branch == "current":
         leaf = found[0]
     messages = MessageRepository(db.session)
     rows = messages.list_for_conversation(
         conversation_id, skip=skip, take=take + 1, after=after, leaf=leaf
     )
-    if not rows and leaf is not None and not messages.in_conversation(conversation_id, leaf):
+    if not rows and asked is not None and not messages.in_conversation(conversation_id, asked):
         raise Unprocessable(
             f"Message {leaf} is not an exchange of conversation {conversation_id}.",
             {"query": {"leaf": ["Not an exchange of this conversation."]}},

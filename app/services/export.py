@@ -105,6 +105,11 @@ def _conversation(row: dict[str, Any]) -> dict[str, Any]:
         "metadata": row["meta"] or {},
         "created_at": _time(row["created_at"]),
         "updated_at": _time(row["updated_at"]),
+        # The tree (ids of the exporting instance, as the messages' own).
+        "last_activity_at": _time(row["last_activity_at"]),
+        "archived": row["archived"],
+        "pinned": row["pinned"],
+        "current_message_id": row["current_message_id"],
     }
 
 
@@ -119,6 +124,7 @@ def _message(row: dict[str, Any]) -> dict[str, Any]:
         }
     return {
         "id": row["id"],
+        "parent_id": row["parent_id"],
         "prompt_content": row["prompt_content"],
         "response_content": row["response_content"],
         "prompt_tokens": row["prompt_tokens"],
@@ -167,8 +173,20 @@ def markdown_document(reader: PageReader, conversation_id: int) -> Iterator[str]
         yield f"- Created: {conversation['created_at']}\n"
         for key, value in sorted(conversation["metadata"].items()):
             yield f"- {_line(key)}: {_line(value)}\n"
+        numbers: dict[int, int] = {}
+        previous = None
         for n, message in enumerate(reader.messages(conversation_id), start=1):
             yield f"\n## Exchange {n}\n\n*{message['created_at']}*\n\n"
+            # Exchanges are listed in creation order: say where a branch leaves the one above.
+            parent = message["parent_id"]
+            if parent != previous and (parent is None or parent in numbers):
+                after = (
+                    "a new first exchange"
+                    if parent is None
+                    else f"after exchange {numbers[parent]}"
+                )
+                yield f"*Another branch: {after}.*\n\n"
+            numbers[message["id"]], previous = n, message["id"]
             yield f"**User:**\n\n{message['prompt_content']}\n\n"
             yield f"**Assistant:**\n\n{message['response_content']}\n"
             if message["is_success"] is not True:

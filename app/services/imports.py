@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from app.errors import NotFound
+from app.errors import NotFound, Unprocessable
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
 from app.services.auth import Principal
@@ -47,11 +48,58 @@ def import_for_user(name: str, conversations: Iterable[Mapping[str, Any]]) -> li
         return _import(ImportRepository(session), user.id, conversations)
 
 
+def _last_activity(conversation: Mapping[str, Any]) -> datetime:
+    """The document's last_activity_at, else the later of creation and the last message."""
+    if conversation.get("last_activity_at") is not None:
+        return conversation["last_activity_at"]  # type: ignore[no-any-return]
+    return max([conversation["created_at"], *(m["created_at"] for m in conversation["messages"])])
+
+
+def _tree(
+    conversation: Mapping[str, Any], index: int, new_ids: list[int]
+) -> tuple[list[tuple[int, int]], int | None]:
+    """The imported messages' (id, parent id) pairs and the current exchange's new id,
+    from the document's ids. A message without parent_id (an older export) follows the
+    one before it; a parent must be an earlier message of the same conversation."""
+    messages = conversation["messages"]
+    known: dict[int, int] = {}
+    parents: list[tuple[int, int]] = []
+    previous: int | None = None
+    for position, (message, new_id) in enumerate(zip(messages, new_ids, strict=True)):
+        if "parent_id" not in message:
+            parent = previous
+        elif message["parent_id"] is None:
+            parent = None
+        else:
+            parent = known.get(message["parent_id"])
+            if parent is None:
+                raise _unknown(index, f"messages.{position}.parent_id")
+        if parent is not None:
+            parents.append((new_id, parent))
+        if message.get("id") is not None:
+            known[message["id"]] = new_id
+        previous = new_id
+    if "current_message_id" not in conversation:
+        return parents, previous
+    current = conversation["current_message_id"]
+    if current is not None and current not in known:
+        raise _unknown(index, "current_message_id")
+    return parents, None if current is None else known[current]
+
+
+def _unknown(index: int, field: str) -> Unprocessable:
+    return Unprocessable(
+        f"conversations.{index}.{field} names no earlier message of its conversation.",
+        {"json": {"conversations": {str(index): {field: ["Not an earlier message's id."]}}}},
+    )
+
+
 def _import(
     repository: ImportRepository, owner_id: int, conversations: Iterable[Mapping[str, Any]]
 ) -> list[Imported]:
     imported = []
-    for conversation in conversations:
+    for index, conversation in enumerate(conversations):
+        messages = conversation["messages"]
         new_id = repository.add_conversation(
             {
                 "owner_id": owner_id,
@@ -60,15 +108,20 @@ def _import(
                 "meta": dict(conversation["meta"]),
                 "created_at": conversation["created_at"],
                 "updated_at": conversation["updated_at"],
+                "last_activity_at": _last_activity(conversation),
+                "archived": conversation.get("archived", False),
+                "pinned": conversation.get("pinned", False),
+                "message_count": len(messages),
             }
         )
-        messages = conversation["messages"]
         ids = repository.add_messages(
             [
                 {"conversation_id": new_id, **{field: message[field] for field in MESSAGE_FIELDS}}
                 for message in messages
             ]
         )
+        parents, current = _tree(conversation, index, ids)
+        repository.link(new_id, parents, current)
         repository.add_feedback(
             [
                 {"message_id": message_id, **message["feedback"]}

@@ -26,7 +26,7 @@ NEW = (
 
 
 def generation_context(
-    self: ConversationRepository, uid: int, history_limit: int
+    self: ConversationRepository, uid: int, history_limit: int, parent_id: int | None = -1
 ) -> GenerationContext | None:
     history = (
         select(Message.id, Message.prompt_content, Message.response_content)
@@ -50,7 +50,7 @@ def generation_context(
     if not rows:
         return None
     exchanges = [(prompt, response) for _, _, prompt, response in rows if prompt is not None]
-    return GenerationContext(rows[0][0], rows[0][1] is None, exchanges)
+    return GenerationContext(rows[0][0], rows[0][1] is None, exchanges, None, 0)
 
 
 def insert(self: MessageRepository, values: dict[str, Any]) -> int:
@@ -61,16 +61,10 @@ _ORM_STATEMENTS: dict[int, Any] = {}
 
 
 def end_and_fold(
-    self: usage.UsageRepository,
-    message_id: int,
-    values: dict[str, Any],
-    fingerprint: tuple[int, str] | None = None,
+    self: usage.UsageRepository, message_id: int, values: dict[str, Any]
 ) -> Message | None:
-    now = utcnow()
-    params = {**values, "updated_at": now, "uid": message_id}
-    core = usage._end_and_fold(tuple(sorted(params.keys() - {"uid"})), fingerprint is not None)
-    if fingerprint is not None:
-        params |= {"thread_id": fingerprint[0], "fingerprint": fingerprint[1], "now": now}
+    params = {**values, "updated_at": utcnow(), "uid": message_id}
+    core = usage._end_and_fold(tuple(sorted(params.keys() - {"uid"})))
     # Built once per shape, as 7703c35 did (the ORM wrapper was part of the cached statement).
     statement = _ORM_STATEMENTS.get(id(core))
     if statement is None:
@@ -78,10 +72,12 @@ def end_and_fold(
     return self.session.scalars(statement, params).one_or_none()
 
 
-def find(self: ThreadRepository, uid: int) -> Thread | None:
+def find(self: ThreadRepository, uid: int, fingerprint: str | None = None) -> Thread | None:
     # The base class's get, which built its statement per call (7703c35).
     conversation = SqlAlchemyRepository.get(self, uid)
-    return None if conversation is None else Thread(conversation.id, conversation.title is None)
+    if conversation is None:
+        return None
+    return Thread(conversation.id, conversation.title is None, conversation.current_message_id)
 
 
 def _install(context: Any, insert_: Any, fold: Any, find_: Any) -> None:

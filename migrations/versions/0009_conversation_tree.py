@@ -72,11 +72,10 @@ def upgrade():
     )
 
     with op.batch_alter_table('conversations', schema=None, table_kwargs=KEEP_AUTOINCREMENT) as batch_op:
-        batch_op.alter_column('last_activity_at', existing_type=sa.DateTime(timezone=True), nullable=False)
+        batch_op.alter_column('last_activity_at', existing_type=sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
         batch_op.drop_index('ix_conversations_owner_id_history_fingerprint')
         batch_op.drop_column('history_fingerprint')
         batch_op.create_index('ix_conversations_recent', ['owner_id', 'archived', 'pinned', 'last_activity_at', 'id'], unique=False)
-        batch_op.create_foreign_key('fk_conversations_current_message_id_messages', 'messages', ['current_message_id'], ['id'], ondelete='SET NULL')
 
     with op.batch_alter_table('messages', schema=None, table_kwargs=KEEP_AUTOINCREMENT) as batch_op:
         batch_op.create_index(FINGERPRINT_INDEX, ['history_fingerprint'], unique=False, postgresql_where=FINGERPRINT_SET, sqlite_where=FINGERPRINT_SET)
@@ -103,7 +102,6 @@ def downgrade():
         batch_op.drop_column('parent_id')
 
     with op.batch_alter_table('conversations', schema=None, table_kwargs=KEEP_AUTOINCREMENT) as batch_op:
-        batch_op.drop_constraint('fk_conversations_current_message_id_messages', type_='foreignkey')
         batch_op.drop_index('ix_conversations_recent')
         batch_op.create_index('ix_conversations_owner_id_history_fingerprint', ['owner_id', 'history_fingerprint'], unique=False)
         batch_op.drop_column('pinned')

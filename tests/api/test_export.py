@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Conversation, Feedback, Message
@@ -48,6 +49,7 @@ def trip(database, owner_id) -> tuple[int, list[int]]:
         ),
         Message(
             conversation_id=conversation,
+            parent_id=None,  # set below: the second exchange follows the first
             prompt_content="And for dessert?",
             response_content="Try a tarte aux pra",
             is_success=False,
@@ -60,6 +62,19 @@ def trip(database, owner_id) -> tuple[int, list[int]]:
         db.session.add(
             Feedback(
                 message_id=messages[0], rating=1, comment="Spot on", created_at=T2, updated_at=T2
+            )
+        )
+        # Core: the ORM would leave out a timestamp set to its value and apply onupdate.
+        db.session.execute(
+            sa.update(Message)
+            .where(Message.id == messages[1])
+            .values(parent_id=messages[0], updated_at=T2)
+        )
+        db.session.execute(
+            sa.update(Conversation)
+            .where(Conversation.id == conversation)
+            .values(
+                current_message_id=messages[1], message_count=2, last_activity_at=T2, updated_at=T2
             )
         )
         db.session.commit()
@@ -78,9 +93,14 @@ def expected_document(conversation: int, messages: list[int]) -> dict:
                 "metadata": {"team": "travel", "lang": "fr"},
                 "created_at": "2026-03-01T09:30:00+00:00",
                 "updated_at": "2026-03-01T09:40:00+00:00",
+                "last_activity_at": "2026-03-01T09:40:00+00:00",
+                "archived": False,
+                "pinned": False,
+                "current_message_id": messages[1],
                 "messages": [
                     {
                         "id": messages[0],
+                        "parent_id": None,
                         "prompt_content": "Where should I eat?",
                         "response_content": ANSWER,
                         "prompt_tokens": 5,
@@ -99,6 +119,7 @@ def expected_document(conversation: int, messages: list[int]) -> dict:
                     },
                     {
                         "id": messages[1],
+                        "parent_id": messages[0],
                         "prompt_content": "And for dessert?",
                         "response_content": "Try a tarte aux pra",
                         "prompt_tokens": None,
@@ -117,16 +138,25 @@ def expected_document(conversation: int, messages: list[int]) -> dict:
 
 
 def without_ids(document: dict) -> dict:
-    return {
-        **document,
-        "conversations": [
-            {
-                **{k: v for k, v in c.items() if k != "id"},
-                "messages": [{k: v for k, v in m.items() if k != "id"} for m in c["messages"]],
-            }
-            for c in document["conversations"]
-        ],
-    }
+    """The document with each conversation's message ids (its own, its parents' and its
+    current exchange's) as positions in its list, and no conversation id."""
+
+    def relative(conversation: dict) -> dict:
+        position = {m["id"]: n for n, m in enumerate(conversation["messages"])}
+        current = conversation.get("current_message_id")
+        return {
+            **{k: v for k, v in conversation.items() if k != "id"},
+            "current_message_id": position.get(current, current),
+            "messages": [
+                {
+                    **{k: v for k, v in m.items() if k != "id"},
+                    "parent_id": position.get(m.get("parent_id"), m.get("parent_id")),
+                }
+                for m in conversation["messages"]
+            ],
+        }
+
+    return {**document, "conversations": [relative(c) for c in document["conversations"]]}
 
 
 class TestConversationExport:
@@ -231,6 +261,10 @@ class TestExportAll:
                 "metadata": {},
                 "created_at": "2026-03-01T09:30:00+00:00",
                 "updated_at": "2026-03-01T09:30:00+00:00",
+                "last_activity_at": "2026-03-01T09:30:00+00:00",
+                "archived": False,
+                "pinned": False,
+                "current_message_id": None,
             },
         ]
 
@@ -371,6 +405,72 @@ class TestImport:
         assert database.scalar("SELECT count(*) FROM conversations") == 1
 
 
+class TestTheTree:
+    def test_a_branched_archived_pinned_conversation_round_trips(self, client, fake_llm):
+        cid = client.post("/conversations", json={"title": "t", "model_type": "m"}).json["id"]
+        url = f"/conversations/{cid}/messages"
+        a = client.post(url, json={"prompt": "one"}).json
+        b = client.post(url, json={"prompt": "two"}).json
+        client.post(url, json={"prompt": "three"})
+        client.post(f"{url}/{b['id']}/regenerate", json={})
+        client.post(url, json={"prompt": "two, edited", "parent_id": a["id"]})
+        client.patch(
+            f"/conversations/{cid}",
+            json={"archived": True, "pinned": True, "current_message_id": b["id"]},
+        )
+        exported = client.get(f"/conversations/{cid}/export").json
+
+        response = client.post("/import", json=exported)
+
+        assert response.status_code == 201
+        new_id = response.json["conversations"][0]["id"]
+        again = client.get(f"/conversations/{new_id}/export").json
+        assert without_ids(again) == without_ids(exported)
+        conversation = without_ids(again)["conversations"][0]
+        assert [m["parent_id"] for m in conversation["messages"]] == [None, 0, 1, 0, 0]
+        assert (conversation["current_message_id"], conversation["archived"]) == (1, True)
+        imported = client.get(f"/conversations/{new_id}").json
+        assert (imported["message_count"], imported["pinned"]) == (5, True)
+        branch = client.get(f"/conversations/{new_id}/messages").json
+        assert [m["prompt_content"] for m in branch] == ["one", "two"]
+
+    def test_an_export_from_before_the_tree_imports_as_one_branch(self, client, trip):
+        exported = client.get(f"/conversations/{trip[0]}/export").json
+        conversation = exported["conversations"][0]
+        for key in ("last_activity_at", "archived", "pinned", "current_message_id"):
+            del conversation[key]
+        for message in conversation["messages"]:
+            del message["parent_id"]
+
+        response = client.post("/import", json=exported)
+
+        assert response.status_code == 201
+        new_id = response.json["conversations"][0]["id"]
+        again = client.get(f"/conversations/{new_id}/export").json
+        restored = without_ids(again)["conversations"][0]
+        assert [m["parent_id"] for m in restored["messages"]] == [None, 0]
+        assert restored["current_message_id"] == 1
+        assert restored["last_activity_at"] == "2026-03-01T09:40:00+00:00"
+
+    @pytest.mark.parametrize("where", ["parent", "current"])
+    def test_an_id_naming_no_earlier_message_is_422_and_imports_nothing(
+        self, client, trip, database, where
+    ):
+        exported = client.get(f"/conversations/{trip[0]}/export").json
+        conversation = exported["conversations"][0]
+        if where == "parent":
+            # Its own child: a parent must come before.
+            conversation["messages"][0]["parent_id"] = conversation["messages"][1]["id"]
+        else:
+            conversation["current_message_id"] = 10**9
+
+        response = client.post("/import", json=exported)
+
+        assert response.status_code == 422
+        assert response.json["errors"]["json"]["conversations"]["0"]
+        assert database.scalar("SELECT count(*) FROM conversations") == 1
+
+
 def test_an_export_restores_into_another_instance_on_the_other_engine(
     backend, client, trip, database_factory
 ):
@@ -395,3 +495,20 @@ def test_an_export_restores_into_another_instance_on_the_other_engine(
     assert response.status_code == 201
     assert without_ids(again) == without_ids(exported)
     assert [(r["conversation_id"], r["field"]) for r in found] == [(new_id, "response")]
+
+
+def test_markdown_says_where_a_branch_leaves_the_exchange_above(client, fake_llm):
+    cid = client.post("/conversations", json={"title": "t", "model_type": "m"}).json["id"]
+    url = f"/conversations/{cid}/messages"
+    first = client.post(url, json={"prompt": "one"}).json
+    client.post(url, json={"prompt": "two"})
+    client.post(url, json={"prompt": "two, edited", "parent_id": first["id"]})
+    client.post(url, json={"prompt": "one, edited", "parent_id": None})
+
+    text = client.get(f"/conversations/{cid}/export?format=markdown").get_data(as_text=True)
+
+    notes = [line for line in text.splitlines() if line.startswith("*Another branch")]
+    assert notes == [
+        "*Another branch: after exchange 1.*",
+        "*Another branch: a new first exchange.*",
+    ]

@@ -304,3 +304,29 @@ def test_the_conversation_counts_and_dates_its_activity(
     assert after["last_activity_at"] > created["last_activity_at"]
     stored = database.get(Conversation, conversation_id)
     assert stored.current_message_id == after["current_message_id"]
+
+
+def test_the_history_bound_counts_successful_exchanges_of_the_branch_only(
+    client, fake_llm, configure, conversation_id
+):
+    from tests.fake_llm import Behavior
+
+    configure(HISTORY_MAX_MESSAGES=2)
+    a = send(client, conversation_id, "one")
+    send(client, conversation_id, "off the branch")
+    fake_llm.behavior = Behavior(error_status=500)
+    failed = client.post(
+        f"/conversations/{conversation_id}/messages",
+        json={"prompt": "failed", "parent_id": a["id"]},
+    )
+    fake_llm.behavior = Behavior()
+    failed_id = conversation(client, conversation_id)["current_message_id"]
+    send(client, conversation_id, "three", parent_id=failed_id)
+
+    send(client, conversation_id, "four")
+
+    assert failed.status_code == 502
+    # The failed exchange is walked through, not sent, and not counted against the bound.
+    assert sent_to_llm(fake_llm) == ["one", "three", "four"]
+    send(client, conversation_id, "five")
+    assert sent_to_llm(fake_llm) == ["three", "four", "five"]

@@ -317,3 +317,19 @@ def test_the_gateway_is_limited_as_generation_in_openai_shape(limited_app, fake_
     assert refused.headers["X-RateLimit-Limit"] == "1"
     assert int(refused.headers["Retry-After"]) > 0
     assert len(fake_llm.requests) == 1
+
+
+def test_regenerating_is_limited_as_generation(limited_app, fake_llm):
+    client = account(limited_app, "alice")
+    runner = limited_app.test_cli_runner()
+    # Generation 3 a minute; everything else 2 (the conversation's POST takes one).
+    assert runner.invoke(args=["users", "limits", "alice", "--rpm", "3"]).exit_code == 0
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    url = f"/conversations/{conversation_id}/messages"
+    first = client.post(url, json={"prompt": "hi"}).json
+
+    statuses = [
+        client.post(f"{url}/{first['id']}/regenerate", json={}).status_code for _ in range(3)
+    ]
+
+    assert statuses == [201, 201, 429]

@@ -355,7 +355,7 @@ def test_the_tree_revision_makes_each_conversation_one_branch_and_downgrades(
         ]
         assert drift() == []
         with db.engine.begin() as connection:
-            # The foreign keys in both directions let a conversation go with its tree.
+            # The parent foreign key (no cascade of its own) lets a conversation go whole.
             connection.execute(sa.text("DELETE FROM conversations WHERE id = 1"))
 
         with db.engine.begin() as connection:

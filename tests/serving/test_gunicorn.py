@@ -37,10 +37,13 @@ def served(backend, database_factory, llm_server, tmp_path):
 
 @pytest.fixture(scope="module")
 def served_once(backend, database_factory, llm_server, tmp_path_factory):
-    """One deployment per backend for the tests that never look at the database."""
+    """One deployment per backend for the tests that never look at the database (its
+    user's conversations are read over HTTP)."""
     env = deployment_env(database_factory(backend), llm_server.base_url)
     release(env)
+    key = create_user(env, "once")
     with WebProcess(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log") as web:
+        web.headers = {"Authorization": f"Bearer {key}"}
         yield web
 
 
@@ -259,3 +262,44 @@ def test_50_concurrent_sse_streams_under_gevent_relay_reasoning_keepalives_and_d
         done = json.loads(blocks[-1].split("data: ", 1)[1])["message"]
         assert (done["reasoning_content"], done["response_content"]) == ("Hmm...", "An answer")
     assert sorted(saved) == [("Hmm...", "An answer", "complete")] * 50
+
+
+def test_regenerate_streamed_and_not_makes_current_siblings(served_once, fake_llm):
+    web = served_once
+    conversation_id = web.create_conversation("regenerate")
+    url = f"/conversations/{conversation_id}/messages"
+    status, body = web.request("POST", url, {"prompt": "one"})
+    first = json.loads(body)
+    status, body = web.request("POST", url, {"prompt": "two"})
+    second = json.loads(body)
+
+    status, body = web.request("POST", f"{url}/{second['id']}/regenerate", {})
+    again = json.loads(body)
+    streamed_status, streamed = web.request(
+        "POST", f"{url}/{second['id']}/regenerate", {"stream": True}
+    )
+
+    assert status == 201
+    assert (again["prompt_content"], again["parent_id"], again["siblings"]) == (
+        "two",
+        first["id"],
+        1,
+    )
+    assert streamed_status == 200
+    blocks = [block for block in streamed.decode().split("\n\n") if block]
+    assert blocks[-1].startswith("event: done")
+    done = json.loads(blocks[-1].split("data: ", 1)[1])["message"]
+    assert (done["prompt_content"], done["parent_id"], done["siblings"]) == (
+        "two",
+        first["id"],
+        2,
+    )
+    _, body = web.request("GET", f"/conversations/{conversation_id}")
+    assert json.loads(body)["current_message_id"] == done["id"]
+    _, body = web.request("GET", f"{url}?branch=all")
+    assert [(m["id"], m["parent_id"]) for m in json.loads(body)] == [
+        (first["id"], None),
+        (second["id"], first["id"]),
+        (again["id"], first["id"]),
+        (done["id"], first["id"]),
+    ]
