@@ -440,6 +440,13 @@ def _items_field(**kwargs: Any) -> fields.List:
     )
 
 
+def _field_items(items: list[Any]) -> list[dict[str, Any]]:
+    try:
+        return input_items(items, "items")
+    except ValidationError as error:
+        raise ValidationError({"items": error.messages}) from error
+
+
 class ConversationObjectCreate(Schema):
     class Meta:
         unknown = RAISE
@@ -449,7 +456,7 @@ class ConversationObjectCreate(Schema):
 
     @post_load
     def _normalize(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        data["items"] = input_items(data.get("items") or [], "items")
+        data["items"] = _field_items(data.get("items") or [])
         data["metadata"] = data.get("metadata") or {}
         return data
 
@@ -469,7 +476,7 @@ class ItemsCreate(Schema):
 
     @post_load
     def _normalize(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        data["items"] = input_items(data["items"], "items")
+        data["items"] = _field_items(data["items"])
         return data
 
 

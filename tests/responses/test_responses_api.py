@@ -4,7 +4,9 @@ ids in OpenAI's error shape, and what each exchange keeps."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from app.extensions import db
 from app.models import Message
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
@@ -91,3 +93,53 @@ def test_a_rest_exchange_reads_as_a_response(client, fake_llm):
     )
     items = client.get(f"/v1/responses/resp_{message['id']}/input_items").json
     assert items["data"][0]["content"] == [{"type": "input_text", "text": "from REST"}]
+
+
+def test_checkpoints_write_no_text_of_a_store_false_response(pooled_app, fake_llm):
+    client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+    fake_llm.behavior = Behavior(n_tokens=40, delay=0.05)
+    streams = [
+        client.post(
+            "/v1/responses",
+            json={"model": MODEL, "input": "hi", "stream": True, "store": store},
+            buffered=False,
+        )
+        for store in (True, False)
+    ]
+    bodies = [iter(stream.response) for stream in streams]
+    for body in bodies:
+        # created, in_progress, the message's added events and its first delta, written.
+        while b"output_text.delta" not in next(body):
+            pass
+        next(body)
+    live = pooled_app.extensions["live_exchanges"]
+
+    checkpointed, _ = live.tick(reap=False)
+
+    with pooled_app.app_context():
+        rows = db.session.execute(
+            sa.select(
+                Message.prompt_content, Message.response_content, Message.heartbeat_at
+            ).order_by(Message.id)
+        ).all()
+    for stream in streams:
+        stream.close()
+    assert checkpointed == 2
+    (kept_prompt, kept_text, _), (secret_prompt, secret_text, beat) = rows
+    assert (kept_prompt, kept_text.startswith("tok0 ")) == ("hi", True)
+    assert (secret_prompt, secret_text, beat is not None) == ("", "", True)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"metadata": {f"k{n}": "v" for n in range(17)}}, "metadata"),
+        ({"items": [{"role": "user", "content": "x"}] * 21}, "items"),
+        ({"items": [{"type": "web_search_call", "id": "ws"}]}, "items"),
+    ],
+)
+def test_conversation_limits_are_a_400_naming_the_field(client, body, param):
+    response = client.post("/v1/conversations", json=body)
+
+    assert response.status_code == 400
+    assert response.json["error"]["param"] == param
