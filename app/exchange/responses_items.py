@@ -353,7 +353,12 @@ def _user_content(parts: Sequence[Mapping[str, Any]]) -> Any:
 def _tool_output(output: Any) -> str:
     if isinstance(output, str):
         return output
-    return "\n".join(p.get("text", "") for p in output if isinstance(p, Mapping))
+    # A tool message is text: an image a tool returned is noted, not dropped silently.
+    return "\n".join(
+        p.get("text", "") if p.get("type") == "input_text" else "[image]"
+        for p in output
+        if isinstance(p, Mapping)
+    )
 
 
 def chat_messages(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
