@@ -257,7 +257,7 @@ def response_object(row: Any, params: Mapping[str, Any], *, in_progress: bool = 
         status, incomplete, error = response_status(row)
     created = timestamp(row.created_at)
     duration = row.duration_ms
-    finished = status in ("completed", "incomplete") and duration is not None
+    finished = status == "completed" and duration is not None
     message_status = "incomplete" if status == "incomplete" else "completed"
     output = (
         []
