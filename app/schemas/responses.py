@@ -119,7 +119,7 @@ def _message(item: Mapping[str, Any], where: str) -> dict[str, Any]:
 def input_item(item: Any, where: str) -> dict[str, Any]:
     """One input item in its stored form; ValidationError naming what is not supported."""
     item = _object(item, where)
-    kind = item.get("type", "message")
+    kind = item.get("type", "message" if "role" in item or "id" not in item else "item_reference")
     if kind == "message":
         return _message(item, where)
     if kind == "function_call":
@@ -160,11 +160,8 @@ def input_item(item: Any, where: str) -> dict[str, Any]:
             ],
         }
     if kind == "item_reference":
-        raise _problem(
-            where,
-            "item_reference is not supported: send the item itself, or use "
-            "previous_response_id or conversation for earlier context.",
-        )
+        # Resolved to the stored item it names (app/services/responses.py).
+        return {"type": "item_reference", "id": _text(item.get("id"), f"{where}.id")}
     raise _problem(
         f"{where}.type",
         f"{kind!r} items are not supported: only message, function_call, "

@@ -144,6 +144,7 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     config = current_app.config
     stored = request["store"] is not False
     responses = ResponseRepository(db.session, actor.scope)
+    request = {**request, "input": _resolved(responses, request["input"], "input")}
     parent: Message | None = None
     context: list[Message] = []
     request_input = sent_input = request["input"]
@@ -287,6 +288,29 @@ def _replayed(
     return None, -1
 
 
+def _resolved(
+    repository: ResponseRepository, items: list[dict[str, Any]], field: str
+) -> list[dict[str, Any]]:
+    """``items`` with each ``item_reference`` replaced by the stored item it names (one of
+    the caller's); UnknownId naming ``field`` if there is none."""
+    resolved = []
+    for item in items:
+        if item.get("type") != "item_reference":
+            resolved.append(item)
+            continue
+        parsed = parse_item_id(item["id"])
+        row = repository.find(parsed[1]) if parsed is not None else None
+        found = (
+            find_item(row, parsed[2], parsed[3])
+            if parsed is not None and row is not None and _readable(row)
+            else None
+        )
+        if found is None or found["id"] != item["id"]:
+            raise UnknownId(f"No item with id {item['id']!r}.", field)
+        resolved.append({k: v for k, v in found.items() if k not in ("id", "status")})
+    return resolved
+
+
 def _readable(row: Message) -> bool:
     """Whether an exchange's content is kept (store: false keeps none)."""
     params = row.request_params if isinstance(row.request_params, Mapping) else {}
@@ -423,6 +447,7 @@ def create_conversation(
             )
         )
         if items:
+            items = _resolved(ResponseRepository(session, actor.scope), items, "items")
             _add_items(session, conversation, items)
         return conversation_object(conversation)
 
@@ -467,6 +492,7 @@ def list_items(
 def add_items(actor: Principal, text: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     with unit_of_work() as session:
         conversation = _conversation(actor, text, session)
+        items = _resolved(ResponseRepository(session, actor.scope), items, "items")
         row = _add_items(session, conversation, items)
         listed = exchange_items(row)
     return {

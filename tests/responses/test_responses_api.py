@@ -143,3 +143,30 @@ def test_conversation_limits_are_a_400_naming_the_field(client, body, param):
 
     assert response.status_code == 400
     assert response.json["error"]["param"] == param
+
+
+def test_an_item_reference_is_the_stored_item_and_continues_its_response(
+    client, fake_llm, database
+):
+    first = create(client, input="Question?").json
+    answer_id = first["output"][0]["id"]
+
+    second = create(
+        client,
+        input=[
+            {"type": "message", "role": "user", "content": "Question?"},
+            {"type": "item_reference", "id": answer_id},
+            {"role": "user", "content": "And then?"},
+        ],
+    )
+    unknown = create(client, input=[{"id": "msg_999o0"}])
+
+    assert second.status_code == 200
+    assert fake_llm.requests[-1].body["messages"] == [
+        {"role": "user", "content": "Question?"},
+        {"role": "assistant", "content": first["output"][0]["content"][0]["text"]},
+        {"role": "user", "content": "And then?"},
+    ]
+    row = database.get(Message, int(second.json["id"][5:]))
+    assert row.parent_id == int(first["id"][5:])
+    assert (unknown.status_code, unknown.json["error"]["param"]) == (404, "input")
