@@ -265,10 +265,15 @@ class Message(TimestampMixin, db.Model):
     tool_calls: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     request_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     system_prompt: Mapped[str | None] = mapped_column(Text)
-    # The input new since the conversation's previous exchange, as the client sent it, in
-    # order: chat messages ({role, content, ...}: user turns, tool results, ...). The seed's
-    # endpoints: the one user prompt. NULL on /v1 rows older than this column.
+    # The input the exchange added to its conversation, as the client sent it, in order,
+    # in its endpoint's format. Chat endpoints: chat messages ({role, content, ...}: user
+    # turns, tool results; the seed's endpoints: the one user prompt; NULL on /v1 rows older
+    # than this column). /v1/responses: its input items, whole (app/exchange/responses_items.py).
     input_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    # Responses API: its output items' layout ("reasoning", "message", "fc:<n>"; their text
+    # is the columns above); null at a deleted item's position. NULL: the answer reads as one
+    # assistant message (other endpoints).
+    output_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.

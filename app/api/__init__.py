@@ -66,6 +66,7 @@ def register_api(app: Flask) -> Api:
     from app.api.health import blp as health
     from app.api.messages import blp as messages
     from app.api.metrics import blp as metrics
+    from app.api.responses import blp as responses
     from app.api.search import blp as search
     from app.api.usage import blp as usage
     from app.api.v1 import blp as v1
@@ -86,6 +87,7 @@ def register_api(app: Flask) -> Api:
         health,
         metrics,
         v1,
+        responses,
     ):
         api.register_blueprint(blueprint)
     register_error_shape(app, "/v1/", error_shape)

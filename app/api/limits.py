@@ -27,6 +27,7 @@ GENERATION_REQUESTS = frozenset(
         ("messages.Messages", "POST"),
         ("messages.Regenerate", "POST"),
         ("v1.ChatCompletions", "POST"),
+        ("responses.Responses", "POST"),
     }
 )
 

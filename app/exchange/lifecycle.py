@@ -122,6 +122,12 @@ class PendingExchange:
     prompt_estimate: int = 0
     # The UTC day the exchange was asked: its usage, and its title's, count on that day.
     asked_on: date | None = None
+    # The columns an ending writes, as this endpoint keeps them (the Responses API's:
+    # its items' layout; store: false keeps no text); None: as the lifecycle made them.
+    finish_values: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # False: checkpoints write the heartbeat only (store: false keeps no text, even while
+    # the answer streams).
+    keep_text: bool = True
 
 
 @dataclass

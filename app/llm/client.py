@@ -235,6 +235,26 @@ class LLMClient:
             raise pass_through_error(error) from error
         return _RelayedChatStream(stream, relay_usage)
 
+    def stream_request(self, body: Mapping[str, Any], request_id: str | None) -> ChatStream:
+        """Open a streamed chat completion for a request this service built (the Responses
+        API's translation), usage requested; errors as ``relay_chat``'s."""
+        self._check_configured()
+        body = {**body, "stream": True}
+        if self.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        try:
+            stream = self._client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                options=_request_options(request_id),
+                stream=True,
+                stream_cls=_RawChunkStream,
+            )
+        except STREAM_ERRORS as error:
+            raise pass_through_error(error) from error
+        return _OpenAIChatStream(stream)
+
     def complete_chat(self, body: Mapping[str, Any], request_id: str | None) -> ChatStream:
         """A non-streamed chat completion for a client's own request ``body``: one chunk whose
         ``raw`` is the upstream's JSON as received. Raises UpstreamError as ``relay_chat``."""

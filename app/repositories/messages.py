@@ -50,6 +50,7 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         now = utcnow()
         params = dict.fromkeys(INSERTED) | {
             "response_content": "",
+            "usage_estimated": False,
             "created_at": now,
             "updated_at": now,
             **values,
@@ -286,6 +287,7 @@ INSERTED = (
     "usage_estimated",
     "created_at",
     "updated_at",
+    "input_items",  # the Responses API's (app/exchange/responses_items.py)
 )
 
 

@@ -131,7 +131,8 @@ class LiveExchanges:
         sizes: dict[int, tuple[int, int, int]] = {}
         for message_id, exchange in live:
             progress[message_id] = None
-            if not self.text_checkpoints:
+            # store: false (the Responses API) keeps no text, even while the answer streams.
+            if not self.text_checkpoints or not exchange.pending.keep_text:
                 continue
             state = exchange.progress
             text, reasoning = list(state.text), list(state.reasoning)

@@ -147,7 +147,7 @@ def _begin(
     else:
         # A first turn: new, unless it retries one whose last attempt did not complete.
         thread = threads.find_retried(retry_fingerprint(canonical))
-    estimate = estimate_tokens(_sent_characters(body))
+    estimate = estimate_tokens(sent_characters(body))
     with one_statement() if thread is not None else unit_of_work() as session:
         if thread is None:
             created = ThreadRepository(session, actor.user_id).create(
@@ -194,7 +194,7 @@ def _begin(
     )
 
 
-def _sent_characters(body: Mapping[str, Any]) -> int:
+def sent_characters(body: Mapping[str, Any]) -> int:
     """Characters of what the upstream is sent: every message's text and the tools."""
     messages = [m for m in body["messages"] if isinstance(m, Mapping)]
     tools = body.get("tools")

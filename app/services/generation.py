@@ -136,6 +136,8 @@ def begin_exchange(
 def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
     """Write an exchange's ending (one statement on PostgreSQL); None if its row is gone."""
     pending = exchange.pending
+    if pending.finish_values is not None:
+        values = pending.finish_values(values)
     # What `flask messages recover` needs if the database stays down through the retries.
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
     next_fingerprint = pending.next_fingerprint and pending.next_fingerprint(values)

@@ -99,3 +99,18 @@ def test_the_gateway_refuses_in_openai_shape(client, configure, fake_llm):
     assert refused.json["error"]["message"].startswith("Today's token budget (50) is spent")
     assert "Retry-After" in refused.headers
     assert len(fake_llm.requests) == 1
+
+
+def test_responses_spend_the_budget_and_are_refused_at_it_in_openai_shape(
+    client, configure, fake_llm
+):
+    configure(TOKEN_BUDGET_DAILY=100)
+    body = {"model": "fake-model", "input": "p", "store": False}
+
+    statuses = [client.post("/v1/responses", json=body).status_code for _ in range(3)]
+    refused = client.post("/v1/responses", json=body)
+
+    assert statuses == [200, 200, 429]
+    assert len(fake_llm.requests) == 2
+    assert refused.json["error"]["message"].startswith("Today's token budget (100) is spent")
+    assert refused.json["error"]["code"] == "rate_limit_exceeded"

@@ -333,3 +333,18 @@ def test_regenerating_is_limited_as_generation(limited_app, fake_llm):
     ]
 
     assert statuses == [201, 201, 429]
+
+
+def test_responses_are_limited_as_generation_in_openai_shape(limited_app, fake_llm):
+    client = account(limited_app, "erin")
+    runner = limited_app.test_cli_runner()
+    # Generation 2 a minute; reads of the stored responses count against the other limit.
+    assert runner.invoke(args=["users", "limits", "erin", "--rpm", "2"]).exit_code == 0
+    body = {"model": "fake-model", "input": "hi", "store": False}
+
+    statuses = [client.post("/v1/responses", json=body).status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]
+    # Not a generation request: still served (the first response's own conversation).
+    assert client.get("/v1/conversations/conv_1").status_code == 200
+    assert len(fake_llm.requests) == 2

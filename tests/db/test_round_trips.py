@@ -197,3 +197,21 @@ def test_a_pooled_connection_closed_on_our_side_is_replaced_at_checkout(engine, 
 
     assert response.status_code == 200
     assert len(trips.traced) == connections + 1
+
+
+def test_a_previous_response_id_chain_of_50_turns_builds_its_context_in_one_statement(
+    trips, client, engine
+):
+    previous = None
+    for turn in range(50):
+        body = {"model": "m", "input": f"turn {turn}", "previous_response_id": previous}
+        previous = client.post("/v1/responses", json=body).json["id"]
+    body = {"model": "m", "input": "next", "previous_response_id": previous, "stream": True}
+
+    checkins = checkins_during(
+        engine, trips, lambda: client.post("/v1/responses", json=body, buffered=True)
+    )
+
+    # The chain, all 50 turns (one recursive statement), then the INSERT that also moves
+    # the conversation's current exchange; one statement to save.
+    assert checkins == [1 + 1, 1 + 1 + 1]

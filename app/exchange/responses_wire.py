@@ -1,0 +1,274 @@
+"""The Responses API's wire format: an exchange relayed as OpenAI's semantic stream events.
+
+``Items`` follows the upstream's chunks (reasoning, text, tool-call deltas) and opens an
+output item the first time each appears, in that order: a reasoning item, a message, a
+function call per tool-call index. Its layout is what the exchange saves
+(``messages.output_items``), so the Response rebuilt from the saved row (retrieval, the
+terminal event, the non-streamed answer: one builder) lists the same items at the same
+positions, with the same ids, as the stream announced them.
+
+A stream is ``response.created``, ``response.in_progress``, the items' events as chunks
+come (``event:`` lines, ``sequence_number`` increasing from 0), each item's ``.done``
+events at the end, and one terminal event: ``response.completed`` (or
+``response.incomplete`` when the upstream stopped on length), ``response.failed`` when
+the answer broke off. A client that hangs up ends the exchange as client_closed
+(``Exchange.relay``); nothing more is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from flask import Response, current_app
+
+from app.errors import DomainError
+from app.exchange.lifecycle import Exchange, Outcome
+from app.exchange.responses_items import item_id
+from app.exchange.wire import SSE_KEEPALIVE, STREAM_HEADERS
+from app.llm.events import Chunk
+
+JSON = "application/json"
+TERMINAL = {
+    "completed": "response.completed",
+    "incomplete": "response.incomplete",
+    "failed": "response.failed",
+    "cancelled": "response.failed",
+}
+
+
+class Items:
+    """The output items an exchange's chunks open, in order, and the events that say so."""
+
+    def __init__(self, message_id: int, emit: bool = True) -> None:
+        self.message_id = message_id
+        self.emit = emit
+        self.layout: list[str] = []
+        self._open: dict[str, int] = {}  # layout entry -> output index
+        self._sequence = 0
+
+    def event(self, kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return f"event: {kind}\ndata: {text}\n\n".encode()
+
+    def _id(self, index: int, kind: str) -> str:
+        return item_id(self.message_id, "o", index, {"type": kind})
+
+    def _opened(
+        self, entry: str, added: Callable[[int, str], list[bytes]]
+    ) -> tuple[int, list[bytes]]:
+        index = self._open.get(entry)
+        if index is not None:
+            return index, []
+        index = self._open[entry] = len(self.layout)
+        self.layout.append(entry)
+        return index, added(index, entry) if self.emit else []
+
+    def _added_text(self, index: int, entry: str) -> list[bytes]:
+        kind = "reasoning" if entry == "reasoning" else "message"
+        uid = self._id(index, kind)
+        if kind == "reasoning":
+            item = {"id": uid, "type": "reasoning", "summary": [], "content": [],
+                    "status": "in_progress"}  # fmt: skip
+            part = {"type": "reasoning_text", "text": ""}
+        else:
+            item = {"id": uid, "type": "message", "role": "assistant", "content": [],
+                    "status": "in_progress"}  # fmt: skip
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        return [
+            self.event("response.output_item.added", output_index=index, item=item),
+            self.event(
+                "response.content_part.added",
+                item_id=uid,
+                output_index=index,
+                content_index=0,
+                part=part,
+            ),
+        ]
+
+    def feed(self, chunk: Chunk) -> bytes | None:
+        """The events of one chunk (None when it has none to send)."""
+        out: list[bytes] = []
+        if chunk.reasoning:
+            index, opened = self._opened("reasoning", self._added_text)
+            out += opened
+            if self.emit:
+                out.append(
+                    self.event(
+                        "response.reasoning_text.delta",
+                        item_id=self._id(index, "reasoning"),
+                        output_index=index,
+                        content_index=0,
+                        delta=chunk.reasoning,
+                    )
+                )
+        if chunk.text:
+            index, opened = self._opened("message", self._added_text)
+            out += opened
+            if self.emit:
+                out.append(
+                    self.event(
+                        "response.output_text.delta",
+                        item_id=self._id(index, "message"),
+                        output_index=index,
+                        content_index=0,
+                        delta=chunk.text,
+                        logprobs=[],
+                    )
+                )
+        for delta in chunk.tool_calls:
+            out += self._tool_call(delta)
+        return b"".join(out) if out else None
+
+    def _tool_call(self, delta: Any) -> list[bytes]:
+        if not isinstance(delta, Mapping):
+            return []
+        n = delta.get("index")
+        n = n if isinstance(n, int) and 0 <= n < 128 else 0
+        function = delta.get("function") if isinstance(delta.get("function"), Mapping) else {}
+
+        def added(index: int, entry: str) -> list[bytes]:
+            item = {
+                "id": self._id(index, "function_call"),
+                "type": "function_call",
+                "status": "in_progress",
+                "call_id": str(delta.get("id") or ""),
+                "name": str(function.get("name") or ""),
+                "arguments": "",
+            }
+            return [self.event("response.output_item.added", output_index=index, item=item)]
+
+        index, out = self._opened(f"fc:{n}", added)
+        arguments = function.get("arguments")
+        if self.emit and isinstance(arguments, str) and arguments:
+            out.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=self._id(index, "function_call"),
+                    output_index=index,
+                    delta=arguments,
+                )
+            )
+        return out
+
+    def finish(self, response: Mapping[str, Any]) -> Iterator[bytes]:
+        """Each item's closing events, from the final Response (items it lists that no
+        chunk opened are announced first), then the terminal event."""
+        for index, item in enumerate(response["output"]):
+            entry = self.layout[index] if index < len(self.layout) else None
+            if entry is None or self._open.get(entry) != index:
+                yield from self._announce(index, item)
+            yield from self._close(index, item)
+        kind = TERMINAL.get(response["status"], "response.completed")
+        yield self.event(kind, response=response)
+
+    def _announce(self, index: int, item: Mapping[str, Any]) -> Iterator[bytes]:
+        if item["type"] == "function_call":
+            yield self.event(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            return
+        yield self.event(
+            "response.output_item.added",
+            output_index=index,
+            item={**item, "status": "in_progress", "content": []},
+        )
+        empty = (
+            {"type": "reasoning_text", "text": ""}
+            if item["type"] == "reasoning"
+            else {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        )
+        yield self.event(
+            "response.content_part.added",
+            item_id=item["id"],
+            output_index=index,
+            content_index=0,
+            part=empty,
+        )
+
+    def _close(self, index: int, item: Mapping[str, Any]) -> Iterator[bytes]:
+        uid = item["id"]
+        if item["type"] == "function_call":
+            yield self.event(
+                "response.function_call_arguments.done",
+                item_id=uid,
+                output_index=index,
+                name=item["name"],
+                arguments=item["arguments"],
+            )
+        else:
+            part = item["content"][0]
+            kind = "reasoning_text" if item["type"] == "reasoning" else "output_text"
+            done: dict[str, Any] = {"text": part["text"]}
+            if kind == "output_text":
+                done["logprobs"] = []
+            yield self.event(
+                f"response.{kind}.done",
+                item_id=uid,
+                output_index=index,
+                content_index=0,
+                **done,
+            )
+            yield self.event(
+                "response.content_part.done",
+                item_id=uid,
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
+        yield self.event("response.output_item.done", output_index=index, item=item)
+
+
+# What the service gives the wire: the snapshot response.created carries, and the final
+# Response once the exchange has ended (built from its saved row).
+Final = Callable[[Exchange], dict[str, Any]]
+
+
+def _stream_body(
+    exchange: Exchange, items: Items, snapshot: dict[str, Any], final: Final, keepalive: float
+) -> Iterator[bytes]:
+    yield items.event("response.created", response=snapshot)
+    yield items.event("response.in_progress", response=snapshot)
+    yield from exchange.relay(items.feed, keepalive=SSE_KEEPALIVE, keepalive_seconds=keepalive)
+    if exchange.outcome == Outcome.CLIENT_CLOSED:
+        return
+    yield from items.finish(final(exchange))
+
+
+def _whole(exchange: Exchange, items: Items, final: Final) -> dict[str, Any]:
+    for _ in exchange.relay(items.feed):
+        pass
+    if exchange.outcome != Outcome.COMPLETE:
+        problem = exchange.problem
+        raise problem if problem is not None else DomainError("The answer failed.")
+    return final(exchange)
+
+
+def responses_response(
+    exchange: Exchange,
+    items: Items,
+    snapshot: dict[str, Any],
+    final: Final,
+    stream: bool,
+    headers: dict[str, str],
+) -> Response:
+    """The answer to POST /v1/responses: the event stream, or the Response as JSON;
+    ``headers`` (where it is saved) go with it, and with an error answered instead."""
+    if not stream:
+        try:
+            body = json.dumps(_whole(exchange, items, final), ensure_ascii=False)
+        except DomainError as error:
+            error.headers.update(headers)
+            raise
+        return Response(body, content_type=JSON, headers=headers)
+    seconds = current_app.config["SSE_KEEPALIVE_SECONDS"]
+    return Response(
+        _stream_body(exchange, items, snapshot, final, seconds),
+        mimetype="text/event-stream",
+        headers={**STREAM_HEADERS, **headers},
+    )

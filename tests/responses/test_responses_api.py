@@ -1,0 +1,172 @@
+"""/v1/responses and /v1/conversations in process, on both engines: failures, paging and
+ids in OpenAI's error shape, and what each exchange keeps."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from app.extensions import db
+from app.models import Message
+from tests.conftest import keyed_client
+from tests.fake_llm import Behavior
+
+MODEL = "fake-model"
+
+
+def create(client, **body):
+    return client.post("/v1/responses", json={"model": MODEL, "input": "hi", **body})
+
+
+def test_an_answer_broken_off_without_stream_is_a_502_and_a_failed_exchange(
+    client, fake_llm, database
+):
+    fake_llm.behavior = Behavior(n_tokens=10, break_after=3)
+
+    response = create(client)
+
+    assert response.status_code == 502
+    assert response.json["error"]["type"] == "server_error"
+    row = database.get(Message, int(response.headers["X-Message-Id"]))
+    assert (row.outcome, row.status_code, row.response_content) == (
+        "failed",
+        502,
+        "tok0 tok1 tok2 ",
+    )
+
+
+def test_max_output_tokens_is_held_to_the_cap_and_echoed_as_sent(client, configure, fake_llm):
+    configure(MAX_OUTPUT_TOKENS=50)
+
+    response = create(client, max_output_tokens=500)
+
+    assert response.headers["X-Max-Output-Tokens"] == "50"
+    assert response.json["max_output_tokens"] == 50
+    assert fake_llm.requests[0].body["max_tokens"] == 50
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v1/responses/resp_999", 404),
+        ("/v1/responses/not-an-id", 404),
+        ("/v1/responses/resp_01", 404),
+        ("/v1/responses/resp_99999999999999999999", 404),
+        ("/v1/conversations/conv_999", 404),
+        ("/v1/conversations/conv_x/items", 404),
+        ("/v1/responses/{resp}?stream=true", 400),
+        ("/v1/responses/{resp}/input_items?after=msg_1i9", 400),
+        ("/v1/responses/{resp}/input_items?limit=101", 400),
+        ("/v1/conversations/{conv}/items/msg_1o0", 404),
+        ("/v1/conversations/{conv}/items/fc_{n}i0", 404),
+    ],
+)
+def test_unknown_ids_are_404_and_bad_queries_400_in_openai_shape(client, fake_llm, path, status):
+    created = create(client).json
+    conversation = client.post("/v1/conversations", json={"items": []}).json
+    url = path.format(resp=created["id"], conv=conversation["id"], n=created["id"][5:])
+
+    response = client.get(url)
+
+    assert response.status_code == status
+    assert set(response.json["error"]) == {"message", "type", "param", "code"}
+
+
+def test_an_admin_reads_any_users_response_as_rest_lets_them(app, client, make_account, fake_llm):
+    created = create(client).json
+    admin = keyed_client(app, make_account("root", admin=True).key)
+
+    assert admin.get(f"/v1/responses/{created['id']}").json == created
+
+
+def test_a_rest_exchange_reads_as_a_response(client, fake_llm):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    message = client.post(
+        f"/conversations/{conversation_id}/messages", json={"prompt": "from REST"}
+    ).json
+
+    response = client.get(f"/v1/responses/resp_{message['id']}").json
+
+    assert (response["status"], response["output"][0]["content"][0]["text"]) == (
+        "completed",
+        message["response_content"],
+    )
+    items = client.get(f"/v1/responses/resp_{message['id']}/input_items").json
+    assert items["data"][0]["content"] == [{"type": "input_text", "text": "from REST"}]
+
+
+def test_checkpoints_write_no_text_of_a_store_false_response(pooled_app, fake_llm):
+    client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
+    fake_llm.behavior = Behavior(n_tokens=40, delay=0.05)
+    streams = [
+        client.post(
+            "/v1/responses",
+            json={"model": MODEL, "input": "hi", "stream": True, "store": store},
+            buffered=False,
+        )
+        for store in (True, False)
+    ]
+    bodies = [iter(stream.response) for stream in streams]
+    for body in bodies:
+        # created, in_progress, the message's added events and its first delta, written.
+        while b"output_text.delta" not in next(body):
+            pass
+        next(body)
+    live = pooled_app.extensions["live_exchanges"]
+
+    checkpointed, _ = live.tick(reap=False)
+
+    with pooled_app.app_context():
+        rows = db.session.execute(
+            sa.select(
+                Message.prompt_content, Message.response_content, Message.heartbeat_at
+            ).order_by(Message.id)
+        ).all()
+    for stream in streams:
+        stream.close()
+    assert checkpointed == 2
+    (kept_prompt, kept_text, _), (secret_prompt, secret_text, beat) = rows
+    assert (kept_prompt, kept_text.startswith("tok0 ")) == ("hi", True)
+    assert (secret_prompt, secret_text, beat is not None) == ("", "", True)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"metadata": {f"k{n}": "v" for n in range(17)}}, "metadata"),
+        ({"items": [{"role": "user", "content": "x"}] * 21}, "items"),
+        ({"items": [{"type": "web_search_call", "id": "ws"}]}, "items"),
+    ],
+)
+def test_conversation_limits_are_a_400_naming_the_field(client, body, param):
+    response = client.post("/v1/conversations", json=body)
+
+    assert response.status_code == 400
+    assert response.json["error"]["param"] == param
+
+
+def test_an_item_reference_is_the_stored_item_and_continues_its_response(
+    client, fake_llm, database
+):
+    first = create(client, input="Question?").json
+    answer_id = first["output"][0]["id"]
+
+    second = create(
+        client,
+        input=[
+            {"type": "message", "role": "user", "content": "Question?"},
+            {"type": "item_reference", "id": answer_id},
+            {"role": "user", "content": "And then?"},
+        ],
+    )
+    unknown = create(client, input=[{"id": "msg_999o0"}])
+
+    assert second.status_code == 200
+    assert fake_llm.requests[-1].body["messages"] == [
+        {"role": "user", "content": "Question?"},
+        {"role": "assistant", "content": first["output"][0]["content"][0]["text"]},
+        {"role": "user", "content": "And then?"},
+    ]
+    row = database.get(Message, int(second.json["id"][5:]))
+    assert row.parent_id == int(first["id"][5:])
+    assert (unknown.status_code, unknown.json["error"]["param"]) == (404, "input")
