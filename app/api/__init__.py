@@ -6,14 +6,16 @@ May import services, schemas, models (for types), errors and app.web; never repo
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 import flask_smorest
 from flask import Flask, Request
-from webargs.flaskparser import FlaskParser
+from webargs import core
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.routing import IntegerConverter
 
 from app.api.openapi import ErrorResponses
+from app.schemas import json_text
 from app.schemas.common import MAX_ID
 from app.schemas.errors import ErrorOut
 
@@ -30,20 +32,33 @@ def _id_schema(_converter: IdConverter) -> dict[str, object]:
 
 
 class ArgumentsParser(FlaskParser):
-    """webargs' parser, answering 400 for every JSON body Python cannot load.
-
-    webargs turns only syntax errors into a 400; ``json.loads`` also raises a plain
-    ValueError for an integer of more than 4300 digits, and RecursionError for arrays or
-    objects nested thousands deep, which would be 500s.
+    """webargs' parser, reading JSON bodies with ``json_text.loads``: standard JSON only
+    (no NaN or Infinity), nested at most ``MAX_JSON_DEPTH`` deep; anything else is a 400 that
+    says why. (Python's own parser takes NaN, raises a plain ValueError for an integer of
+    more than 4300 digits and RecursionError for deep nesting: 500s, or worse, stored.)
     """
 
     def _raw_load_json(self, req: Request) -> Any:
+        if not is_json_request(req):
+            return core.missing
+        data = req.get_data(cache=True)
         try:
-            return super()._raw_load_json(req)
-        except json.JSONDecodeError:
-            raise
-        except (ValueError, RecursionError) as exc:
-            raise json.JSONDecodeError(str(exc), doc=" ", pos=0) from exc
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(f"Not UTF-8: {exc.reason}", doc=" ", pos=0) from exc
+        return json_text.loads(text)
+
+    def _handle_invalid_json_error(
+        self,
+        error: json.JSONDecodeError | UnicodeDecodeError,
+        req: Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> NoReturn:
+        if isinstance(error, json_text.UnsupportedJSON):
+            message = f"Invalid JSON body: {error.reason}"
+            abort(400, exc=error, message=message, messages={"json": [message]})
+        super()._handle_invalid_json_error(error, req, *args, **kwargs)
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -42,6 +42,7 @@ class ExportedFeedback(Schema):
 
 
 _COUNT = validate.Range(min=0, max=2**31 - 1)
+_ENDED_ONLY = "Must be true or false: only ended exchanges can be imported."
 
 
 class ExportedMessage(Schema):
@@ -51,7 +52,15 @@ class ExportedMessage(Schema):
     prompt_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
     response_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
     total_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
-    is_success = fields.Boolean(load_default=None, allow_none=True)
+    # Only ended exchanges: one "in progress" would be the reaper's to end (and count).
+    is_success = fields.Boolean(
+        required=True,
+        error_messages={
+            "required": _ENDED_ONLY,
+            "null": _ENDED_ONLY,
+        },
+        metadata={"description": "The exchange's outcome: an import holds ended ones only."},
+    )
     status_code = fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(min=100, max=599)
     )

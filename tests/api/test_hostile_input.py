@@ -1,0 +1,170 @@
+"""Hostile or careless input (issue 20): never a 500, a leak, or another user's outage."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.models import Conversation, Message, utcnow
+
+LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+def export_document(**message: object) -> dict:
+    """An export holding one conversation with one exchange (``message`` overrides)."""
+    return {
+        "format": "convstore",
+        "version": 1,
+        "conversations": [
+            {
+                "title": "Old",
+                "model_type": "m",
+                "created_at": "2001-01-01T00:00:00+00:00",
+                "updated_at": "2001-01-01T00:00:00+00:00",
+                "messages": [
+                    {
+                        "prompt_content": "hello",
+                        "response_content": "hi",
+                        "is_success": True,
+                        "created_at": "2001-01-01T00:00:00+00:00",
+                        "updated_at": "2001-01-01T00:00:00+00:00",
+                        **message,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+class TestImportedExchangesAreEnded:
+    """Defect 1: an import made an exchange "in progress" that broke the reaper."""
+
+    @pytest.mark.parametrize("is_success", [None, "missing"])
+    def test_an_exchange_without_an_outcome_is_refused(self, client, database, is_success):
+        document = export_document(is_success=is_success)
+        if is_success == "missing":
+            del document["conversations"][0]["messages"][0]["is_success"]
+
+        response = client.post("/import", json=document)
+
+        assert response.status_code == 422
+        errors = response.json["errors"]["json"]["conversations"]["0"]["messages"]["0"]
+        assert errors == {
+            "is_success": ["Must be true or false: only ended exchanges can be imported."]
+        }
+        assert database.scalar("SELECT count(*) FROM messages") == 0
+
+    @pytest.mark.parametrize("is_success", [True, False])
+    def test_ended_exchanges_are_imported_and_left_alone_by_the_reaper(
+        self, app, client, database, is_success
+    ):
+        client.post("/import", json=export_document(is_success=is_success))
+
+        result = app.test_cli_runner().invoke(args=["messages", "reap", "--older-than", "0"])
+
+        assert "marked 0 interrupted exchange(s)" in result.output
+        assert database.scalar("SELECT is_success FROM messages") == is_success
+
+    def test_the_reaper_ends_every_stale_row_whatever_its_timestamps(self, app, database, owner_id):
+        # Rows a user may have made before imports were checked: decades long (more
+        # milliseconds than an INTEGER holds), or ending before they began.
+        (conversation_id,) = database.add(
+            Conversation(title="t", model_type="m", owner_id=owner_id)
+        )
+        stale = utcnow() - timedelta(hours=1)
+        decades, backwards, ordinary = database.add(
+            Message(
+                conversation_id=conversation_id,
+                prompt_content="decades",
+                created_at=LONG_AGO,
+                updated_at=stale,
+                heartbeat_at=stale,
+            ),
+            Message(
+                conversation_id=conversation_id,
+                prompt_content="backwards",
+                created_at=stale,
+                updated_at=LONG_AGO,
+                heartbeat_at=LONG_AGO,
+            ),
+            Message(
+                conversation_id=conversation_id,
+                prompt_content="ordinary",
+                created_at=stale - timedelta(seconds=3),
+                updated_at=stale,
+                heartbeat_at=stale,
+            ),
+        )
+
+        result = app.test_cli_runner().invoke(args=["messages", "reap"])
+
+        assert result.exit_code == 0, result.output
+        assert "marked 3 interrupted exchange(s)" in result.output
+        durations = {
+            uid: (database.get(Message, uid).outcome, database.get(Message, uid).duration_ms)
+            for uid in (decades, backwards, ordinary)
+        }
+        assert durations == {
+            decades: ("interrupted", 2**31 - 1),
+            backwards: ("interrupted", 0),
+            ordinary: ("interrupted", 3000),
+        }
+
+
+def raw_post(client, path: str, body: str):
+    return client.post(path, data=body, content_type="application/json")
+
+
+class TestNonStandardJsonConstants:
+    """Defect 2: Python's parser takes NaN and Infinity; JSON has no such numbers."""
+
+    @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+    def test_a_v1_body_is_refused_in_openais_shape(self, client, database, fake_llm, constant):
+        body = '{"model": "m", "messages": [{"role": "user", "content": "hi"}], '
+        body += f'"temperature": {constant}}}'
+
+        response = raw_post(client, "/v1/chat/completions", body)
+
+        assert response.status_code == 400
+        assert response.json["error"]["message"] == (
+            f"Invalid JSON body: {constant} is not a JSON number."
+        )
+        assert response.json["error"]["type"] == "invalid_request_error"
+        assert fake_llm.requests == []
+        assert database.scalar("SELECT count(*) FROM messages") == 0
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/conversations", '{"title": "t", "metadata": {"k": NaN}}'),
+            ("/import", '{"format": "convstore", "version": Infinity, "conversations": []}'),
+        ],
+    )
+    def test_a_rest_body_is_refused_in_the_house_shape(self, client, database, path, body):
+        response = raw_post(client, path, body)
+
+        assert response.status_code == 400
+        constant = "NaN" if "NaN" in body else "Infinity"
+        message = f"Invalid JSON body: {constant} is not a JSON number."
+        assert response.json == {
+            "code": 400,
+            "status": "Bad Request",
+            "message": message,
+            "errors": {"json": [message]},
+        }
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_the_cli_import_refuses_them(self, app, alice, tmp_path, database):
+        path = tmp_path / "export.json"
+        document = json.dumps(export_document(prompt_tokens=float("nan")))
+        path.write_text(document, "utf-8")
+
+        result = app.test_cli_runner().invoke(
+            args=["conversations", "import", str(path), "--user", alice.name]
+        )
+
+        assert result.exit_code == 1
+        assert "not a valid export: NaN is not a JSON number." in result.output
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
