@@ -191,10 +191,14 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def engine_options(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """SQLAlchemy engine options for the database behind ``url``."""
+    # A statement's parameters hold prompts and answers: a database error's message (in a
+    # logged traceback, a warning) shows the SQL without them.
+    hidden = {"hide_parameters": True}
     if url.startswith("sqlite"):
         # SQLite has no server to time out on; the busy timeout is set per connection.
-        return {"connect_args": {"timeout": settings["DB_BUSY_TIMEOUT"]}}
+        return {**hidden, "connect_args": {"timeout": settings["DB_BUSY_TIMEOUT"]}}
     return {
+        **hidden,
         # No pool_pre_ping: a restarted database's dead connections are caught at checkout
         # without a round trip (app/database.py).
         "pool_size": settings["DB_POOL_SIZE"],

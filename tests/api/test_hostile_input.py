@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -168,3 +169,38 @@ class TestNonStandardJsonConstants:
         assert result.exit_code == 1
         assert "not a valid export: NaN is not a JSON number." in result.output
         assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+
+MARKER = "zebra-7d1c"
+
+
+def refuse_titles_with_the_marker(database, backend: str) -> None:
+    """A real failing statement: the database refuses a row holding the marker (DDL inside
+    the test's transaction, rolled back with it)."""
+    if backend == "postgresql":
+        database.execute(
+            "ALTER TABLE conversations ADD CONSTRAINT test_refuse "
+            f"CHECK (title NOT LIKE '%{MARKER}%')"
+        )
+    else:
+        database.execute(
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON conversations "
+            f"WHEN NEW.title LIKE '%{MARKER}%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+
+
+def test_a_failing_statements_parameters_are_not_logged(
+    client, database, backend, configure, caplog
+):
+    """Defect 3: a database error's message printed the statement's parameters."""
+    refuse_titles_with_the_marker(database, backend)
+    configure(PROPAGATE_EXCEPTIONS=False)  # as in production: a 500 and its log line
+
+    with caplog.at_level(logging.DEBUG):
+        response = client.post("/conversations", json={"title": f"Secret {MARKER} plans"})
+
+    assert response.status_code == 500
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged, "the failure is logged, with its traceback"
+    assert "SQL parameters hidden" in caplog.text
+    assert MARKER not in caplog.text
