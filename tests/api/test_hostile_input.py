@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.models import Conversation, Message, utcnow
+from tests.fake_llm import Behavior
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
 
@@ -204,3 +205,72 @@ def test_a_failing_statements_parameters_are_not_logged(
     assert logged, "the failure is logged, with its traceback"
     assert "SQL parameters hidden" in caplog.text
     assert MARKER not in caplog.text
+
+
+LONG_REASON = "stop_because_the_upstream_says_so_at_length"  # 44 characters: over 32
+
+
+def saved_exchange(database) -> Message:
+    (uid,) = [database.scalar("SELECT max(id) FROM messages")]
+    return database.get(Message, uid)
+
+
+class TestUpstreamValuesLongerThanTheirColumns:
+    """Defect 4: a finish_reason over 32 characters failed the save (PostgreSQL)."""
+
+    @pytest.fixture
+    def conversation_id(self, client) -> int:
+        return client.post("/conversations", json={"title": "t", "model_type": "m"}).json["id"]
+
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_the_answer_is_saved_with_the_reason_cut_to_its_column(
+        self, client, database, fake_llm, conversation_id, stream
+    ):
+        fake_llm.behavior = Behavior(tokens=["An ", "answer"], finish_reason=LONG_REASON)
+
+        response = client.post(
+            f"/conversations/{conversation_id}/messages", json={"prompt": "hi", "stream": stream}
+        )
+
+        assert response.status_code == (200 if stream else 201)
+        assert b"event: error" not in response.data
+        saved = saved_exchange(database)
+        assert (saved.outcome, saved.response_content, saved.finish_reason) == (
+            "complete",
+            "An answer",
+            LONG_REASON[:32],
+        )
+
+    @pytest.mark.parametrize("stream", [False, True])
+    def test_a_v1_client_gets_the_reason_whole_and_the_answer_is_saved(
+        self, client, database, fake_llm, stream
+    ):
+        fake_llm.behavior = Behavior(tokens=["An ", "answer"], finish_reason=LONG_REASON)
+
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream},
+        )
+
+        assert response.status_code == 200
+        assert LONG_REASON.encode() in response.data
+        saved = saved_exchange(database)
+        assert (saved.outcome, saved.response_content, saved.finish_reason) == (
+            "complete",
+            "An answer",
+            LONG_REASON[:32],
+        )
+
+    def test_token_counts_no_column_holds_are_saved_as_unreported(
+        self, client, database, fake_llm, conversation_id
+    ):
+        fake_llm.behavior = Behavior(
+            tokens=["ok"],
+            usage={"prompt_tokens": 2**31, "completion_tokens": -1, "total_tokens": 7},
+        )
+
+        response = client.post(f"/conversations/{conversation_id}/messages", json={"prompt": "hi"})
+
+        assert response.status_code == 201
+        saved = saved_exchange(database)
+        assert (saved.prompt_tokens, saved.response_tokens, saved.total_tokens) == (None, None, 7)
