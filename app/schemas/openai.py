@@ -17,6 +17,15 @@ def _chat_messages(messages: list[dict[str, Any]]) -> None:
             raise ValidationError(f"messages[{index}].role must be one of {', '.join(CHAT_ROLES)}.")
 
 
+def _token_limit() -> fields.Integer:
+    return fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "At most MAX_OUTPUT_TOKENS when that is set (clamped)."},
+    )
+
+
 class ChatCompletionCreate(Schema):
     """OpenAI's chat completion request: every field besides these goes to the upstream as is."""
 
@@ -31,6 +40,10 @@ class ChatCompletionCreate(Schema):
         metadata={"description": "The whole conversation so far, as OpenAI's SDKs send it."},
     )
     stream = fields.Boolean(load_default=False)
+    # Integers only, as JSON numbers: MAX_OUTPUT_TOKENS clamps what it can compare, and an
+    # upstream would coerce "100000" or 100000.0 past the cap.
+    max_tokens = _token_limit()
+    max_completion_tokens = _token_limit()
 
 
 class ConversationHeader(Schema):

@@ -274,3 +274,35 @@ class TestUpstreamValuesLongerThanTheirColumns:
         assert response.status_code == 201
         saved = saved_exchange(database)
         assert (saved.prompt_tokens, saved.response_tokens, saved.total_tokens) == (None, None, 7)
+
+
+def chat_body(**fields: object) -> dict:
+    return {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}
+
+
+class TestOutputCapOnV1:
+    """Defect 5: a cap bypassed by a number the upstream coerces."""
+
+    @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+    @pytest.mark.parametrize("value", [100000.0, "100000", True, [100000], 0])
+    def test_anything_but_a_positive_integer_is_refused(
+        self, client, configure, fake_llm, database, field, value
+    ):
+        configure(MAX_OUTPUT_TOKENS=100)
+
+        response = client.post("/v1/chat/completions", json=chat_body(**{field: value}))
+
+        assert response.status_code == 400
+        assert response.json["error"]["param"] == field
+        assert fake_llm.requests == []
+        assert database.scalar("SELECT count(*) FROM messages") == 0
+
+    @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+    def test_an_integer_over_the_cap_is_clamped(self, client, configure, fake_llm, field):
+        configure(MAX_OUTPUT_TOKENS=100)
+
+        response = client.post("/v1/chat/completions", json=chat_body(**{field: 100000}))
+
+        assert response.status_code == 200
+        (sent,) = fake_llm.requests
+        assert sent.body[field] == 100
