@@ -37,7 +37,7 @@ class Conversations(MethodView):
         Filter by metadata with metadata[key]=value (every pair must match).
         """
         page = service.list_conversations(current_principal(), **args)
-        return page.items, next_link(page)
+        return page.items, next_link(page, ConversationListArgs)
 
     @blp.arguments(ConversationCreate, required=False)
     @blp.response(201, ConversationOut, headers={"Location": {"schema": {"type": "string"}}})

@@ -38,7 +38,7 @@ class Messages(MethodView):
     ) -> tuple[list[Message], dict[str, str]]:
         """List a conversation's messages in creation order."""
         page = conversations_service.list_messages(current_principal(), conversation_id, **args)
-        return page.items, next_link(page)
+        return page.items, next_link(page, PageArgs)
 
     @blp.arguments(MessageCreate)
     @blp.response(201, MessageOut)

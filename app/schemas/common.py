@@ -157,7 +157,7 @@ def metadata_field(
     )
 
 
-_METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
+METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
 
 
 class MetadataFilterArgs(Schema):
@@ -177,7 +177,7 @@ class MetadataFilterArgs(Schema):
         loaded: dict[str, Any] = {}
         wanted: dict[str, Any] = {}
         for key in data:
-            match = _METADATA_PARAM.match(key)
+            match = METADATA_PARAM.match(key)
             if match:
                 wanted[match[1]] = data[key]
             else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 
@@ -306,3 +308,73 @@ class TestOutputCapOnV1:
         assert response.status_code == 200
         (sent,) = fake_llm.requests
         assert sent.body[field] == 100
+
+
+NEXT = re.compile(r'^<([^>]+)>; rel="next"$')
+# Query parameters no list declares, that url_for would read as instructions.
+UNDECLARED = [
+    ("_anchor", "x"),
+    ("_method", "POST"),
+    ("endpoint", "x"),
+    ("_scheme", "https"),
+    ("_external", "1"),
+    ("conversation_id", "7"),
+    ("values", "x"),
+]
+
+
+class TestLinksFromValidatedArguments:
+    """Defect 7: Link headers built from the raw query arguments."""
+
+    @pytest.fixture
+    def conversations(self, database, owner_id) -> list[int]:
+        return database.add(
+            *[
+                Conversation(
+                    title=f"lyon trip {n}", model_type="m", owner_id=owner_id, meta={"k": "v"}
+                )
+                for n in range(3)
+            ]
+        )
+
+    @pytest.mark.parametrize(("name", "value"), UNDECLARED)
+    def test_conversations(self, client, conversations, name, value):
+        response = client.get(
+            f"/conversations?take=1&metadata[k]=v&{name}={value}",
+            headers={"Host": "evil.example"},
+        )
+
+        assert response.status_code == 200
+        assert NEXT.match(response.headers["Link"])[1] == (
+            f"/conversations?take=1&metadata%5Bk%5D=v&after={conversations[0]}"
+        )
+
+    @pytest.mark.parametrize(("name", "value"), UNDECLARED)
+    def test_messages(self, client, database, conversations, name, value):
+        first = database.add(
+            *[
+                Message(conversation_id=conversations[0], prompt_content=f"p{n}", is_success=True)
+                for n in range(2)
+            ]
+        )[0]
+
+        response = client.get(
+            f"/conversations/{conversations[0]}/messages?take=1&{name}={value}",
+            headers={"Host": "evil.example"},
+        )
+
+        assert response.status_code == 200
+        assert NEXT.match(response.headers["Link"])[1] == (
+            f"/conversations/{conversations[0]}/messages?take=1&after={first}"
+        )
+
+    @pytest.mark.parametrize(("name", "value"), UNDECLARED)
+    def test_search(self, client, conversations, name, value):
+        response = client.get(
+            f"/search?q=lyon&take=1&{name}={value}", headers={"Host": "evil.example"}
+        )
+
+        assert response.status_code == 200
+        url = NEXT.match(response.headers["Link"])[1]
+        cursor = response.json["next_cursor"]
+        assert url == f"/search?q=lyon&take=1&{urlencode({'cursor': cursor})}"
