@@ -378,3 +378,71 @@ class TestLinksFromValidatedArguments:
         url = NEXT.match(response.headers["Link"])[1]
         cursor = response.json["next_cursor"]
         assert url == f"/search?q=lyon&take=1&{urlencode({'cursor': cursor})}"
+
+
+def nested(depth: int) -> str:
+    """JSON arrays nested ``depth`` deep (an empty array is 1)."""
+    return "[" * depth + "]" * depth
+
+
+def v1_body_with(value: str) -> str:
+    return '{"model": "m", "messages": [{"role": "user", "content": "hi"}], "user_data": ' + (
+        value + "}"
+    )
+
+
+DEEP = nested(600)
+
+
+class TestDeepNesting:
+    """Defect 8: a body nested 600 deep raised RecursionError (500)."""
+
+    def test_a_v1_body_600_deep_is_refused_in_openais_shape(self, client, fake_llm, database):
+        response = raw_post(client, "/v1/chat/completions", v1_body_with(nested(600)))
+
+        assert response.status_code == 400
+        assert response.json["error"]["message"] == (
+            "Invalid JSON body: Nested deeper than 64 levels."
+        )
+        assert fake_llm.requests == []
+        assert database.scalar("SELECT count(*) FROM messages") == 0
+
+    def test_64_levels_are_taken_and_stored(self, client, fake_llm, database):
+        # The body's object is level 1: its value may nest 63 more.
+        response = raw_post(client, "/v1/chat/completions", v1_body_with(nested(63)))
+
+        assert response.status_code == 200
+        assert fake_llm.requests[0].body["user_data"] == json.loads(nested(63))
+        params = saved_exchange(database).request_params
+        assert params["user_data"] == json.loads(nested(63))
+
+    def test_65_levels_are_refused(self, client, fake_llm):
+        response = raw_post(client, "/v1/chat/completions", v1_body_with(nested(64)))
+
+        assert response.status_code == 400
+        assert fake_llm.requests == []
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/conversations", '{"title": "t", "metadata": {"k": ' + nested(600) + "}}"),
+            ("/import", '{"format": "convstore", "version": 1, "conversations": ' + DEEP + "}"),
+        ],
+    )
+    def test_rest_bodies_are_refused_in_the_house_shape(self, client, database, path, body):
+        response = raw_post(client, path, body)
+
+        assert response.status_code == 400
+        assert response.json["message"] == "Invalid JSON body: Nested deeper than 64 levels."
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    def test_the_cli_import_refuses_them(self, app, alice, tmp_path):
+        path = tmp_path / "export.ndjson"
+        path.write_text('{"type": "conversation", "metadata": ' + DEEP + "}\n", "utf-8")
+
+        result = app.test_cli_runner().invoke(
+            args=["conversations", "import", str(path), "--user", alice.name]
+        )
+
+        assert result.exit_code == 1
+        assert "not a valid export: Nested deeper than 64 levels." in result.output
