@@ -446,3 +446,35 @@ class TestDeepNesting:
 
         assert result.exit_code == 1
         assert "not a valid export: Nested deeper than 64 levels." in result.output
+
+
+EDGES = ["9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+01:00"]
+
+
+class TestEdgeDates:
+    """Defect 9: a time whose UTC falls outside years 1 to 9999 overflowed (500)."""
+
+    @pytest.mark.parametrize("name", ["from", "to"])
+    @pytest.mark.parametrize("value", EDGES)
+    def test_search_refuses_them(self, client, name, value):
+        response = client.get("/search", query_string={"q": "lyon", name: value})
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {
+            "query": {name: ["Must be between years 1 and 9999 in UTC."]}
+        }
+
+    @pytest.mark.parametrize("value", ["9999-12-31T18:59:59-05:00", "0001-01-01T00:30:00+00:30"])
+    def test_search_takes_the_last_and_first_representable_times(self, client, value):
+        response = client.get("/search", query_string={"q": "lyon", "from": value})
+
+        assert response.status_code == 200
+
+    @pytest.mark.parametrize("value", EDGES)
+    def test_import_refuses_them(self, client, database, value):
+        response = client.post("/import", json=export_document(created_at=value))
+
+        assert response.status_code == 422
+        errors = response.json["errors"]["json"]["conversations"]["0"]["messages"]["0"]
+        assert errors == {"created_at": ["Must be between years 1 and 9999 in UTC."]}
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
