@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.models import Conversation, Message, utcnow
+from app.web import metrics
 from tests.fake_llm import Behavior
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
@@ -478,3 +480,58 @@ class TestEdgeDates:
         errors = response.json["errors"]["json"]["conversations"]["0"]["messages"]["0"]
         assert errors == {"created_at": ["Must be between years 1 and 9999 in UTC."]}
         assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+
+def series(anonymous) -> dict[tuple[str, frozenset], float]:
+    """Every sample /metrics exposes, by name and labels (histogram buckets included)."""
+    text = anonymous.get("/metrics").get_data(as_text=True)
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def http_series(anonymous) -> dict[frozenset, float]:
+    """The HTTP request counter's series (scrapes of /metrics left out), by labels."""
+    return {
+        labels: value
+        for (name, labels), value in series(anonymous).items()
+        if name == "convstore_http_requests_total" and dict(labels)["route"] != "/metrics"
+    }
+
+
+class TestMetricSeriesAreBounded:
+    """Defect 6: every made-up HTTP method (or model name) was a new series."""
+
+    def test_made_up_methods_share_one_label(self, client, anonymous):
+        before = http_series(anonymous)
+
+        for n in range(100):
+            assert client.open("/conversations", method=f"BREW{n}").status_code == 405
+
+        after = http_series(anonymous)
+        new_methods = {dict(labels)["method"] for labels in after.keys() - before.keys()}
+        assert new_methods <= {"other"}
+        counted = frozenset({"route": "<unmatched>", "method": "other", "status": "405"}.items())
+        assert after[counted] - before.get(counted, 0) == 100
+
+    def test_model_names_past_the_bound_share_one_label(
+        self, client, anonymous, fake_llm, monkeypatch
+    ):
+        monkeypatch.setattr(metrics, "MODEL_LABELS", 2)
+        monkeypatch.setattr(metrics, "_models_seen", set())
+        fake_llm.behavior = Behavior(tokens=["ok"])
+        before = series(anonymous)
+
+        for model in ("made-up-1", "made-up-2", "made-up-3", "made-up-4"):
+            client.post("/v1/chat/completions", json={**chat_body(), "model": model})
+
+        after = series(anonymous)
+        labels = {
+            dict(labels)["model"]
+            for (name, labels) in after
+            if name == "convstore_tokens_total" and (name, labels) not in before
+        }
+        assert labels <= {"made-up-1", "made-up-2", "other"}
+        assert "made-up-3" not in {dict(lab).get("model") for _, lab in after}
