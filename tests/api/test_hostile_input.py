@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.models import Conversation, Message, utcnow
 from app.web import metrics
+from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
 
 LONG_AGO = datetime(2001, 1, 1, tzinfo=UTC)
@@ -535,3 +536,32 @@ class TestMetricSeriesAreBounded:
         }
         assert labels <= {"made-up-1", "made-up-2", "other"}
         assert "made-up-3" not in {dict(lab).get("model") for _, lab in after}
+
+
+class TestCliImportsEveryExportFormat:
+    """Defect 11: a one-line NDJSON export was read as a JSON document and refused."""
+
+    @pytest.mark.parametrize("messages", [0, 1])
+    def test_an_ndjson_export_of_any_length(self, app, client, make_account, tmp_path, messages):
+        bob = make_account("bob")
+        conversation_id = client.post("/conversations", json={"title": "Solo"}).json["id"]
+        if messages:
+            client.post("/import", json=export_document())  # a second, with one message
+        path = tmp_path / "export.ndjson"
+        exported = client.get("/export").get_data()
+        if not messages:
+            assert exported.count(b"\n") == 1
+        path.write_bytes(exported)
+
+        result = app.test_cli_runner().invoke(
+            args=["conversations", "import", str(path), "--user", "bob"]
+        )
+
+        assert result.exit_code == 0, result.output
+        total = 2 if messages else 1
+        assert result.output == (
+            f"imported {total} conversation(s) and {messages} message(s) for bob\n"
+        )
+        titles = keyed_client(app, bob.key).get("/conversations").json
+        assert [c["title"] for c in titles] == ["Solo", "Old"][:total]
+        assert conversation_id not in [c["id"] for c in titles]
