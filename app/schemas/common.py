@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
@@ -38,6 +39,19 @@ class Text(fields.String):
         except UnicodeEncodeError as exc:
             raise ValidationError("Must be valid Unicode text.") from exc
         return text
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with its offset (``default_timezone`` when it has none, if given),
+    loaded as UTC: one whose UTC time falls outside years 1 to 9999
+    (9999-12-31T23:00:00-05:00) is refused, where converting it later would overflow."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError as error:
+            raise ValidationError("Must be between years 1 and 9999 in UTC.") from error
 
 
 def not_blank(value: str) -> None:

@@ -9,6 +9,7 @@ from app.schemas.common import (
     PROMPT_MAX,
     Owner,
     Text,
+    UtcDateTime,
     metadata_field,
     model_type_field,
     title_field,
@@ -37,8 +38,8 @@ class ExportedFeedback(Schema):
     comment = Text(
         load_default=None, allow_none=True, validate=validate.Length(max=FEEDBACK_COMMENT_MAX)
     )
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
 
 
 _COUNT = validate.Range(min=0, max=2**31 - 1)
@@ -65,8 +66,8 @@ class ExportedMessage(Schema):
         load_default=None, allow_none=True, validate=validate.Range(min=100, max=599)
     )
     feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
 
 
 class ExportedConversation(Schema):
@@ -74,8 +75,8 @@ class ExportedConversation(Schema):
     title = title_field(load_default=None, allow_none=True)
     model_type = model_type_field(required=True)
     meta = metadata_field(load_default=dict)
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
     messages = fields.List(fields.Nested(ExportedMessage), load_default=list)
 
 
