@@ -323,7 +323,7 @@ def api_settings() -> dict[str, Any]:
     return {
         "API_TITLE": "convstore",
         "API_VERSION": "1.0",
-        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_VERSION": "3.1.0",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
         # /docs is app/api/docs.py's: Swagger UI served from a pinned package, no CDN.

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import flask_smorest
 from flask import Flask, Request
+from marshmallow import RAISE
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.routing import IntegerConverter
@@ -37,6 +38,11 @@ class ArgumentsParser(FlaskParser):
     says why. (Python's own parser takes NaN, raises a plain ValueError for an integer of
     more than 4300 digits and RecursionError for deep nesting: 500s, or worse, stored.)
     """
+
+    # A query parameter no schema declares is refused (422), as an unknown body field is:
+    # silently ignoring it let ?_external=1 or ?endpoint=x reach url_for, and a client's typo
+    # (?limit= for take) go unnoticed.
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE}
 
     def _raw_load_json(self, req: Request) -> Any:
         if not is_json_request(req):

@@ -63,7 +63,7 @@ class ConversationById(MethodView):
         """Replace a conversation's title, model and metadata (omitted: emptied)."""
         return service.update_conversation(current_principal(), conversation_id, **body)
 
-    @blp.arguments(ConversationPatch)
+    @blp.arguments(ConversationPatch, required=False)
     @blp.response(200, ConversationOut)
     @documents(blp, CONVERSATION_NOT_FOUND)
     def patch(self, body: dict[str, Any], conversation_id: int) -> Conversation:

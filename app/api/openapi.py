@@ -113,7 +113,7 @@ class ErrorResponses(BasePlugin):
 
     def init_spec(self, spec: APISpec) -> None:
         super().init_spec(spec)
-        for error in (UNAUTHORIZED, RATE_LIMITED, DATABASE_UNAVAILABLE, *BODY_ERRORS):
+        for error in (URL_TOO_LONG, UNAUTHORIZED, RATE_LIMITED, DATABASE_UNAVAILABLE, *BODY_ERRORS):
             spec.components.response(error.component, error.response(), lazy=True)
 
     def operation_helper(
@@ -123,7 +123,8 @@ class ErrorResponses(BasePlugin):
         **kwargs: Any,
     ) -> None:
         for operation in (operations or {}).values():
-            errors: list[ErrorDoc] = []
+            # Any URL can outgrow the request line gunicorn accepts (limit_request_line).
+            errors: list[ErrorDoc] = [URL_TOO_LONG]
             if operation.get("security") != []:
                 errors += [UNAUTHORIZED, RATE_LIMITED, DATABASE_UNAVAILABLE]
             if "requestBody" in operation:

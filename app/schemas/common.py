@@ -27,8 +27,19 @@ PROMPT_MAX = 100_000
 QUERY_PROMPT_MAX = 300
 
 
+# What Text accepts, for the OpenAPI document: no NUL and no lone surrogate (a JSON string
+# may spell one, "\\ud800"; no database stores it). Python's re (schemathesis, hypothesis)
+# reads the class by code point, as the service does.
+STORABLE = "\\u0000\\ud800-\\udfff"
+STORABLE_TEXT = rf"^[^{STORABLE}]*$"
+
+
 class Text(fields.String):
     """A string a database can store: no NUL byte, no lone surrogate."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"pattern": STORABLE_TEXT, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -54,6 +65,11 @@ class UtcDateTime(fields.AwareDateTime):
             raise ValidationError("Must be between years 1 and 9999 in UTC.") from error
 
 
+def strict_boolean(**kwargs: Any) -> fields.Boolean:
+    """A JSON true or false, nothing else (marshmallow would take 0, 1, "yes", "on"...)."""
+    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
+
+
 def not_blank(value: str) -> None:
     """Reject strings made only of white space (the empty string is Length's to report)."""
     if value and not value.strip():
@@ -63,7 +79,7 @@ def not_blank(value: str) -> None:
 # What Text with not_blank accepts, for the OpenAPI document: no NUL, and at least one
 # character that is not white space as str.strip() sees it (listed: ECMA's \s differs).
 _WHITE_SPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK_TEXT = rf"^[^\u0000]*[^\u0000{_WHITE_SPACE}][^\u0000]*$"
+NOT_BLANK_TEXT = rf"^[^{STORABLE}]*[^{STORABLE}{_WHITE_SPACE}][^{STORABLE}]*$"
 
 
 def not_blank_text(max_length: int, **kwargs: Any) -> Text:
@@ -85,7 +101,9 @@ MODEL_NAME = r"^[!-~]*$"
 
 
 def model_type_field(**kwargs: Any) -> Text:
+    metadata = {"pattern": MODEL_NAME, **kwargs.pop("metadata", {})}
     return Text(
+        metadata=metadata,
         validate=[
             validate.Length(min=1, max=MODEL_MAX),
             validate.Regexp(MODEL_NAME, error="Must be a model name: printable ASCII, no spaces."),
@@ -162,13 +180,25 @@ def metadata_field(
     return fields.Dict(
         keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
         values=value,
-        validate=validate.Length(
-            max=METADATA_MAX_PAIRS, error=f"At most {METADATA_MAX_PAIRS} pairs."
-        ),
+        validate=_at_most_pairs,
         data_key="metadata",
-        metadata={"description": description},
+        metadata={
+            "description": description,
+            "maxProperties": METADATA_MAX_PAIRS,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": METADATA_KEY_MAX,
+                "pattern": STORABLE_TEXT,
+            },
+        },
         **kwargs,
     )
+
+
+def _at_most_pairs(value: dict[str, Any]) -> None:
+    # Not validate.Length: the document would say maxLength, a string's bound.
+    if len(value) > METADATA_MAX_PAIRS:
+        raise ValidationError(f"At most {METADATA_MAX_PAIRS} pairs.")
 
 
 METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)

@@ -12,6 +12,7 @@ from app.schemas.common import (
     UtcDateTime,
     metadata_field,
     model_type_field,
+    strict_boolean,
     title_field,
 )
 
@@ -54,7 +55,7 @@ class ExportedMessage(Schema):
     response_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
     total_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
     # Only ended exchanges: one "in progress" would be the reaper's to end (and count).
-    is_success = fields.Boolean(
+    is_success = strict_boolean(
         required=True,
         error_messages={
             "required": _ENDED_ONLY,

@@ -39,7 +39,7 @@ def loads(text: str | bytes) -> Any:
     except RecursionError as error:
         raise UnsupportedJSON(f"Nested deeper than {MAX_JSON_DEPTH} levels.") from error
     except ValueError as error:  # int() over 4300 digits
-        raise UnsupportedJSON(str(error)) from error
+        raise UnsupportedJSON("An integer of more than 4300 digits.") from error
     if _depth_exceeds(value, MAX_JSON_DEPTH):
         raise UnsupportedJSON(f"Nested deeper than {MAX_JSON_DEPTH} levels.")
     return value

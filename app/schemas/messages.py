@@ -9,12 +9,12 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.base import NO_VALUE
 
 from app.models import FEEDBACK_COMMENT_MAX, RATINGS
-from app.schemas.common import MAX_ID, QUERY_PROMPT_MAX, Text, prompt_field
+from app.schemas.common import MAX_ID, QUERY_PROMPT_MAX, Text, prompt_field, strict_boolean
 
 
 class MessageCreate(Schema):
     prompt = prompt_field(metadata={"description": "The user's message."})
-    stream = fields.Boolean(
+    stream = strict_boolean(
         load_default=False,
         metadata={"description": "true: answer as Server-Sent Events while the LLM writes."},
     )

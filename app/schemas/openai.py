@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
-from app.schemas.common import MAX_ID, model_type_field
+from app.schemas.common import MAX_ID, model_type_field, strict_boolean
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -37,9 +37,16 @@ class ChatCompletionCreate(Schema):
         fields.Dict(),
         required=True,
         validate=[validate.Length(min=1), _chat_messages],
-        metadata={"description": "The whole conversation so far, as OpenAI's SDKs send it."},
+        metadata={
+            "description": "The whole conversation so far, as OpenAI's SDKs send it.",
+            "items": {
+                "type": "object",
+                "required": ["role"],
+                "properties": {"role": {"type": "string", "enum": list(CHAT_ROLES)}},
+            },
+        },
     )
-    stream = fields.Boolean(load_default=False)
+    stream = strict_boolean(load_default=False)
     # Integers only, as JSON numbers: MAX_OUTPUT_TOKENS clamps what it can compare, and an
     # upstream would coerce "100000" or 100000.0 past the cap.
     max_tokens = _token_limit()

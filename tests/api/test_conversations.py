@@ -117,20 +117,20 @@ class TestCreate:
         assert response.json["errors"] == {"json": ["Invalid JSON body."]}
 
     @pytest.mark.parametrize(
-        "body",
+        ("body", "reason"),
         [
             # json.loads refuses integers of more than 4300 digits with a plain ValueError...
-            '{"title": ' + "1" * 5000 + "}",
+            ('{"title": ' + "1" * 5000 + "}", "An integer of more than 4300 digits."),
             # ...and arrays nested deeper than the recursion limit with a RecursionError.
-            "[" * 100_000 + "]" * 100_000,
+            ("[" * 100_000 + "]" * 100_000, "Nested deeper than 64 levels."),
         ],
         ids=["huge-integer", "deep-nesting"],
     )
-    def test_json_python_cannot_load_is_400_not_500(self, client, database, body):
+    def test_json_python_cannot_load_is_400_not_500(self, client, database, body, reason):
         response = client.post("/conversations", data=body, content_type="application/json")
 
         assert response.status_code == 400
-        assert response.json["errors"] == {"json": ["Invalid JSON body."]}
+        assert response.json["errors"] == {"json": [f"Invalid JSON body: {reason}"]}
         assert database.scalar("SELECT count(*) FROM conversations") == 0
 
     def test_no_body_at_all_creates_one_with_the_defaults_as_documented(self, client, app):
