@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter
 
 from app.api.openapi import ErrorResponses
 from app.schemas import json_text
-from app.schemas.common import MAX_ID
+from app.schemas.common import JSON_SCHEMA, MAX_ID, PARAMETER_STYLE
 from app.schemas.errors import ErrorOut
 
 
@@ -67,6 +67,18 @@ class ArgumentsParser(FlaskParser):
         super()._handle_invalid_json_error(error, req, *args, **kwargs)
 
 
+def _json_schema_keywords(_converter: Any, field: Any, **_kwargs: Any) -> dict[str, Any]:
+    """The keywords a field's metadata gives under JSON_SCHEMA, as they are."""
+    return dict(field.metadata.get(JSON_SCHEMA, {}))
+
+
+def _parameter_style(_converter: Any, field: Any, **_kwargs: Any) -> dict[str, Any]:
+    """A query parameter's serialization, when its metadata names one (metadata[key]=value
+    filters are deepObject: a form-style object would make every name a valid parameter)."""
+    style = field.metadata.get(PARAMETER_STYLE)
+    return {"style": style, "explode": True} if style else {}
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
 
@@ -96,6 +108,8 @@ def register_api(app: Flask) -> Api:
     app.url_map.converters["id"] = IdConverter
     api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
     api.register_converter(IdConverter, _id_schema)
+    api.ma_plugin.converter.add_attribute_function(_json_schema_keywords)
+    api.ma_plugin.converter.add_parameter_attribute_function(_parameter_style)
     for blueprint in (
         conversations,
         messages,

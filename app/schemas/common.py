@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from app.exchange.text import storable
 from app.models import (
     METADATA_KEY_MAX,
     METADATA_MAX_PAIRS,
@@ -27,15 +28,24 @@ PROMPT_MAX = 100_000
 QUERY_PROMPT_MAX = 300
 
 
-# What Text accepts, for the OpenAPI document: no NUL and no lone surrogate (a JSON string
-# may spell one, "\\ud800"; no database stores it). Python's re (schemathesis, hypothesis)
-# reads the class by code point, as the service does.
-STORABLE = "\\u0000\\ud800-\\udfff"
+# A field's metadata key for JSON Schema keywords apispec would not copy into the document
+# (app/api/__init__.py adds them): propertyNames, or items its converter would overwrite.
+JSON_SCHEMA = "json_schema"
+# A field's metadata key for its query parameter's OpenAPI style (app/api/__init__.py).
+PARAMETER_STYLE = "parameter_style"
+
+# What Text accepts, for the OpenAPI document: no NUL.
+STORABLE = "\\u0000"
 STORABLE_TEXT = rf"^[^{STORABLE}]*$"
 
 
 class Text(fields.String):
-    """A string a database can store: no NUL byte, no lone surrogate."""
+    """A string a database can store: no NUL byte (refused); a lone surrogate, which JSON may
+    spell ("\\ud800") and no database stores, becomes U+FFFD, as in model output.
+
+    The document says "no NUL" (pattern). It cannot say "no lone surrogate": validators that
+    compile patterns as Rust or ECMA regexes cannot name one, so the service takes them.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         metadata = {"pattern": STORABLE_TEXT, **kwargs.pop("metadata", {})}
@@ -45,11 +55,7 @@ class Text(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if "\x00" in text:
             raise ValidationError("Must not contain NUL characters.")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValidationError("Must be valid Unicode text.") from exc
-        return text
+        return storable(text)
 
 
 class UtcDateTime(fields.AwareDateTime):
@@ -65,9 +71,32 @@ class UtcDateTime(fields.AwareDateTime):
             raise ValidationError("Must be between years 1 and 9999 in UTC.") from error
 
 
+class JsonInteger(fields.Integer):
+    """A JSON number with an integral value (1, or 1.0: JSON Schema's integer), loaded as an
+    int; not a string, a boolean or a fraction (marshmallow's Integer takes "5", and 5.5
+    truncated)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise self.make_error("invalid")
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)  # type: ignore[no-any-return]
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false, nothing else (marshmallow's Boolean takes 0, 1, "yes", "on")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 def strict_boolean(**kwargs: Any) -> fields.Boolean:
-    """A JSON true or false, nothing else (marshmallow would take 0, 1, "yes", "on"...)."""
-    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
+    return StrictBoolean(**kwargs)
 
 
 def not_blank(value: str) -> None:
@@ -167,7 +196,11 @@ class Owner(fields.Field):
 
 
 def metadata_field(
-    *, nullable_values: bool = False, description: str = "", **kwargs: Any
+    *,
+    nullable_values: bool = False,
+    description: str = "",
+    parameter_style: str | None = None,
+    **kwargs: Any,
 ) -> fields.Dict:
     """A metadata object: at most 16 pairs of strings (OpenAI's limits)."""
     value = Text(validate=validate.Length(max=METADATA_VALUE_MAX), allow_none=nullable_values)
@@ -185,10 +218,13 @@ def metadata_field(
         metadata={
             "description": description,
             "maxProperties": METADATA_MAX_PAIRS,
-            "propertyNames": {
-                "minLength": 1,
-                "maxLength": METADATA_KEY_MAX,
-                "pattern": STORABLE_TEXT,
+            **({PARAMETER_STYLE: parameter_style} if parameter_style else {}),
+            JSON_SCHEMA: {
+                "propertyNames": {
+                    "minLength": 1,
+                    "maxLength": METADATA_KEY_MAX,
+                    "pattern": STORABLE_TEXT,
+                }
             },
         },
         **kwargs,
@@ -210,6 +246,7 @@ class MetadataFilterArgs(Schema):
     meta = metadata_field(
         load_default=dict,
         description="Only conversations whose metadata has these pairs: metadata[key]=value. ",
+        parameter_style="deepObject",
     )
 
     @pre_load

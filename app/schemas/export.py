@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 from app.models import FEEDBACK_COMMENT_MAX, RATINGS
 from app.schemas.common import (
     PROMPT_MAX,
+    JsonInteger,
     Owner,
     Text,
     UtcDateTime,
@@ -44,16 +45,23 @@ class ExportedFeedback(Schema):
 
 
 _COUNT = validate.Range(min=0, max=2**31 - 1)
+
+
+def _count() -> fields.Integer:
+    # JSON integers, as the document says (not "5").
+    return JsonInteger(load_default=None, allow_none=True, validate=_COUNT)
+
+
 _ENDED_ONLY = "Must be true or false: only ended exchanges can be imported."
 
 
 class ExportedMessage(Schema):
-    id = fields.Integer(metadata={"description": "The id in the exporting instance."})
+    id = JsonInteger(metadata={"description": "The id in the exporting instance."})
     prompt_content = Text(required=True, validate=validate.Length(max=PROMPT_MAX))
     response_content = Text(load_default="")
-    prompt_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
-    response_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
-    total_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
+    prompt_tokens = _count()
+    response_tokens = _count()
+    total_tokens = _count()
     # Only ended exchanges: one "in progress" would be the reaper's to end (and count).
     is_success = strict_boolean(
         required=True,
@@ -63,7 +71,7 @@ class ExportedMessage(Schema):
         },
         metadata={"description": "The exchange's outcome: an import holds ended ones only."},
     )
-    status_code = fields.Integer(
+    status_code = JsonInteger(
         load_default=None, allow_none=True, validate=validate.Range(min=100, max=599)
     )
     feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)
@@ -72,7 +80,7 @@ class ExportedMessage(Schema):
 
 
 class ExportedConversation(Schema):
-    id = fields.Integer(metadata={"description": "The id in the exporting instance."})
+    id = JsonInteger(metadata={"description": "The id in the exporting instance."})
     title = title_field(load_default=None, allow_none=True)
     model_type = model_type_field(required=True)
     meta = metadata_field(load_default=dict)
@@ -85,7 +93,7 @@ class ExportDocument(Schema):
     """The JSON export: what GET /conversations/<id>/export gives and POST /import takes."""
 
     format = fields.String(required=True, validate=validate.Equal("convstore"))
-    version = fields.Integer(required=True, strict=True, validate=validate.Equal(1))
+    version = JsonInteger(required=True, validate=validate.Equal(1))
     conversations = fields.List(fields.Nested(ExportedConversation), required=True)
 
 

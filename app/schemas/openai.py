@@ -6,7 +6,13 @@ from typing import Any
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
-from app.schemas.common import MAX_ID, model_type_field, strict_boolean
+from app.schemas.common import (
+    JSON_SCHEMA,
+    MAX_ID,
+    JsonInteger,
+    model_type_field,
+    strict_boolean,
+)
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -18,8 +24,7 @@ def _chat_messages(messages: list[dict[str, Any]]) -> None:
 
 
 def _token_limit() -> fields.Integer:
-    return fields.Integer(
-        strict=True,
+    return JsonInteger(
         allow_none=True,
         validate=validate.Range(min=1, max=2**31 - 1),
         metadata={"description": "At most MAX_OUTPUT_TOKENS when that is set (clamped)."},
@@ -39,16 +44,18 @@ class ChatCompletionCreate(Schema):
         validate=[validate.Length(min=1), _chat_messages],
         metadata={
             "description": "The whole conversation so far, as OpenAI's SDKs send it.",
-            "items": {
-                "type": "object",
-                "required": ["role"],
-                "properties": {"role": {"type": "string", "enum": list(CHAT_ROLES)}},
+            JSON_SCHEMA: {
+                "items": {
+                    "type": "object",
+                    "required": ["role"],
+                    "properties": {"role": {"type": "string", "enum": list(CHAT_ROLES)}},
+                }
             },
         },
     )
     stream = strict_boolean(load_default=False)
-    # Integers only, as JSON numbers: MAX_OUTPUT_TOKENS clamps what it can compare, and an
-    # upstream would coerce "100000" or 100000.0 past the cap.
+    # JSON integers only (100000.0 is loaded as 100000): MAX_OUTPUT_TOKENS clamps what it can
+    # compare, and an upstream would coerce "100000" or true past the cap.
     max_tokens = _token_limit()
     max_completion_tokens = _token_limit()
 
@@ -60,6 +67,7 @@ class ConversationHeader(Schema):
     conversation_id = fields.Integer(
         data_key="X-Conversation-Id",
         load_default=None,
+        allow_none=False,  # absent, or an id: "null" is not one
         validate=validate.Range(min=1, max=MAX_ID),
         metadata={
             "description": "Save the call in this conversation of yours; without it the call "
@@ -70,6 +78,9 @@ class ConversationHeader(Schema):
 
 class ChatCompletionOut(Schema):
     """OpenAI's chat completion object, as the upstream sent it (only its outline here)."""
+
+    class Meta:
+        unknown = INCLUDE  # the upstream's other fields, relayed as they are
 
     id = fields.String()
     object = fields.String()
@@ -87,6 +98,9 @@ class ChatCompletionChunkOut(Schema):
 
 
 class ModelOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # the upstream's other fields, relayed as they are
+
     id = fields.String()
     object = fields.String()
     created = fields.Integer()
@@ -94,6 +108,9 @@ class ModelOut(Schema):
 
 
 class ModelListOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # the upstream's other fields, relayed as they are
+
     object = fields.String()
     data = fields.List(fields.Nested(ModelOut))
 
