@@ -94,6 +94,9 @@ class ChatCompletionChunkOut(Schema):
     """One event of a streamed answer: ``data: <chat.completion.chunk JSON>``, then
     ``data: [DONE]``, or ``data: {"error": {...}}`` if it broke off."""
 
+    event = fields.String(
+        metadata={"description": "The SSE event type: message, the default (not sent)."}
+    )
     data = fields.String(required=True)
 
 
