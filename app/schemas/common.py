@@ -119,7 +119,8 @@ def not_blank_text(max_length: int, **kwargs: Any) -> Text:
 
 
 def title_field(**kwargs: Any) -> Text:
-    return not_blank_text(TITLE_MAX, **kwargs)
+    metadata = {"example": "Trip to Lyon", **kwargs.pop("metadata", {})}
+    return not_blank_text(TITLE_MAX, metadata=metadata, **kwargs)
 
 
 # What names a model, at any provider (gpt-4o-mini, llama3.1:8b, Qwen/Qwen2.5-7B-Instruct):
@@ -269,4 +270,5 @@ class MetadataFilterArgs(Schema):
 
 
 def prompt_field(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
-    return not_blank_text(max_length, required=True, **kwargs)
+    metadata = {"example": "Where should I eat in Lyon?", **kwargs.pop("metadata", {})}
+    return not_blank_text(max_length, required=True, metadata=metadata, **kwargs)
