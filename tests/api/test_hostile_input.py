@@ -581,3 +581,58 @@ class TestCliImportsEveryExportFormat:
         titles = keyed_client(app, bob.key).get("/conversations").json
         assert [c["title"] for c in titles] == ["Solo", "Old"][:total]
         assert conversation_id not in [c["id"] for c in titles]
+
+
+class TestTheServerRefusesWhatTheDocumentForbids:
+    """The contract: values the OpenAPI document rules out are refused, not coerced."""
+
+    @pytest.fixture
+    def conversation_id(self, client) -> int:
+        return client.post("/conversations", json={"title": "t", "model_type": "m"}).json["id"]
+
+    @pytest.mark.parametrize("stream", [0, 1, "true", "yes"])
+    def test_a_boolean_is_true_or_false(self, client, conversation_id, fake_llm, stream):
+        response = client.post(
+            f"/conversations/{conversation_id}/messages", json={"prompt": "hi", "stream": stream}
+        )
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"json": {"stream": ["Not a valid boolean."]}}
+        assert fake_llm.requests == []
+
+    @pytest.mark.parametrize("tokens", ["5", 5.5, True])
+    def test_an_imported_integer_is_a_json_number(self, client, database, tokens):
+        response = client.post("/import", json=export_document(prompt_tokens=tokens))
+
+        assert response.status_code == 422
+        errors = response.json["errors"]["json"]["conversations"]["0"]["messages"]["0"]
+        assert errors == {"prompt_tokens": ["Not a valid integer."]}
+
+    def test_an_integral_float_is_an_integer(self, client, database):
+        response = client.post("/import", json=export_document(prompt_tokens=5.0))
+
+        assert response.status_code == 201
+        assert database.scalar("SELECT prompt_tokens FROM messages") == 5
+
+    def test_an_empty_group_by_is_refused(self, client):
+        response = client.get("/usage?group_by=")
+
+        assert response.status_code == 422
+        errors = {"query": {"group_by": ["Shorter than minimum length 1."]}}
+        assert response.json["errors"] == errors
+
+    def test_a_lone_surrogate_becomes_a_replacement_character(self, client, fake_llm):
+        body = '{"title": "t", "metadata": {"k\\udc00": "v\\ud800"}}'
+
+        response = raw_post(client, "/conversations", body)
+
+        assert response.status_code == 201
+        assert response.json["metadata"] == {"k\ufffd": "v\ufffd"}
+
+    def test_an_empty_patch_changes_nothing(self, client, conversation_id):
+        before = client.get(f"/conversations/{conversation_id}").json
+
+        response = client.patch(f"/conversations/{conversation_id}")
+
+        assert response.status_code == 200
+        assert response.json == before
