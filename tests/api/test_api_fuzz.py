@@ -10,7 +10,7 @@ server must refuse them: 422). Every check runs on every answer: no 5xx, a statu
 type, headers and body the document lists, valid requests accepted and invalid ones
 refused, auth enforced, deleted resources gone.
 
-The exceptions, each named in README ("The contract") with its reason, are in EXCEPTIONS:
+The exceptions, each named in README ("The contract") with its reason, are in exceptions():
 rules the document cannot state (one parameter's bound set by another, an opaque cursor).
 
 Deterministic and bounded: a fixed seed, Hypothesis derandomized and without its example
