@@ -9,13 +9,14 @@ import json
 from typing import Any, NoReturn
 
 import flask_smorest
-from flask import Flask, Request
+from flask import Flask, Request, current_app, request
 from marshmallow import RAISE
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.routing import IntegerConverter
 
 from app.api.openapi import ErrorResponses
+from app.errors import Unprocessable
 from app.schemas import json_text
 from app.schemas.common import JSON_SCHEMA, MAX_ID, PARAMETER_STYLE
 from app.schemas.errors import ErrorOut
@@ -79,6 +80,34 @@ def _parameter_style(_converter: Any, field: Any, **_kwargs: Any) -> dict[str, A
     return {"style": style, "explode": True} if style else {}
 
 
+# Left alone: the probes, docs and metrics (load balancers and scrapers may add a query
+# string), and /v1, whose clients send their own (Azure's api-version) as OpenAI ignores them.
+_ANY_QUERY_BLUEPRINTS = frozenset({"health", "api-docs", "docs", "metrics", "v1"})
+
+
+def _refuse_undeclared_query() -> None:
+    """A query string on an operation that declares no query parameter is refused (422), as
+    the arguments parser refuses an undeclared one where some are declared. Runs after
+    authentication."""
+    if not request.args or request.method == "OPTIONS":
+        return
+    if request.blueprint in _ANY_QUERY_BLUEPRINTS:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    method = "get" if request.method == "HEAD" else request.method.lower()
+    apidoc = getattr(getattr(view_class, method, None), "_apidoc", None)
+    if apidoc is None:
+        return
+    declared = apidoc.get("arguments", {}).get("parameters", [])
+    if any(parameter["in"] == "query" for parameter in declared):
+        return
+    raise Unprocessable(
+        "The request is invalid; see errors.",
+        {"query": {name: ["Unknown field."] for name in request.args}},
+    )
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
 
@@ -124,4 +153,5 @@ def register_api(app: Flask) -> Api:
     ):
         api.register_blueprint(blueprint)
     register_error_shape(app, "/v1/", error_shape)
+    app.before_request(_refuse_undeclared_query)
     return api

@@ -78,11 +78,13 @@ def test_openapi_lists_each_error_an_operation_can_answer(anonymous):
 
     assert documented[("GET", "/conversations")] == "200 401 403 414 422 429 503"
     assert documented[("POST", "/conversations")] == "201 400 401 413 414 415 422 429 503"
-    assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 414 429 503"
+    assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 414 422 429 503"
     assert documented[("PUT", "/conversations/{conversation_id}")] == (
         "202 400 401 404 413 414 415 422 429 503"
     )
-    assert documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 414 429 503"
+    assert (
+        documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 414 422 429 503"
+    )
     assert documented[("GET", "/conversations/{conversation_id}/messages")] == (
         "200 401 404 414 422 429 503"
     )
@@ -128,7 +130,7 @@ def test_openapi_lists_the_errors_of_search_metadata_feedback_and_export(anonymo
         "200 400 401 404 413 414 415 422 429 503"
     )
     assert documented[("PUT", feedback)] == "200 400 401 404 413 414 415 422 429 503"
-    assert documented[("DELETE", feedback)] == "204 401 404 414 429 503"
+    assert documented[("DELETE", feedback)] == "204 401 404 414 422 429 503"
     assert documented[("GET", "/conversations/{conversation_id}/export")] == (
         "200 401 404 414 422 429 503"
     )

@@ -636,3 +636,28 @@ class TestTheServerRefusesWhatTheDocumentForbids:
 
         assert response.status_code == 200
         assert response.json == before
+
+
+class TestUndeclaredQueryParameters:
+    """The contract: a query parameter no operation declares is refused, not ignored."""
+
+    def test_on_an_operation_that_declares_none(self, client):
+        conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+
+        response = client.get(f"/conversations/{conversation_id}?_external=1")
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {"query": {"_external": ["Unknown field."]}}
+
+    def test_a_body_operation_refuses_one_too(self, client, database):
+        response = client.post("/conversations?title=t", json={"title": "t"})
+
+        assert response.status_code == 422
+        assert database.scalar("SELECT count(*) FROM conversations") == 0
+
+    @pytest.mark.parametrize("path", ["/healthz", "/v1/models"])
+    def test_probes_and_v1_ignore_them(self, client, fake_llm, path):
+        # Load balancers add query strings; OpenAI clients send their own (api-version).
+        response = client.get(f"{path}?api-version=2024-06-01")
+
+        assert response.status_code == 200
