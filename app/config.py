@@ -193,10 +193,14 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def engine_options(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """SQLAlchemy engine options for the database behind ``url``."""
+    # A statement's parameters hold prompts and answers: a database error's message (in a
+    # logged traceback, a warning) shows the SQL without them.
+    hidden = {"hide_parameters": True}
     if url.startswith("sqlite"):
         # SQLite has no server to time out on; the busy timeout is set per connection.
-        return {"connect_args": {"timeout": settings["DB_BUSY_TIMEOUT"]}}
+        return {**hidden, "connect_args": {"timeout": settings["DB_BUSY_TIMEOUT"]}}
     return {
+        **hidden,
         # First come first served: the stock queue lets a newcomer take the connection a
         # waiter was woken for, and some requests then waited seconds (app/database.py).
         "poolclass": FairQueuePool,
@@ -332,7 +336,7 @@ def api_settings() -> dict[str, Any]:
     return {
         "API_TITLE": "convstore",
         "API_VERSION": "1.0",
-        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_VERSION": "3.1.0",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
         # /docs is app/api/docs.py's: Swagger UI served from a pinned package, no CDN.

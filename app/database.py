@@ -86,6 +86,8 @@ class FairQueuePool(QueuePool):
     """A QueuePool whose waiters get connections in the order they asked (FairQueue)."""
 
     _queue_class = FairQueue
+    # Log as SQLAlchemy's pool does (its namespace, its levels), not as the app's module.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.QueuePool"
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -122,6 +124,24 @@ def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) 
         raise DisconnectionError("the server ended this connection while it was idle")
 
 
+def _without_row_values(context: Any) -> None:
+    """Keep row values out of a PostgreSQL error's message (and so out of every log).
+
+    ``hide_parameters`` keeps a failed statement's parameters out of SQLAlchemy's message,
+    but the server's own DETAIL and CONTEXT lines repeat them ("Failing row contains (...)",
+    "Key (...)=(...)"): prompts and answers. The error keeps its type and its diagnostics
+    (``orig.diag``); only its text is cut to the server's primary message.
+    """
+    orig = context.original_exception
+    if not isinstance(orig, psycopg.Error) or orig.diag.message_primary is None:
+        return
+    primary = orig.diag.message_primary
+    orig.args = (primary,)
+    wrapped = context.sqlalchemy_exception
+    if wrapped is not None:
+        wrapped.args = (f"({type(orig).__module__}.{type(orig).__name__}) {primary}",)
+
+
 def configure_engine(engine: Engine) -> None:
     """Install the connection hooks ``engine``'s dialect needs."""
     if engine.dialect.name == "sqlite":
@@ -129,6 +149,7 @@ def configure_engine(engine: Engine) -> None:
         event.listen(engine, "begin", _sqlite_on_begin)
     elif engine.dialect.driver == "psycopg":
         event.listen(engine, "checkout", _drop_if_closed_by_server)
+        event.listen(engine, "handle_error", _without_row_values)
 
 
 def configure_engines(app: Flask) -> None:

@@ -6,15 +6,19 @@ May import services, schemas, models (for types), errors and app.web; never repo
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 import flask_smorest
-from flask import Flask, Request
-from webargs.flaskparser import FlaskParser
+from flask import Flask, Request, current_app, request
+from marshmallow import RAISE
+from webargs import core
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.routing import IntegerConverter
 
 from app.api.openapi import ErrorResponses
-from app.schemas.common import MAX_ID
+from app.errors import Unprocessable
+from app.schemas import json_text
+from app.schemas.common import JSON_SCHEMA, MAX_ID, PARAMETER_STYLE
 from app.schemas.errors import ErrorOut
 
 
@@ -30,20 +34,78 @@ def _id_schema(_converter: IdConverter) -> dict[str, object]:
 
 
 class ArgumentsParser(FlaskParser):
-    """webargs' parser, answering 400 for every JSON body Python cannot load.
-
-    webargs turns only syntax errors into a 400; ``json.loads`` also raises a plain
-    ValueError for an integer of more than 4300 digits, and RecursionError for arrays or
-    objects nested thousands deep, which would be 500s.
+    """webargs' parser, reading JSON bodies with ``json_text.loads``: standard JSON only
+    (no NaN or Infinity), nested at most ``MAX_JSON_DEPTH`` deep; anything else is a 400 that
+    says why. (Python's own parser takes NaN, raises a plain ValueError for an integer of
+    more than 4300 digits and RecursionError for deep nesting: 500s, or worse, stored.)
     """
 
+    # A query parameter no schema declares is refused (422), as an unknown body field is:
+    # silently ignoring it let ?_external=1 or ?endpoint=x reach url_for, and a client's typo
+    # (?limit= for take) go unnoticed.
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE}
+
     def _raw_load_json(self, req: Request) -> Any:
+        if not is_json_request(req):
+            return core.missing
+        data = req.get_data(cache=True)
         try:
-            return super()._raw_load_json(req)
-        except json.JSONDecodeError:
-            raise
-        except (ValueError, RecursionError) as exc:
-            raise json.JSONDecodeError(str(exc), doc=" ", pos=0) from exc
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(f"Not UTF-8: {exc.reason}", doc=" ", pos=0) from exc
+        return json_text.loads(text)
+
+    def _handle_invalid_json_error(
+        self,
+        error: json.JSONDecodeError | UnicodeDecodeError,
+        req: Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> NoReturn:
+        if isinstance(error, json_text.UnsupportedJSON):
+            message = f"Invalid JSON body: {error.reason}"
+            abort(400, exc=error, message=message, messages={"json": [message]})
+        super()._handle_invalid_json_error(error, req, *args, **kwargs)
+
+
+def _json_schema_keywords(_converter: Any, field: Any, **_kwargs: Any) -> dict[str, Any]:
+    """The keywords a field's metadata gives under JSON_SCHEMA, as they are."""
+    return dict(field.metadata.get(JSON_SCHEMA, {}))
+
+
+def _parameter_style(_converter: Any, field: Any, **_kwargs: Any) -> dict[str, Any]:
+    """A query parameter's serialization, when its metadata names one (metadata[key]=value
+    filters are deepObject: a form-style object would make every name a valid parameter)."""
+    style = field.metadata.get(PARAMETER_STYLE)
+    return {"style": style, "explode": True} if style else {}
+
+
+# Left alone: the probes, docs and metrics (load balancers and scrapers may add a query
+# string), and /v1, whose clients send their own (Azure's api-version) as OpenAI ignores them.
+_ANY_QUERY_BLUEPRINTS = frozenset({"health", "api-docs", "docs", "metrics", "v1"})
+
+
+def _refuse_undeclared_query() -> None:
+    """A query string on an operation that declares no query parameter is refused (422), as
+    the arguments parser refuses an undeclared one where some are declared. Runs after
+    authentication."""
+    if not request.args or request.method == "OPTIONS":
+        return
+    if request.blueprint in _ANY_QUERY_BLUEPRINTS:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    method = "get" if request.method == "HEAD" else request.method.lower()
+    apidoc = getattr(getattr(view_class, method, None), "_apidoc", None)
+    if apidoc is None:
+        return
+    declared = apidoc.get("arguments", {}).get("parameters", [])
+    if any(parameter["in"] == "query" for parameter in declared):
+        return
+    raise Unprocessable(
+        "The request is invalid; see errors.",
+        {"query": {name: ["Unknown field."] for name in request.args}},
+    )
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -76,6 +138,8 @@ def register_api(app: Flask) -> Api:
     app.url_map.converters["id"] = IdConverter
     api = Api(app, spec_kwargs={"extra_plugins": [ErrorResponses()]})
     api.register_converter(IdConverter, _id_schema)
+    api.ma_plugin.converter.add_attribute_function(_json_schema_keywords)
+    api.ma_plugin.converter.add_parameter_attribute_function(_parameter_style)
     for blueprint in (
         conversations,
         messages,
@@ -91,4 +155,5 @@ def register_api(app: Flask) -> Api:
     ):
         api.register_blueprint(blueprint)
     register_error_shape(app, "/v1/", error_shape)
+    app.before_request(_refuse_undeclared_query)
     return api

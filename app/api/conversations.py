@@ -40,8 +40,8 @@ class Conversations(MethodView):
         """
         page = service.list_conversations(current_principal(), **args)
         if args["order"] == "recent":
-            return page.items, cursor_link(page, _recent_cursor)
-        return page.items, next_link(page)
+            return page.items, cursor_link(page, _recent_cursor, ConversationListArgs)
+        return page.items, next_link(page, ConversationListArgs)
 
     @blp.arguments(ConversationCreate, required=False)
     @blp.response(201, ConversationOut, headers={"Location": {"schema": {"type": "string"}}})
@@ -71,7 +71,7 @@ class ConversationById(MethodView):
         """Replace a conversation's title, model and metadata (omitted: emptied)."""
         return service.update_conversation(current_principal(), conversation_id, **body)
 
-    @blp.arguments(ConversationPatch)
+    @blp.arguments(ConversationPatch, required=False)
     @blp.response(200, ConversationOut)
     @documents(blp, CONVERSATION_NOT_FOUND)
     def patch(self, body: dict[str, Any], conversation_id: int) -> Conversation:

@@ -55,7 +55,12 @@ def _default_limit() -> str:
 
 
 class _OncePerInterval(logging.Filter):
-    """Let through one storage failure report per interval, as a warning without traceback."""
+    """Let through one storage failure report per interval, as a warning without traceback.
+
+    flask-limiter reports a failure of its storage, swallowed, with ``logger.exception``: a
+    record with an exception. Its other records (a limit exceeded, storage recovered) pass
+    as they are, and leave the interval's one slot to a real failure.
+    """
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
@@ -63,13 +68,15 @@ class _OncePerInterval(logging.Filter):
         self._next = 0.0
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None:
+            return True
         now = time.monotonic()
         if now < self._next:
             return False
         self._next = now + self.seconds
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.msg = "rate-limit storage unreachable; serving requests unlimited (%s)"
-        record.args = (repr(record.exc_info[1]) if record.exc_info else "no detail",)
+        record.args = (repr(record.exc_info[1]),)
         record.exc_info = record.exc_text = None
         return True
 

@@ -52,7 +52,7 @@ class Messages(MethodView):
         """List a conversation's current branch, root first (?leaf=: another branch;
         ?branch=all: the whole tree, in creation order, to draw it by parent_id)."""
         page = conversations_service.list_messages(current_principal(), conversation_id, **args)
-        return page.items, next_link(page)
+        return page.items, next_link(page, MessageListArgs)
 
     @blp.arguments(MessageCreate)
     @blp.response(201, MessageOut)

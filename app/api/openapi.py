@@ -72,6 +72,8 @@ BODY_ERRORS = (
 CONVERSATION_NOT_FOUND = ErrorDoc(
     404, "No such conversation, or it is somebody else's (which is not revealed)."
 )
+# A query parameter an operation does not declare (app/api/__init__.py).
+UNDECLARED_QUERY = ErrorDoc(422, "A query parameter the operation does not declare.")
 # Query strings that can outgrow the request line gunicorn accepts (limit_request_line).
 URL_TOO_LONG = ErrorDoc(414, "The URL is longer than the server accepts (4094 bytes).")
 GENERATION_ERRORS = (
@@ -113,7 +115,14 @@ class ErrorResponses(BasePlugin):
 
     def init_spec(self, spec: APISpec) -> None:
         super().init_spec(spec)
-        for error in (UNAUTHORIZED, RATE_LIMITED, DATABASE_UNAVAILABLE, *BODY_ERRORS):
+        for error in (
+            URL_TOO_LONG,
+            UNAUTHORIZED,
+            RATE_LIMITED,
+            DATABASE_UNAVAILABLE,
+            UNDECLARED_QUERY,
+            *BODY_ERRORS,
+        ):
             spec.components.response(error.component, error.response(), lazy=True)
 
     def operation_helper(
@@ -123,9 +132,12 @@ class ErrorResponses(BasePlugin):
         **kwargs: Any,
     ) -> None:
         for operation in (operations or {}).values():
-            errors: list[ErrorDoc] = []
+            # Any URL can outgrow the request line gunicorn accepts (limit_request_line).
+            errors: list[ErrorDoc] = [URL_TOO_LONG]
             if operation.get("security") != []:
                 errors += [UNAUTHORIZED, RATE_LIMITED, DATABASE_UNAVAILABLE]
+                if not (path or "").startswith("/v1/"):
+                    errors.append(UNDECLARED_QUERY)
             if "requestBody" in operation:
                 errors += BODY_ERRORS
             responses = operation.setdefault("responses", {})

@@ -26,4 +26,4 @@ class Search(MethodView):
     def get(self, args: dict[str, Any]) -> tuple[SearchPage, dict[str, str]]:
         """Search titles, prompts and answers: best first; filter by metadata[key]=value."""
         page = service.search(current_principal(), **args)
-        return page, link_to("cursor", page.next_cursor) if page.next_cursor else {}
+        return page, link_to("cursor", page.next_cursor, SearchArgs) if page.next_cursor else {}

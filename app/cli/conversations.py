@@ -10,25 +10,32 @@ from flask.cli import AppGroup
 from marshmallow import ValidationError
 
 from app.errors import DomainError
+from app.schemas import json_text
 from app.schemas.export import ExportDocument
 from app.services import imports
 
 conversations = AppGroup("conversations", help="Import conversations.")
 
 
-def read_export(file: IO[str]) -> dict[str, Any]:
-    """A JSON export, or an NDJSON one regrouped into the JSON form."""
+def read_export(file: IO[str]) -> Any:
+    """A JSON export, or an NDJSON one (however many lines) regrouped into the JSON form."""
     text = file.read()
     try:
-        return json.loads(text)  # type: ignore[no-any-return]
+        document = json_text.loads(text)
+    except json_text.UnsupportedJSON as error:
+        raise click.ClickException(f"not a valid export: {error.reason}") from error
     except json.JSONDecodeError:
         pass
+    else:
+        # One line of NDJSON is a JSON document too: a conversation record, not an export.
+        if not (isinstance(document, dict) and "type" in document):
+            return document
     grouped: list[dict[str, Any]] = []
     try:
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            record = json.loads(line)
+            record = json_text.loads(line)
             kind = record.pop("type", None) if isinstance(record, dict) else None
             if kind == "conversation":
                 grouped.append({**record, "messages": []})
@@ -37,6 +44,8 @@ def read_export(file: IO[str]) -> dict[str, Any]:
                 grouped[-1]["messages"].append(record)
             else:
                 raise click.ClickException(f"line {number}: not a conversation or a message")
+    except json_text.UnsupportedJSON as error:
+        raise click.ClickException(f"not a valid export: {error.reason}") from error
     except json.JSONDecodeError as error:
         raise click.ClickException(f"neither JSON nor NDJSON: {error}") from error
     return {"format": "convstore", "version": 1, "conversations": grouped}

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from app.exchange.text import storable
 from app.llm.errors import BadUpstreamEvent
+from app.models import FINISH_REASON_MAX
 
 ChatMessage = Mapping[str, str]
 
@@ -67,7 +68,7 @@ def chunk_of(event: object, raw: str | None = None) -> Chunk:
             calls = delta.get("tool_calls")
             if calls and isinstance(calls, list):
                 tool_calls = tuple(calls)
-        finish_reason = _str(choice.get("finish_reason")) or None
+        finish_reason = _finish_reason(choice.get("finish_reason"))
     usage = event.get("usage")
     if isinstance(usage, Mapping):
         return Chunk(text, reasoning, _usage_of(usage), finish_reason, tool_calls, raw)
@@ -113,7 +114,7 @@ def completion_chunk(raw: str) -> Chunk:
         _str(message.get("content")),
         _str(message.get("reasoning_content") or message.get("reasoning")),
         _usage_of(usage) if isinstance(usage, Mapping) else None,
-        _str(choice.get("finish_reason")) or None,
+        _finish_reason(choice.get("finish_reason")),
         tool_calls,
         raw,
     )
@@ -123,5 +124,18 @@ def _str(value: object) -> str:
     return storable(value) if isinstance(value, str) and value else ""
 
 
+def _finish_reason(value: object) -> str | None:
+    # The upstream's word, cut to its column: a longer one failed the whole save on
+    # PostgreSQL (the answer lost, a 500). The client still gets it whole, as sent.
+    return _str(value)[:FINISH_REASON_MAX] or None
+
+
+# What the token columns (INTEGER) hold.
+_COUNT_MAX = 2**31 - 1
+
+
 def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    # A count no column can hold (or a negative one) is no count: None, as when not reported.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _COUNT_MAX:
+        return value
+    return None

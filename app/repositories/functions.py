@@ -28,8 +28,14 @@ def _utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
     return f"date({compiler.process(element.clauses, **kw)})"
 
 
+# What an INTEGER column holds: the durations are clamped to it, never cast past it.
+MS_MAX = 2**31 - 1
+
+
 class ms_between(FunctionElement[int]):
-    """Whole milliseconds from the first timestamp to the second."""
+    """Whole milliseconds from the first timestamp to the second, clamped to 0..MS_MAX: any
+    two timestamps (a row's may be decades apart, or in the wrong order) give a storable
+    value, where an overflowing cast would fail the whole statement and every row in it."""
 
     type = Integer()
     inherit_cache = True
@@ -38,10 +44,13 @@ class ms_between(FunctionElement[int]):
 @compiles(ms_between, "postgresql")
 def _ms_between_postgresql(element: ms_between, compiler: Any, **kw: Any) -> str:
     start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"CAST(ROUND(EXTRACT(EPOCH FROM ({end} - {start})) * 1000) AS INTEGER)"
+    ms = f"ROUND(EXTRACT(EPOCH FROM ({end} - {start})) * 1000)"
+    return f"CAST(LEAST(GREATEST({ms}, 0), {MS_MAX}) AS INTEGER)"
 
 
 @compiles(ms_between, "sqlite")
 def _ms_between_sqlite(element: ms_between, compiler: Any, **kw: Any) -> str:
     start, end = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"CAST(ROUND((julianday({end}) - julianday({start})) * 86400000) AS INTEGER)"
+    ms = f"ROUND((julianday({end}) - julianday({start})) * 86400000)"
+    # Scalar MIN and MAX: NULL when any argument is.
+    return f"CAST(MIN(MAX({ms}, 0), {MS_MAX}) AS INTEGER)"

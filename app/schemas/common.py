@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
 
+from app.exchange.text import storable
 from app.models import (
     METADATA_KEY_MAX,
     METADATA_MAX_PAIRS,
@@ -28,18 +29,75 @@ PROMPT_MAX = 100_000
 QUERY_PROMPT_MAX = 300
 
 
+# A field's metadata key for JSON Schema keywords apispec would not copy into the document
+# (app/api/__init__.py adds them): propertyNames, or items its converter would overwrite.
+JSON_SCHEMA = "json_schema"
+# A field's metadata key for its query parameter's OpenAPI style (app/api/__init__.py).
+PARAMETER_STYLE = "parameter_style"
+
+# What Text accepts, for the OpenAPI document: no NUL.
+STORABLE = "\\u0000"
+STORABLE_TEXT = rf"^[^{STORABLE}]*$"
+
+
 class Text(fields.String):
-    """A string a database can store: no NUL byte, no lone surrogate."""
+    """A string a database can store: no NUL byte (refused); a lone surrogate, which JSON may
+    spell ("\\ud800") and no database stores, becomes U+FFFD, as in model output.
+
+    The document says "no NUL" (pattern). It cannot say "no lone surrogate": validators that
+    compile patterns as Rust or ECMA regexes cannot name one, so the service takes them.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"pattern": STORABLE_TEXT, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         if "\x00" in text:
             raise ValidationError("Must not contain NUL characters.")
+        return storable(text)
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with its offset (``default_timezone`` when it has none, if given),
+    loaded as UTC: one whose UTC time falls outside years 1 to 9999
+    (9999-12-31T23:00:00-05:00) is refused, where converting it later would overflow."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
         try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValidationError("Must be valid Unicode text.") from exc
-        return text
+            return moment.astimezone(UTC)
+        except OverflowError as error:
+            raise ValidationError("Must be between years 1 and 9999 in UTC.") from error
+
+
+class JsonInteger(fields.Integer):
+    """A JSON number with an integral value (1, or 1.0: JSON Schema's integer), loaded as an
+    int; not a string, a boolean or a fraction (marshmallow's Integer takes "5", and 5.5
+    truncated)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise self.make_error("invalid")
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)  # type: ignore[no-any-return]
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false, nothing else (marshmallow's Boolean takes 0, 1, "yes", "on")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def strict_boolean(**kwargs: Any) -> fields.Boolean:
+    return StrictBoolean(**kwargs)
 
 
 def json_values(value: Any) -> Iterator[Any]:
@@ -56,14 +114,6 @@ def json_values(value: Any) -> Iterator[Any]:
             stack.extend(item)
 
 
-def is_finite_json(value: Any) -> bool:
-    """Whether a parsed JSON value holds no NaN or infinity (Python's parser takes them;
-    PostgreSQL's JSON and the upstream's SDK refuse them)."""
-    return not any(
-        isinstance(item, float) and not math.isfinite(item) for item in json_values(value)
-    )
-
-
 def not_blank(value: str) -> None:
     """Reject strings made only of white space (the empty string is Length's to report)."""
     if value and not value.strip():
@@ -73,7 +123,7 @@ def not_blank(value: str) -> None:
 # What Text with not_blank accepts, for the OpenAPI document: no NUL, and at least one
 # character that is not white space as str.strip() sees it (listed: ECMA's \s differs).
 _WHITE_SPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK_TEXT = rf"^[^\u0000]*[^\u0000{_WHITE_SPACE}][^\u0000]*$"
+NOT_BLANK_TEXT = rf"^[^{STORABLE}]*[^{STORABLE}{_WHITE_SPACE}][^{STORABLE}]*$"
 
 
 def not_blank_text(max_length: int, **kwargs: Any) -> Text:
@@ -84,7 +134,8 @@ def not_blank_text(max_length: int, **kwargs: Any) -> Text:
 
 
 def title_field(**kwargs: Any) -> Text:
-    return not_blank_text(TITLE_MAX, **kwargs)
+    metadata = {"example": "Trip to Lyon", **kwargs.pop("metadata", {})}
+    return not_blank_text(TITLE_MAX, metadata=metadata, **kwargs)
 
 
 # What names a model, at any provider (gpt-4o-mini, llama3.1:8b, Qwen/Qwen2.5-7B-Instruct):
@@ -95,7 +146,9 @@ MODEL_NAME = r"^[!-~]*$"
 
 
 def model_type_field(**kwargs: Any) -> Text:
+    metadata = {"pattern": MODEL_NAME, **kwargs.pop("metadata", {})}
     return Text(
+        metadata=metadata,
         validate=[
             validate.Length(min=1, max=MODEL_MAX),
             validate.Regexp(MODEL_NAME, error="Must be a model name: printable ASCII, no spaces."),
@@ -159,7 +212,11 @@ class Owner(fields.Field):
 
 
 def metadata_field(
-    *, nullable_values: bool = False, description: str = "", **kwargs: Any
+    *,
+    nullable_values: bool = False,
+    description: str = "",
+    parameter_style: str | None = None,
+    **kwargs: Any,
 ) -> fields.Dict:
     """A metadata object: at most 16 pairs of strings (OpenAI's limits)."""
     value = Text(validate=validate.Length(max=METADATA_VALUE_MAX), allow_none=nullable_values)
@@ -172,16 +229,31 @@ def metadata_field(
     return fields.Dict(
         keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
         values=value,
-        validate=validate.Length(
-            max=METADATA_MAX_PAIRS, error=f"At most {METADATA_MAX_PAIRS} pairs."
-        ),
+        validate=_at_most_pairs,
         data_key="metadata",
-        metadata={"description": description},
+        metadata={
+            "description": description,
+            "maxProperties": METADATA_MAX_PAIRS,
+            **({PARAMETER_STYLE: parameter_style} if parameter_style else {}),
+            JSON_SCHEMA: {
+                "propertyNames": {
+                    "minLength": 1,
+                    "maxLength": METADATA_KEY_MAX,
+                    "pattern": STORABLE_TEXT,
+                }
+            },
+        },
         **kwargs,
     )
 
 
-_METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
+def _at_most_pairs(value: dict[str, Any]) -> None:
+    # Not validate.Length: the document would say maxLength, a string's bound.
+    if len(value) > METADATA_MAX_PAIRS:
+        raise ValidationError(f"At most {METADATA_MAX_PAIRS} pairs.")
+
+
+METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
 
 
 class MetadataFilterArgs(Schema):
@@ -190,6 +262,7 @@ class MetadataFilterArgs(Schema):
     meta = metadata_field(
         load_default=dict,
         description="Only conversations whose metadata has these pairs: metadata[key]=value. ",
+        parameter_style="deepObject",
     )
 
     @pre_load
@@ -201,7 +274,7 @@ class MetadataFilterArgs(Schema):
         loaded: dict[str, Any] = {}
         wanted: dict[str, Any] = {}
         for key in data:
-            match = _METADATA_PARAM.match(key)
+            match = METADATA_PARAM.match(key)
             if match:
                 wanted[match[1]] = data[key]
             else:
@@ -212,7 +285,8 @@ class MetadataFilterArgs(Schema):
 
 
 def prompt_field(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
-    return not_blank_text(max_length, required=True, **kwargs)
+    metadata = {"example": "Where should I eat in Lyon?", **kwargs.pop("metadata", {})}
+    return not_blank_text(max_length, required=True, metadata=metadata, **kwargs)
 
 
 def _to_int(value: Any) -> Any:

@@ -16,12 +16,14 @@ from app.models import (
 )
 from app.schemas.common import (
     MAX_ID,
+    JsonInteger,
     Owner,
     Text,
-    is_finite_json,
+    UtcDateTime,
     json_values,
     metadata_field,
     model_type_field,
+    strict_boolean,
     title_field,
 )
 
@@ -48,8 +50,8 @@ class ExportedFeedback(Schema):
     comment = Text(
         load_default=None, allow_none=True, validate=validate.Length(max=FEEDBACK_COMMENT_MAX)
     )
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
 
 
 _COUNT = validate.Range(min=0, max=2**31 - 1)
@@ -58,9 +60,7 @@ OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
 
 def storable_json(value: Any) -> None:
     """Reject a JSON value no database can store: a string (or key) with a NUL or a lone
-    surrogate, or NaN or an infinity."""
-    if not is_finite_json(value):
-        raise ValidationError("Must be JSON: no NaN or Infinity.")
+    surrogate (NaN and infinities never get past the body's parser, app/schemas/json_text.py)."""
     for item in json_values(value):
         if isinstance(item, str):
             if "\x00" in item:
@@ -82,9 +82,17 @@ def _bounded(length: int) -> fields.Field:
 _ID = validate.Range(min=1, max=MAX_ID)
 
 
+def _count() -> fields.Integer:
+    # JSON integers, as the document says (not "5").
+    return JsonInteger(load_default=None, allow_none=True, validate=_COUNT)
+
+
+_ENDED_ONLY = "Must be true or false: only ended exchanges can be imported."
+
+
 class ExportedMessage(Schema):
-    id = fields.Integer(metadata={"description": "The id in the exporting instance."})
-    parent_id = fields.Integer(
+    id = JsonInteger(metadata={"description": "The id in the exporting instance."})
+    parent_id = JsonInteger(
         allow_none=True,
         validate=_ID,
         metadata={
@@ -95,11 +103,19 @@ class ExportedMessage(Schema):
     # Unbounded but by the body's size: a /v1 prompt may be longer than the API's prompts.
     prompt_content = Text(required=True)
     response_content = Text(load_default="")
-    prompt_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
-    response_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
-    total_tokens = fields.Integer(load_default=None, allow_none=True, validate=_COUNT)
-    is_success = fields.Boolean(load_default=None, allow_none=True)
-    status_code = fields.Integer(
+    prompt_tokens = _count()
+    response_tokens = _count()
+    total_tokens = _count()
+    # Only ended exchanges: one "in progress" would be the reaper's to end (and count).
+    is_success = strict_boolean(
+        required=True,
+        error_messages={
+            "required": _ENDED_ONLY,
+            "null": _ENDED_ONLY,
+        },
+        metadata={"description": "The exchange's outcome: an import holds ended ones only."},
+    )
+    status_code = JsonInteger(
         load_default=None, allow_none=True, validate=validate.Range(min=100, max=599)
     )
     # Absent from documents older than these fields: an outcome then follows is_success.
@@ -109,15 +125,16 @@ class ExportedMessage(Schema):
     endpoint = _bounded(ENDPOINT_MAX)
     request_id = _bounded(REQUEST_ID_MAX)
     finish_reason = _bounded(FINISH_REASON_MAX)
-    ttft_ms = _optional(fields.Integer, validate=_COUNT)
-    duration_ms = _optional(fields.Integer, validate=_COUNT)
+    ttft_ms = _optional(JsonInteger, validate=_COUNT)
+    duration_ms = _optional(JsonInteger, validate=_COUNT)
     tool_calls = _optional(fields.List, fields.Dict(), validate=storable_json)
     request_params = _optional(fields.Dict, validate=storable_json)
     system_prompt = _optional(Text)
-    input_items = _optional(fields.List, fields.Dict(), validate=storable_json)
+    # null where an item was deleted through the Conversations API
+    input_items = _optional(fields.List, fields.Dict(allow_none=True), validate=storable_json)
     feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
 
     @validates_schema
     def _outcome_agrees(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -127,18 +144,18 @@ class ExportedMessage(Schema):
 
 
 class ExportedConversation(Schema):
-    id = fields.Integer(metadata={"description": "The id in the exporting instance."})
+    id = JsonInteger(metadata={"description": "The id in the exporting instance."})
     title = title_field(load_default=None, allow_none=True)
     model_type = model_type_field(required=True)
     meta = metadata_field(load_default=dict)
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
-    last_activity_at = fields.AwareDateTime(
+    created_at = UtcDateTime(required=True)
+    updated_at = UtcDateTime(required=True)
+    last_activity_at = UtcDateTime(
         load_default=None, metadata={"description": "Omitted: its last exchange's or creation."}
     )
-    archived = fields.Boolean(load_default=False)
-    pinned = fields.Boolean(load_default=False)
-    current_message_id = fields.Integer(
+    archived = strict_boolean(load_default=False)
+    pinned = strict_boolean(load_default=False)
+    current_message_id = JsonInteger(
         allow_none=True,
         validate=_ID,
         metadata={
@@ -153,7 +170,7 @@ class ExportDocument(Schema):
     """The JSON export: what GET /conversations/<id>/export gives and POST /import takes."""
 
     format = fields.String(required=True, validate=validate.Equal("convstore"))
-    version = fields.Integer(required=True, strict=True, validate=validate.Equal(1))
+    version = JsonInteger(required=True, validate=validate.Equal(1))
     conversations = fields.List(fields.Nested(ExportedConversation), required=True)
 
 

@@ -16,12 +16,13 @@ from app.schemas.common import (
     PageArgs,
     Text,
     prompt_field,
+    strict_boolean,
 )
 
 
 class MessageCreate(Schema):
     prompt = prompt_field(metadata={"description": "The user's message."})
-    stream = fields.Boolean(
+    stream = strict_boolean(
         load_default=False,
         metadata={"description": "true: answer as Server-Sent Events while the LLM writes."},
     )

@@ -11,10 +11,15 @@ from marshmallow import (
     ValidationError,
     fields,
     validate,
-    validates_schema,
 )
 
-from app.schemas.common import MAX_ID, is_finite_json, model_type_field
+from app.schemas.common import (
+    JSON_SCHEMA,
+    MAX_ID,
+    JsonInteger,
+    model_type_field,
+    strict_boolean,
+)
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -23,6 +28,14 @@ def _chat_messages(messages: list[dict[str, Any]]) -> None:
     for index, message in enumerate(messages):
         if message.get("role") not in CHAT_ROLES:
             raise ValidationError(f"messages[{index}].role must be one of {', '.join(CHAT_ROLES)}.")
+
+
+def _token_limit() -> fields.Integer:
+    return JsonInteger(
+        allow_none=True,
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "At most MAX_OUTPUT_TOKENS when that is set (clamped)."},
+    )
 
 
 class ChatCompletionCreate(Schema):
@@ -36,17 +49,22 @@ class ChatCompletionCreate(Schema):
         fields.Dict(),
         required=True,
         validate=[validate.Length(min=1), _chat_messages],
-        metadata={"description": "The whole conversation so far, as OpenAI's SDKs send it."},
+        metadata={
+            "description": "The whole conversation so far, as OpenAI's SDKs send it.",
+            JSON_SCHEMA: {
+                "items": {
+                    "type": "object",
+                    "required": ["role"],
+                    "properties": {"role": {"type": "string", "enum": list(CHAT_ROLES)}},
+                }
+            },
+        },
     )
-    stream = fields.Boolean(load_default=False)
-
-    @validates_schema(pass_original=True)
-    def _finite(self, _data: dict[str, Any], original: Any, **_kwargs: Any) -> None:
-        # JSON has no NaN or Infinity; Python's parser takes them, the upstream call and
-        # PostgreSQL's JSON columns would then fail (a 500).
-        for key, value in original.items() if isinstance(original, dict) else ():
-            if not is_finite_json(value):
-                raise ValidationError("Must be JSON: no NaN or Infinity.", str(key))
+    stream = strict_boolean(load_default=False)
+    # JSON integers only (100000.0 is loaded as 100000): MAX_OUTPUT_TOKENS clamps what it can
+    # compare, and an upstream would coerce "100000" or true past the cap.
+    max_tokens = _token_limit()
+    max_completion_tokens = _token_limit()
 
 
 class ConversationHeader(Schema):
@@ -56,6 +74,7 @@ class ConversationHeader(Schema):
     conversation_id = fields.Integer(
         data_key="X-Conversation-Id",
         load_default=None,
+        allow_none=False,  # absent, or an id: "null" is not one
         validate=validate.Range(min=1, max=MAX_ID),
         metadata={
             "description": "Save the call in this conversation of yours; without it the call "
@@ -66,6 +85,9 @@ class ConversationHeader(Schema):
 
 class ChatCompletionOut(Schema):
     """OpenAI's chat completion object, as the upstream sent it (only its outline here)."""
+
+    class Meta:
+        unknown = INCLUDE  # the upstream's other fields, relayed as they are
 
     id = fields.String()
     object = fields.String()
@@ -79,10 +101,16 @@ class ChatCompletionChunkOut(Schema):
     """One event of a streamed answer: ``data: <chat.completion.chunk JSON>``, then
     ``data: [DONE]``, or ``data: {"error": {...}}`` if it broke off."""
 
+    event = fields.String(
+        metadata={"description": "The SSE event type: message, the default (not sent)."}
+    )
     data = fields.String(required=True)
 
 
 class ModelOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # the upstream's other fields, relayed as they are
+
     id = fields.String()
     object = fields.String()
     created = fields.Integer()
@@ -90,6 +118,9 @@ class ModelOut(Schema):
 
 
 class ModelListOut(Schema):
+    class Meta:
+        unknown = INCLUDE  # the upstream's other fields, relayed as they are
+
     object = fields.String()
     data = fields.List(fields.Nested(ModelOut))
 

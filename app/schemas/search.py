@@ -8,7 +8,13 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.repositories.search_query import QUERY_MAX, Cursor, QueryError, SearchQuery, parse
-from app.schemas.common import MAX_PAGE, MetadataFilterArgs, Owner, model_type_field
+from app.schemas.common import (
+    MAX_PAGE,
+    MetadataFilterArgs,
+    Owner,
+    UtcDateTime,
+    model_type_field,
+)
 
 
 class SearchQueryField(fields.String):
@@ -58,13 +64,13 @@ class SearchArgs(MetadataFilterArgs):
     model = model_type_field(
         load_default=None, metadata={"description": "Only conversations with this model_type."}
     )
-    since = fields.AwareDateTime(
+    since = UtcDateTime(
         data_key="from",
         load_default=None,
         default_timezone=UTC,
         metadata={"description": "Only text written at or after this time (ISO 8601)."},
     )
-    until = fields.AwareDateTime(
+    until = UtcDateTime(
         data_key="to",
         load_default=None,
         default_timezone=UTC,

@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 from webargs.fields import DelimitedList
 
-from app.schemas.common import Owner
+from app.schemas.common import JSON_SCHEMA, Owner
 
 USAGE_GROUPS = ("day", "model", "user")
 USAGE_MAX_DAYS = 366
@@ -29,7 +29,12 @@ class UsageArgs(Schema):
     group_by = DelimitedList(
         fields.String(validate=validate.OneOf(USAGE_GROUPS)),
         load_default=[],
-        metadata={"description": "Comma-separated, any of day, model, user; none: one total."},
+        # Given, it names at least one group: "group_by=" is not "no grouping" but a typo.
+        validate=validate.Length(min=1),
+        metadata={
+            "description": "Comma-separated, any of day, model, user; none: one total.",
+            JSON_SCHEMA: {"default": []},  # not the serialized "" apispec would write
+        },
     )
     owner = Owner(whose="usage")
 

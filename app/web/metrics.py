@@ -31,6 +31,13 @@ from app.extensions import db
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 UNMATCHED_ROUTE = "<unmatched>"  # unknown paths: one label value, not one per path tried
+# Every label takes its values from a bounded set, so that no client can grow the number of
+# series (each one costs memory in every worker and in Prometheus): a method outside these
+# is "other", and model names past the first MODEL_LABELS a process saw are "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+MODEL_LABELS = 100
+_models_seen: set[str] = set()
 
 HTTP_REQUESTS = Counter(
     "convstore_http_requests",
@@ -112,9 +119,25 @@ def stream_ended() -> None:
     STREAMS_IN_FLIGHT.dec()
 
 
+def model_label(model: str) -> str:
+    """The model's label value: the name itself, among the first MODEL_LABELS this process
+    saw (clients choose model names), else "other"."""
+    if model in _models_seen:
+        return model
+    if len(_models_seen) < MODEL_LABELS:
+        _models_seen.add(model)
+        return model
+    return OTHER
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER
+
+
 def exchange_ended(endpoint: str, outcome: str, model: str, values: Mapping[str, Any]) -> None:
     """Count an ended exchange, its tokens and its time to first token."""
     EXCHANGES.labels(endpoint, outcome).inc()
+    model = model_label(model)
     for kind, column in (("prompt", "prompt_tokens"), ("response", "response_tokens")):
         if values.get(column):
             TOKENS.labels(model, kind).inc(values[column])
@@ -129,7 +152,7 @@ def exchange_interrupted(endpoint: str) -> None:
 
 def title_tokens(model: str, total: int | None) -> None:
     if total:
-        TOKENS.labels(model, "title").inc(total)
+        TOKENS.labels(model_label(model), "title").inc(total)
 
 
 def upstream_error(kind: str) -> None:
@@ -148,7 +171,7 @@ def exchange_lost() -> None:
 def _count_request(response: Response) -> Response:
     rule = request.url_rule
     route = rule.rule if rule is not None else UNMATCHED_ROUTE
-    method, started = request.method, g.get("received_at") or time.perf_counter()
+    method, started = method_label(request.method), g.get("received_at") or time.perf_counter()
     HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
     # Observed when the response closes, so a stream's duration is the whole stream's.
     response.call_on_close(

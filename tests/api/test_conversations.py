@@ -109,13 +109,15 @@ class TestCreate:
         assert response.json["errors"] == {"json": {field: [message]}}
         assert database.scalar("SELECT count(*) FROM conversations") == 0
 
-    def test_lone_surrogate_is_422_not_a_database_error(self, client):
+    def test_a_lone_surrogate_becomes_a_replacement_character(self, client):
+        # Issue 20: the OpenAPI document cannot refuse one, so the service takes it, made
+        # storable as model output is (U+FFFD), rather than a 422 the document denies.
         response = client.post(
-            "/conversations", data='{"title": "\\ud800"}', content_type="application/json"
+            "/conversations", data='{"title": "a\\ud800b"}', content_type="application/json"
         )
 
-        assert response.status_code == 422
-        assert response.json["errors"] == {"json": {"title": ["Must be valid Unicode text."]}}
+        assert response.status_code == 201
+        assert response.json["title"] == "a\ufffdb"
 
     def test_malformed_json_is_400(self, client):
         response = client.post("/conversations", data="{nope", content_type="application/json")
@@ -124,20 +126,20 @@ class TestCreate:
         assert response.json["errors"] == {"json": ["Invalid JSON body."]}
 
     @pytest.mark.parametrize(
-        "body",
+        ("body", "reason"),
         [
             # json.loads refuses integers of more than 4300 digits with a plain ValueError...
-            '{"title": ' + "1" * 5000 + "}",
+            ('{"title": ' + "1" * 5000 + "}", "An integer of more than 4300 digits."),
             # ...and arrays nested deeper than the recursion limit with a RecursionError.
-            "[" * 100_000 + "]" * 100_000,
+            ("[" * 100_000 + "]" * 100_000, "Nested deeper than 64 levels."),
         ],
         ids=["huge-integer", "deep-nesting"],
     )
-    def test_json_python_cannot_load_is_400_not_500(self, client, database, body):
+    def test_json_python_cannot_load_is_400_not_500(self, client, database, body, reason):
         response = client.post("/conversations", data=body, content_type="application/json")
 
         assert response.status_code == 400
-        assert response.json["errors"] == {"json": ["Invalid JSON body."]}
+        assert response.json["errors"] == {"json": [f"Invalid JSON body: {reason}"]}
         assert database.scalar("SELECT count(*) FROM conversations") == 0
 
     def test_no_body_at_all_creates_one_with_the_defaults_as_documented(self, client, app):

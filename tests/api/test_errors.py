@@ -77,21 +77,23 @@ def test_openapi_lists_each_error_an_operation_can_answer(anonymous):
     documented = {key: " ".join(sorted(op["responses"])) for key, op in operations(spec).items()}
 
     assert documented[("GET", "/conversations")] == "200 401 403 414 422 429 503"
-    assert documented[("POST", "/conversations")] == "201 400 401 413 415 422 429 503"
-    assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 429 503"
+    assert documented[("POST", "/conversations")] == "201 400 401 413 414 415 422 429 503"
+    assert documented[("GET", "/conversations/{conversation_id}")] == "200 401 404 414 422 429 503"
     assert documented[("PUT", "/conversations/{conversation_id}")] == (
-        "202 400 401 404 413 415 422 429 503"
+        "202 400 401 404 413 414 415 422 429 503"
     )
-    assert documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 429 503"
+    assert (
+        documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 414 422 429 503"
+    )
     assert documented[("GET", "/conversations/{conversation_id}/messages")] == (
-        "200 401 404 422 429 503"
+        "200 401 404 414 422 429 503"
     )
     assert documented[("POST", "/conversations/{conversation_id}/messages")] == (
-        "200 201 400 401 404 413 415 422 429 502 503 504"
+        "200 201 400 401 404 413 414 415 422 429 502 503 504"
     )
-    assert documented[("GET", "/text/generate/stream")] == "200 401 404 422 429 502 503 504"
-    assert documented[("GET", "/healthz")] == "200"
-    assert documented[("GET", "/readyz")] == "200 503"
+    assert documented[("GET", "/text/generate/stream")] == "200 401 404 414 422 429 502 503 504"
+    assert documented[("GET", "/healthz")] == "200 414"
+    assert documented[("GET", "/readyz")] == "200 414 503"
 
 
 def test_openapi_error_schema_is_the_one_error_shape(anonymous):
@@ -125,12 +127,12 @@ def test_openapi_lists_the_errors_of_search_metadata_feedback_and_export(anonymo
 
     assert documented[("GET", "/search")] == "200 401 403 414 422 429 503"
     assert documented[("PATCH", "/conversations/{conversation_id}")] == (
-        "200 400 401 404 413 415 422 429 503"
+        "200 400 401 404 413 414 415 422 429 503"
     )
-    assert documented[("PUT", feedback)] == "200 400 401 404 413 415 422 429 503"
-    assert documented[("DELETE", feedback)] == "204 401 404 429 503"
+    assert documented[("PUT", feedback)] == "200 400 401 404 413 414 415 422 429 503"
+    assert documented[("DELETE", feedback)] == "204 401 404 414 422 429 503"
     assert documented[("GET", "/conversations/{conversation_id}/export")] == (
-        "200 401 404 422 429 503"
+        "200 401 404 414 422 429 503"
     )
-    assert documented[("GET", "/export")] == "200 401 403 422 429 503"
-    assert documented[("POST", "/import")] == "201 400 401 413 415 422 429 503"
+    assert documented[("GET", "/export")] == "200 401 403 414 422 429 503"
+    assert documented[("POST", "/import")] == "201 400 401 413 414 415 422 429 503"

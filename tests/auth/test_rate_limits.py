@@ -4,6 +4,7 @@ when Redis goes away, per process with the embedded memory:// default."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import time
@@ -348,3 +349,32 @@ def test_responses_are_limited_as_generation_in_openai_shape(limited_app, fake_l
     # Not a generation request: still served (the first response's own conversation).
     assert client.get("/v1/conversations/conv_1").status_code == 200
     assert len(fake_llm.requests) == 2
+
+
+def test_only_a_storage_failure_is_logged_as_one(limited_app, caplog):
+    """Issue 20 (10): every flask-limiter record, a plain 429's included, was rewritten into
+    "storage unreachable" and used up the interval's one warning."""
+    (reporter,) = [f for f in logging.getLogger("flask-limiter").filters if hasattr(f, "seconds")]
+    reporter._next = 0.0  # the interval's slot free, whatever ran before in this process
+    client = account(limited_app, "alice")
+    dead_storage = make_app(
+        limited_app.config["SQLALCHEMY_DATABASE_URI"],
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_STORAGE_URL="redis://127.0.0.1:9/0",  # nothing listens there
+    )
+
+    with caplog.at_level(logging.INFO, logger="flask-limiter"):
+        statuses = [client.get("/conversations").status_code for _ in range(3)]
+        refused = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        with disposing(dead_storage):
+            served = keyed_client(dead_storage, client.environ_base["HTTP_AUTHORIZATION"][7:])
+            unlimited = served.get("/conversations").status_code
+        failed = [(r.levelname, r.getMessage()) for r in caplog.records]
+
+    assert statuses == [200, 200, 429]
+    assert not any("unreachable" in line for line in refused)
+    assert unlimited == 200
+    assert len(failed) == 1
+    assert failed[0][0] == "WARNING"
+    assert failed[0][1].startswith("rate-limit storage unreachable; serving requests unlimited")

@@ -48,14 +48,15 @@ class TestRequestLog:
         caplog.clear()
 
         with caplog.at_level(logging.INFO, logger=REQUEST_LOGGER):
-            query = f"prompt=my+secret+prompt&conversation_id={conversation}"
-            with client.get(f"/conversations/{conversation}?{query}") as response:
+            # (An undeclared parameter is a 422: the query holds only declared ones.)
+            query = f"metadata[note]=my+secret+prompt&after={conversation}"
+            with client.get(f"/conversations?{query}") as response:
                 request_id = response.headers["X-Request-ID"]
 
         (record,) = request_records(caplog)
-        assert record.getMessage() == "GET /conversations/<id:conversation_id> 200"
+        assert record.getMessage() == "GET /conversations 200"
         assert record.method == "GET"
-        assert record.route == "/conversations/<id:conversation_id>"
+        assert record.route == "/conversations"
         assert record.status == 200
         assert record.request_id == request_id
         assert record.user_id == alice.user_id
