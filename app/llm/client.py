@@ -237,13 +237,14 @@ class LLMClient:
 
     def stream_request(self, body: Mapping[str, Any], request_id: str | None) -> ChatStream:
         """Open a streamed chat completion for a request this service built (the Responses
-        API's translation), usage requested; errors as ``relay_chat``'s."""
+        API's translation), usage requested; errors and retries as ``relay_chat``'s (/v1:
+        the client's SDK retries, GATEWAY_MAX_RETRIES)."""
         self._check_configured()
         body = {**body, "stream": True}
         if self.stream_usage:
             body["stream_options"] = {"include_usage": True}
         try:
-            stream = self._client.post(
+            stream = self._gateway.post(
                 "/chat/completions",
                 body=body,
                 cast_to=ChatCompletion,

@@ -12,6 +12,7 @@ from app.exchange.lifecycle import Outcome
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
 from app.services.auth import Principal
+from app.services.export import EXCHANGE_FIELDS
 from app.services.unit_of_work import unit_of_work
 
 MESSAGE_FIELDS = (
@@ -22,18 +23,7 @@ MESSAGE_FIELDS = (
     "total_tokens",
     "is_success",
     "status_code",
-    "outcome",
-    "reasoning_content",
-    "model",
-    "endpoint",
-    "request_id",
-    "finish_reason",
-    "ttft_ms",
-    "duration_ms",
-    "tool_calls",
-    "request_params",
-    "system_prompt",
-    "input_items",
+    *EXCHANGE_FIELDS,
     "created_at",
     "updated_at",
 )
