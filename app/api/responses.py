@@ -116,7 +116,7 @@ class ResponseInputItems(MethodView):
 
 @blp.route("/conversations")
 class Conversations(MethodView):
-    @blp.arguments(ConversationObjectCreate)
+    @blp.arguments(ConversationObjectCreate, required=False)
     @blp.response(200, ConversationObjectOut)
     @_openai_errors(*_COMMON_ERRORS, *_BODY_ERRORS)
     def post(self, body: dict[str, Any]) -> Response:

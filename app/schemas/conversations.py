@@ -18,6 +18,7 @@ from app.schemas.common import (
     PageArgs,
     metadata_field,
     model_type_field,
+    strict_boolean,
     title_field,
 )
 
@@ -99,10 +100,10 @@ class ConversationPatch(Schema):
     title = title_field()
     model_type = model_type_field()
     meta = metadata_field(nullable_values=True)
-    archived = fields.Boolean(
+    archived = strict_boolean(
         metadata={"description": "Archived conversations leave the lists (see archived=)."}
     )
-    pinned = fields.Boolean(metadata={"description": "Pinned ones come first in order=recent."})
+    pinned = strict_boolean(metadata={"description": "Pinned ones come first in order=recent."})
     current_message_id = fields.Integer(
         validate=validate.Range(min=1, max=MAX_ID),
         metadata={

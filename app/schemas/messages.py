@@ -39,7 +39,7 @@ class MessageCreate(Schema):
 
 
 class RegenerateIn(Schema):
-    stream = fields.Boolean(
+    stream = strict_boolean(
         load_default=False,
         metadata={"description": "true: answer as Server-Sent Events while the LLM writes."},
     )

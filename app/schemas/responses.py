@@ -23,7 +23,15 @@ from marshmallow import (
     validates,
 )
 
-from app.schemas.common import MAX_PAGE, Text, metadata_field, model_type_field
+from app.schemas.common import (
+    JSON_SCHEMA,
+    MAX_PAGE,
+    JsonInteger,
+    Text,
+    metadata_field,
+    model_type_field,
+    strict_boolean,
+)
 
 INPUT_ROLES = ("user", "system", "developer", "assistant")
 MAX_CONVERSATION_ITEMS = 20  # per POST /v1/conversations or .../items, as OpenAI allows
@@ -282,14 +290,14 @@ class ResponseCreate(Schema):
     instructions = Text(load_default=None, allow_none=True)
     previous_response_id = Text(load_default=None, allow_none=True)
     conversation = fields.Raw(load_default=None, allow_none=True)
-    store = fields.Boolean(load_default=True, allow_none=True)
-    stream = fields.Boolean(load_default=False, allow_none=True)
+    store = strict_boolean(load_default=True, allow_none=True)
+    stream = strict_boolean(load_default=False, allow_none=True)
     tools = fields.List(fields.Raw(), load_default=list, allow_none=True)
     tool_choice = fields.Raw(load_default="auto", allow_none=True)
-    parallel_tool_calls = fields.Boolean(load_default=True, allow_none=True)
+    parallel_tool_calls = strict_boolean(load_default=True, allow_none=True)
     temperature = fields.Float(load_default=None, allow_none=True, validate=validate.Range(0, 2))
     top_p = fields.Float(load_default=None, allow_none=True, validate=validate.Range(0, 1))
-    max_output_tokens = fields.Integer(
+    max_output_tokens = JsonInteger(
         load_default=None, allow_none=True, validate=validate.Range(min=16)
     )
     text = fields.Raw(load_default=None, allow_none=True)
@@ -483,7 +491,15 @@ class IncludeArgs(Schema):
     class Meta:
         unknown = RAISE
 
-    include = fields.List(fields.String(), load_default=list, data_key="include[]")
+    include = fields.List(
+        fields.String(),
+        load_default=list,
+        data_key="include[]",
+        metadata={
+            "description": "Accepted empty only: there is nothing extra to include.",
+            JSON_SCHEMA: {"maxItems": 0},
+        },
+    )
 
     @validates("include")
     def _include(self, value: list[str], **_: Any) -> None:
@@ -494,7 +510,13 @@ class IncludeArgs(Schema):
 class ResponseGetArgs(IncludeArgs):
     """GET /v1/responses/{id}: a stored response, as JSON only."""
 
-    stream = fields.Boolean(load_default=False)
+    stream = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "false only: a stored response is retrieved as JSON.",
+            JSON_SCHEMA: {"enum": [False]},
+        },
+    )
     starting_after = fields.Integer(load_default=None)
     include_obfuscation = fields.Boolean(load_default=None)
 

@@ -42,6 +42,14 @@ CONVERSATIONS = 4  # made before fuzzing, so that generated requests can name re
 REFUSALS = [400, 401, 403, 404, 405, 406, 409, 413, 414, 415, 422, 428, 429]
 
 
+# The Responses and Conversations APIs' request bodies (see ``exceptions``).
+RESPONSES_BODIES = (
+    "/v1/responses",
+    "/v1/conversations",
+    "/v1/conversations/{conversation_id}/items",
+)
+
+
 def exceptions(case: schemathesis.Case) -> list:
     """The checks skipped for this case; README ("The contract") gives each one's reason."""
     query = case.query or {}
@@ -49,12 +57,52 @@ def exceptions(case: schemathesis.Case) -> list:
         # At most USAGE_MAX_DAYS from `from` to `to`: a bound between two parameters, which
         # OpenAPI cannot state. Past it the answer is 422.
         return [schemathesis.checks.positive_data_acceptance]
+    if (
+        case.path == "/conversations"
+        and case.method.upper() == "GET"
+        and ("cursor" in query or ("after" in query and query.get("order") == "recent"))
+    ):
+        # order=recent's cursor is opaque (only one the service gave is valid), and after
+        # pages order=created only: a rule between two parameters. Both are 422 otherwise.
+        return [schemathesis.checks.positive_data_acceptance]
+    if case.method.upper() == "POST" and case.path in RESPONSES_BODIES:
+        # OpenAI's requests, documented whole: rules between fields (input, unless a previous
+        # response or a conversation gives the context; not both of those; store: false
+        # without a conversation), Responses items (a union of item types, each checked by
+        # the service) and features refused by name (background, built-in tools, ...), each
+        # a 400 in OpenAI's shape that says why.
+        return [schemathesis.checks.positive_data_acceptance]
+    if _names_an_exchange(case):
+        # An exchange named by id must be one of that conversation's (an earlier one of the
+        # document's, in an import): existence, which no schema states. 422 otherwise.
+        return [schemathesis.checks.positive_data_acceptance]
     if case.path == "/search" and ("cursor" in query or not _parses(query.get("q"))):
         # A cursor is opaque: only one the service gave is valid, which no pattern states;
         # q has a grammar (balanced quotes, at least one word not excluded, at most 16 terms)
         # that no pattern states either. Queries the service's own parser refuses are 422.
         return [schemathesis.checks.positive_data_acceptance]
     return []
+
+
+def _names_an_exchange(case: schemathesis.Case) -> bool:
+    """Whether the request names an exchange by id: a leaf, a parent, a current exchange."""
+    query, body = case.query or {}, case.body if isinstance(case.body, dict) else {}
+    if query.get("leaf") is not None:
+        return True
+    if body.get("parent_id") is not None or body.get("current_message_id") is not None:
+        return True
+    conversations = body.get("conversations") if case.path == "/import" else None
+    return any(
+        isinstance(c, dict)
+        and (
+            c.get("current_message_id") is not None
+            or any(
+                isinstance(m, dict) and m.get("parent_id") is not None
+                for m in (c.get("messages") if isinstance(c.get("messages"), list) else ())
+            )
+        )
+        for c in (conversations if isinstance(conversations, list) else ())
+    )
 
 
 def _parses(q: object) -> bool:
