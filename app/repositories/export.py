@@ -45,6 +45,7 @@ MESSAGE_COLUMNS = (
     Message.request_params,
     Message.system_prompt,
     Message.input_items,
+    Message.usage_estimated,
     Message.created_at,
     Message.updated_at,
 )

@@ -130,6 +130,10 @@ class ExportedMessage(Schema):
     tool_calls = _optional(fields.List, fields.Dict(), validate=storable_json)
     request_params = _optional(fields.Dict, validate=storable_json)
     system_prompt = _optional(Text)
+    usage_estimated = strict_boolean(
+        load_default=False,
+        metadata={"description": "Its tokens are the service's estimate (README, Usage)."},
+    )
     # null where an item was deleted through the Conversations API
     input_items = _optional(fields.List, fields.Dict(allow_none=True), validate=storable_json)
     feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)

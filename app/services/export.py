@@ -41,6 +41,7 @@ EXCHANGE_FIELDS = (
     "request_params",
     "system_prompt",
     "input_items",
+    "usage_estimated",
 )
 T = TypeVar("T")
 

@@ -98,7 +98,7 @@ UNSET = dict.fromkeys(
         "system_prompt",
         "input_items",
     )
-)
+) | {"usage_estimated": False}
 
 
 def expected_document(conversation: int, messages: list[int]) -> dict:
@@ -380,6 +380,7 @@ class TestImport:
                 request_params={"model": "gpt-4o-mini", "tools": [{"type": "function"}], "n": 1.5},
                 system_prompt="Be brief.",
                 input_items=[{"role": "system", "content": "Be brief."}, user_item("déjà vu")],
+                usage_estimated=True,
                 created_at=T1,
                 updated_at=T1,
             ),
