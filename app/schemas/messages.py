@@ -112,7 +112,10 @@ class LoadedOnly(fields.Nested):
         state = sa_inspect(obj, raiseerr=False)
         if state is None:
             return super().get_value(obj, attr, accessor, default)
-        value = state.attrs[attr].loaded_value
+        # What state.attrs[attr].loaded_value reads, without building an AttributeState for
+        # every attribute of the row first (state.attrs does, on each access: 15 % of a
+        # 37-row branch read's CPU).
+        value = state.dict.get(attr, NO_VALUE)
         return None if value is NO_VALUE else value
 
 
