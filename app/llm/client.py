@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import openai
@@ -16,6 +16,7 @@ from app.llm.errors import (
     STREAM_ERRORS,
     BadUpstreamEvent,
     LLMNotConfigured,
+    UpstreamError,
     map_error,
     pass_through_error,
 )
@@ -194,23 +195,34 @@ class LLMClient:
         }
         if self.stream_usage:
             body["stream_options"] = {"include_usage": True}
+        stream = self._open(self._client, body, request_id, _RawChunkStream, map_error)
+        return _OpenAIChatStream(stream)
+
+    def _open(
+        self,
+        client: openai.OpenAI,
+        body: Mapping[str, Any],
+        request_id: str | None,
+        stream_cls: type[_RawChunkStream],
+        mapped: Callable[[Exception], UpstreamError],
+    ) -> Any:
+        """POST a streamed chat completion; a failure to start is raised as ``mapped``'s."""
         try:
             # client.post, not chat.completions.create: create() walks the whole message
             # list through openai's TypedDict transformer, ~0.1 ms per history message (2 ms
             # at 20), all before the first token. And chunks come as plain dicts: building a
             # pydantic ChatCompletionChunk per token doubled the relay's CPU per chunk.
             # Request, retries, time-outs, SSE decoding and error mapping are openai's own.
-            stream = self._client.post(
+            return client.post(
                 "/chat/completions",
                 body=body,
                 cast_to=ChatCompletion,
-                options={"headers": {"X-Request-ID": request_id}} if request_id else {},
+                options=_request_options(request_id),
                 stream=True,
-                stream_cls=_RawChunkStream,
+                stream_cls=stream_cls,
             )
         except STREAM_ERRORS as error:
-            raise map_error(error) from error
-        return _OpenAIChatStream(stream)
+            raise mapped(error) from error
 
     def relay_chat(
         self, body: Mapping[str, Any], request_id: str | None, relay_usage: bool
@@ -222,17 +234,7 @@ class LLMClient:
         body = {**body, "stream": True}
         if self.stream_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        try:
-            stream = self._gateway.post(
-                "/chat/completions",
-                body=body,
-                cast_to=ChatCompletion,
-                options=_request_options(request_id),
-                stream=True,
-                stream_cls=_RawEventStream,
-            )
-        except STREAM_ERRORS as error:
-            raise pass_through_error(error) from error
+        stream = self._open(self._gateway, body, request_id, _RawEventStream, pass_through_error)
         return _RelayedChatStream(stream, relay_usage)
 
     def stream_request(self, body: Mapping[str, Any], request_id: str | None) -> ChatStream:
@@ -243,17 +245,7 @@ class LLMClient:
         body = {**body, "stream": True}
         if self.stream_usage:
             body["stream_options"] = {"include_usage": True}
-        try:
-            stream = self._gateway.post(
-                "/chat/completions",
-                body=body,
-                cast_to=ChatCompletion,
-                options=_request_options(request_id),
-                stream=True,
-                stream_cls=_RawChunkStream,
-            )
-        except STREAM_ERRORS as error:
-            raise pass_through_error(error) from error
+        stream = self._open(self._gateway, body, request_id, _RawChunkStream, pass_through_error)
         return _OpenAIChatStream(stream)
 
     def complete_chat(self, body: Mapping[str, Any], request_id: str | None) -> ChatStream:
