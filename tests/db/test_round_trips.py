@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from psycopg import _queries as psycopg_queries
 
 from app.extensions import db
 from tests.conftest import keyed_client
@@ -139,6 +140,29 @@ def test_a_streamed_exchange_is_two_round_trips_before_the_llm_and_one_to_save(
     # prompt's INSERT, which commits by itself; after the answer, one statement ends the
     # exchange and folds it into its usage rollup.
     assert checkins == [1 + 1, 1 + 1 + 1]
+
+
+def test_a_streams_statements_are_parsed_by_psycopg_once_not_per_stream(
+    client, engine, monkeypatch
+):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    query = {"prompt": "Say hello", "conversation_id": conversation_id}
+    parsed: list[bytes] = []
+    split_query = psycopg_queries._split_query
+
+    def counting(query: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(query)
+        return split_query(query, *args, **kwargs)
+
+    client.get("/text/generate/stream", query_string=query, buffered=True)  # parsed here
+    monkeypatch.setattr(psycopg_queries, "_split_query", counting)
+
+    response = client.get("/text/generate/stream", query_string=query, buffered=True)
+
+    # The save included (14 KB with the usage rollup's buckets): past psycopg's default
+    # 4 KB bound, it was parsed again on every stream.
+    assert response.status_code == 200
+    assert parsed == []
 
 
 def test_an_edit_in_a_branched_conversation_costs_what_a_new_prompt_does(trips, client, engine):
