@@ -8,7 +8,9 @@ through the app in-process (Flask's test client, the fake LLM over HTTP, Postgre
 order A B, B A, A B..., each timed in thread CPU time. This VM's speed drifts by 10 to 40 %
 from one minute to the next, which swamps a difference of a few percent between two separate
 runs; alternating requests in one process puts both versions under the same drift.
-``bench/ab/same.py`` (A = B) shows the method's own noise.
+``bench/ab/same.py`` (A = B) shows the method's own noise. A swap file may also name a target
+per version (``TARGET_A``, ``TARGET_B``) to compare two endpoints on the same code:
+``bench/ab/responses_vs_chat.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("swap_file")
     parser.add_argument("--requests", type=int, default=400, help="per version")
     parser.add_argument("--tokens", type=int, default=3)
-    parser.add_argument("--target", choices=["text", "v1", "get", "list"], default="text")
+    parser.add_argument("--target", choices=["text", "v1", "responses", "get", "list"], default="text")
     args = parser.parse_args(argv)
 
     llm_port = free_port()
@@ -79,30 +81,43 @@ def main(argv: list[str] | None = None) -> None:
             headers={**headers, "X-Conversation-Id": str(conversation_id)},
         )
 
+    def responses(n: int) -> object:
+        body = {
+            "model": "bench",
+            "stream": True,
+            "input": f"p{n}",
+            "conversation": f"conv_{conversation_id}",
+        }
+        return client.post("/v1/responses", json=body, buffered=False, headers=headers)
+
     def get(n: int) -> object:
         return client.get(f"/conversations/{conversation_id}", headers=headers)
 
     def page(n: int) -> object:
         return client.get("/conversations?take=20", headers=headers)
 
-    send = {"text": text, "v1": v1, "get": get, "list": page}[args.target]
+    sends = {"text": text, "v1": v1, "responses": responses, "get": get, "list": page}
+    swaps = runpy.run_path(args.swap_file)
+    targets = {v: sends[swaps.get(f"TARGET_{v}", args.target)] for v in "AB"}
+    version = "A"
 
     def one(n: int) -> None:
-        response = send(n)
+        response = targets[version](n)
         for _ in response.response:  # type: ignore[attr-defined]
             pass
         response.close()  # type: ignore[attr-defined]
 
-    swaps = runpy.run_path(args.swap_file)
     swap_a: Callable[[], None] = swaps["swap_a"]
     swap_b: Callable[[], None] = swaps["swap_b"]
     for n in range(60):  # warm up both
+        version = "A" if n % 2 else "B"
         (swap_a if n % 2 else swap_b)()
         one(n)
     times: dict[str, list[float]] = {"A": [], "B": []}
     for n in range(args.requests):
         order = [("A", swap_a), ("B", swap_b)]
         for name, swap in order if n % 2 else reversed(order):
+            version = name
             swap()
             started = time.thread_time()
             one(n)
@@ -111,8 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     drop_database(url)
 
     a, b = (statistics.median(times[k]) * 1000 for k in "AB")
+    named = {v: swaps.get(f"TARGET_{v}", args.target) for v in "AB"}
+    targets_named = named["A"] if named["A"] == named["B"] else f"A {named['A']}, B {named['B']}"
     print(
-        f"{Path(args.swap_file).name}, {args.target}, {args.tokens} tokens, "
+        f"{Path(args.swap_file).name}, {targets_named}, {args.tokens} tokens, "
         f"{args.requests} requests each: CPU per request median A {a:.3f} ms, "
         f"B {b:.3f} ms, B/A {b / a:.3f}"
     )
