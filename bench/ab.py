@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("swap_file")
     parser.add_argument("--requests", type=int, default=400, help="per version")
     parser.add_argument("--tokens", type=int, default=3)
-    parser.add_argument("--target", choices=["text", "v1", "responses", "get", "list"], default="text")
+    parser.add_argument(
+        "--target",
+        choices=["text", "v1", "responses", "responses_unstored", "get", "list"],
+        default="text",
+    )
     args = parser.parse_args(argv)
 
     llm_port = free_port()
@@ -82,12 +86,19 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     def responses(n: int) -> object:
+        """Into the bench conversation, after its last 20 exchanges (truncation: auto)."""
         body = {
             "model": "bench",
             "stream": True,
             "input": f"p{n}",
             "conversation": f"conv_{conversation_id}",
+            "truncation": "auto",
         }
+        return client.post("/v1/responses", json=body, buffered=False, headers=headers)
+
+    def responses_unstored(n: int) -> object:
+        """No context (store: false), as the /v1 call sends none: the translation alone."""
+        body = {"model": "bench", "stream": True, "input": f"p{n}", "store": False}
         return client.post("/v1/responses", json=body, buffered=False, headers=headers)
 
     def get(n: int) -> object:
@@ -96,7 +107,14 @@ def main(argv: list[str] | None = None) -> None:
     def page(n: int) -> object:
         return client.get("/conversations?take=20", headers=headers)
 
-    sends = {"text": text, "v1": v1, "responses": responses, "get": get, "list": page}
+    sends = {
+        "text": text,
+        "v1": v1,
+        "responses": responses,
+        "responses_unstored": responses_unstored,
+        "get": get,
+        "list": page,
+    }
     swaps = runpy.run_path(args.swap_file)
     targets = {v: sends[swaps.get(f"TARGET_{v}", args.target)] for v in "AB"}
     version = "A"

@@ -30,6 +30,8 @@ from app.exchange.wire import SSE_KEEPALIVE, STREAM_HEADERS
 from app.llm.events import Chunk
 
 JSON = "application/json"
+# One encoder for every event: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 TERMINAL = {
     "completed": "response.completed",
     "incomplete": "response.incomplete",
@@ -46,16 +48,19 @@ class Items:
         self.emit = emit
         self.layout: list[str] = []
         self._open: dict[str, int] = {}  # layout entry -> output index
+        self._ids: dict[int, str] = {}  # output index -> item id, built once per item
         self._sequence = 0
 
     def event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        return f"event: {kind}\ndata: {text}\n\n".encode()
+        return f"event: {kind}\ndata: {_encode(data)}\n\n".encode()
 
     def _id(self, index: int, kind: str) -> str:
-        return item_id(self.message_id, "o", index, {"type": kind})
+        uid = self._ids.get(index)
+        if uid is None:
+            uid = self._ids[index] = item_id(self.message_id, "o", index, {"type": kind})
+        return uid
 
     def _opened(
         self, entry: str, added: Callable[[int, str], list[bytes]]

@@ -34,9 +34,13 @@ def after_response(callback: Callable[[], Any]) -> None:
         return response
 
 
+# One encoder for every event: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def sse_event(event: str, data: Any) -> bytes:
     """One Server-Sent Event."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    return f"event: {event}\ndata: {_encode(data)}\n\n".encode()
 
 
 def _sse_chunk(chunk: Chunk) -> bytes | None:

@@ -147,13 +147,15 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     # caller is the one charged and checked (README, "Limits and budgets").
     responses = ResponseRepository(db.session, actor.user_id)
     request = {**request, "input": _resolved(responses, request["input"], "input")}
-    parent: Message | None = None
-    context: list[Message] = []
+    parent: Any = None  # the exchange it follows: a row with a Message's columns
+    context: list[Any] = []
+    # truncation auto keeps the last HISTORY_MAX_MESSAGES exchanges: the walk stops there.
+    bound = config["HISTORY_MAX_MESSAGES"] if request["truncation"] == "auto" else None
     request_input = sent_input = request["input"]
     conversation: Any = None
     if request.get("previous_response_id") is not None:
         uid = parse_response_id(request["previous_response_id"])
-        context = responses.branch(uid) if uid is not None else []
+        context = responses.branch(uid, bound) if uid is not None else []
         if not context or not _readable(context[-1]):
             raise UnknownId(
                 f"No response with id {request['previous_response_id']!r}.",
@@ -162,14 +164,11 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
         parent = context[-1]
     elif request.get("conversation") is not None:
         cid = parse_conversation_id(request["conversation"])
-        conversation = (
-            ConversationRepository(db.session, actor.user_id).get(cid) if cid is not None else None
-        )
+        conversation = responses.conversation_branch(cid, bound) if cid is not None else None
         if conversation is None:
             raise UnknownId(f"No conversation with id {request['conversation']!r}.", "conversation")
-        if conversation.current_message_id is not None:
-            context = responses.branch(conversation.current_message_id)
-            parent = context[-1] if context else None
+        context = conversation.branch
+        parent = context[-1] if context else None
     else:
         parent, replayed = _replayed(responses, request)
         if parent is not None:
@@ -317,14 +316,14 @@ def _resolved(
     return resolved
 
 
-def _readable(row: Message) -> bool:
+def _readable(row: Any) -> bool:
     """Whether an exchange's content is kept (store: false keeps none)."""
     params = row.request_params if isinstance(row.request_params, Mapping) else {}
     return not (row.endpoint == ENDPOINT and params.get("store") is False)
 
 
-def _truncated(rows: list[Message], max_rows: int, max_chars: int) -> list[Message]:
-    kept: list[Message] = []
+def _truncated(rows: list[Any], max_rows: int, max_chars: int) -> list[Any]:
+    kept: list[Any] = []
     used = 0
     for row in reversed(rows[-max_rows:] if max_rows else []):
         used += len(row.prompt_content or "") + len(row.response_content or "")

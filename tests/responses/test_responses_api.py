@@ -170,3 +170,18 @@ def test_an_item_reference_is_the_stored_item_and_continues_its_response(
     row = database.get(Message, int(second.json["id"][5:]))
     assert row.parent_id == int(first["id"][5:])
     assert (unknown.status_code, unknown.json["error"]["param"]) == (404, "input")
+
+
+@pytest.mark.parametrize(("truncation", "kept"), [("auto", ["3", "4"]), ("disabled", list("1234"))])
+def test_truncation_auto_sends_the_last_history_max_messages_exchanges(
+    client, configure, fake_llm, truncation, kept
+):
+    configure(HISTORY_MAX_MESSAGES=2)
+    previous = None
+    for turn in "1234":
+        previous = create(client, input=turn, previous_response_id=previous).json["id"]
+
+    create(client, input="5", previous_response_id=previous, truncation=truncation)
+
+    sent = fake_llm.requests[-1].body["messages"]
+    assert [m["content"] for m in sent if m["role"] == "user"] == [*kept, "5"]
