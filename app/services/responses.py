@@ -199,8 +199,8 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     body = chat_body(
         {**request, "input": sent_input}, context_items(context), config["MAX_OUTPUT_TOKENS_PARAM"]
     )
-    # The history a client that keeps it will resend next, but the answer (not the
-    # instructions: a request's own, as OpenAI has them).
+    # The history a client that keeps it resends next, less the answer (added when the
+    # exchange ends) and the instructions (a request's own, as OpenAI has them).
     history = body["messages"][1:] if request.get("instructions") else body["messages"]
     canonical = [canonical_message(m) for m in history]
     capped = cap_output(body)
