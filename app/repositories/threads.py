@@ -1,4 +1,5 @@
-"""Conversations found by the fingerprint of a history (the /v1 gateway's threading)."""
+"""Conversations found by the fingerprint of a history (the threading of /v1/chat/completions
+and of Responses that resend their history)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class Thread(NamedTuple):
 class ThreadRepository(ConversationRepository):
     """One owner's conversations by history fingerprint (``owner_id`` is required here).
 
-    Each complete /v1 exchange keeps the fingerprint of the history it ended
+    Each complete /v1 or Responses exchange keeps the fingerprint of the history it ended
     (``messages.history_fingerprint``); a request continues the exchange whose fingerprint
     is that of its history up to its last assistant turn. Reads are prebuilt Core
     statements on the session's connection: they run in every /v1 call, where building

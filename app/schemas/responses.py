@@ -2,7 +2,8 @@
 
 What cannot be honoured over a Chat Completions upstream is refused by name (a 400 whose
 ``param`` is the field), never ignored: built-in and MCP tools, ``background``, stored
-prompts, ``include``, ``truncation`` other than disabled/auto, input files and audio.
+prompts, ``include`` (but ``reasoning.encrypted_content``), ``truncation`` other than
+disabled/auto, input files and audio.
 Items are kept in the form the Responses API returns them (without their ids, which are
 given by position: app/exchange/responses_items.py).
 """
@@ -34,6 +35,10 @@ from app.schemas.common import (
 )
 
 INPUT_ROLES = ("user", "system", "developer", "assistant")
+# ``include`` values that are answered as they are: a reasoning item always carries
+# ``encrypted_content`` (null: the upstream's reasoning is not encrypted, its text is the
+# item's ``content``). pydantic-ai asks for it with every OpenAI reasoning model's name.
+INCLUDABLE = frozenset({"reasoning.encrypted_content"})
 MAX_CONVERSATION_ITEMS = 20  # per POST /v1/conversations or .../items, as OpenAI allows
 # Tool types and item types the Responses API has that a Chat Completions upstream cannot run.
 _WHY_BUILT_IN = (
@@ -339,10 +344,16 @@ class ResponseCreate(Schema):
 
     @validates("include")
     def _include(self, value: Any, **_: Any) -> None:
-        if value not in (None, []):
+        if value is None:
+            return
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError("Must be a list of strings.")
+        others = [v for v in value if v not in INCLUDABLE]
+        if others:
             raise ValidationError(
-                "include is not supported: none of its extras (search results, logprobs, "
-                "encrypted reasoning) exist over a Chat Completions upstream."
+                f"include {', '.join(map(repr, others))} is not supported: only "
+                "reasoning.encrypted_content is (search results, tool outputs and logprobs "
+                "do not exist over a Chat Completions upstream)."
             )
 
     @validates("prompt")

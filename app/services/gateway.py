@@ -186,7 +186,7 @@ def _begin(
         request_id=request_id,
         received_at=request_received_at(),
         next_fingerprint=functools.partial(
-            _next_fingerprint, canonical, conversation_id is None and prefix is None
+            ended_fingerprint, canonical, conversation_id is None and prefix is None
         ),
         response_headers=response_headers,
         prompt_estimate=estimate,
@@ -203,7 +203,7 @@ def sent_characters(body: Mapping[str, Any]) -> int:
     )
 
 
-def _next_fingerprint(
+def ended_fingerprint(
     canonical: list[dict[str, Any]], first_turn: bool, values: dict[str, Any]
 ) -> str | None:
     """The fingerprint an exchange keeps when it ends. Complete: that of the history the

@@ -8,7 +8,12 @@ tree is what gives it its context:
   the context is the branch from the root down to it (one statement);
 - ``conversation``: appended to that conversation's current branch (its parent the current
   exchange); the context is that branch;
-- neither: a new conversation, as a chat app's new chat.
+- neither: a new conversation, as a chat app's new chat; unless the input resends a
+  history the client keeps itself (LangChain, pydantic-ai, Vercel's ai, the Agents SDK
+  without server state): then it continues the exchange that ended that history, found
+  as /v1/chat/completions finds it (app/services/gateway.py: each complete exchange keeps
+  the fingerprint of the history it ended), or the response whose output items it
+  replays by id; the context is the input as sent, and only what follows is stored.
 
 Either way it becomes its conversation's current exchange. ``store: false`` is accounted
 as every exchange (usage, budgets, metrics, outcome) in a conversation of its own, but no
@@ -18,6 +23,7 @@ Conversations are REST's own: ``conv_<id>`` is ``/conversations/<id>``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -30,6 +36,7 @@ from app.exchange.lifecycle import Exchange, PendingExchange, estimate_tokens
 from app.exchange.responses_items import (
     ECHOED,
     chat_body,
+    chat_messages,
     context_items,
     conversation_id,
     default_layout,
@@ -53,11 +60,18 @@ from app.llm.client import get_llm
 from app.llm.errors import pass_through_error
 from app.llm.events import ChatStream
 from app.models import Conversation, Message, utcnow
-from app.repositories import ConversationRepository, MessageRepository
+from app.repositories import ConversationRepository, MessageRepository, ThreadRepository
 from app.repositories.responses import ResponseRepository
 from app.services.auth import Principal
 from app.services.budgets import check_budget
-from app.services.gateway import cap_output, sent_characters, storable_json
+from app.services.gateway import (
+    canonical_message,
+    cap_output,
+    ended_fingerprint,
+    fingerprint,
+    sent_characters,
+    storable_json,
+)
 from app.services.generation import open_exchange
 from app.services.unit_of_work import one_statement, unit_of_work
 from app.web.request_id import current_request_id, request_received_at
@@ -170,11 +184,12 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
         context = conversation.branch
         parent = context[-1] if context else None
     else:
-        parent, replayed = _replayed(responses, request)
+        threads = ThreadRepository(db.session, actor.user_id)
+        parent, new_from = _continued(responses, threads, request)
         if parent is not None:
             # The client resent the history itself: it is the context as sent, and only
-            # the items after the last replayed one are new.
-            request = {**request, "input": request["input"][replayed + 1 :]}
+            # the items after the ones it continues are new.
+            request = {**request, "input": request["input"][new_from:]}
             sent_input = request_input
     context = [row for row in context if _readable(row)]
     if request["truncation"] == "auto":
@@ -183,6 +198,10 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     body = chat_body(
         {**request, "input": sent_input}, context_items(context), config["MAX_OUTPUT_TOKENS_PARAM"]
     )
+    # The history a client that keeps it resends next, less the answer (added when the
+    # exchange ends) and the instructions (a request's own, as OpenAI has them).
+    history = body["messages"][1:] if request.get("instructions") else body["messages"]
+    canonical = [canonical_message(m) for m in history]
     capped = cap_output(body)
     max_output = body.get(config["MAX_OUTPUT_TOKENS_PARAM"])
     params = {key: request.get(key) for key in ECHOED}
@@ -257,6 +276,9 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
         received_at=request_received_at(),
         response_headers={} if capped is None else {"X-Max-Output-Tokens": str(capped)},
         finish_values=finish_values,
+        # What a client resending the history finds this exchange by (none kept without
+        # store: it cannot be continued).
+        next_fingerprint=functools.partial(ended_fingerprint, canonical, False) if stored else None,
         keep_text=stored,
         prompt_estimate=estimate,
         asked_on=created_at.date(),
@@ -272,6 +294,41 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
 
     started.exchange = open_exchange(pending, open_upstream, pass_through_error)
     return started
+
+
+def _continued(
+    responses: ResponseRepository, threads: ThreadRepository, request: Mapping[str, Any]
+) -> tuple[Message | None, int]:
+    """The exchange an input that resends its history continues, and the position of the
+    input's first new item; (None, 0) if it continues none. The exchange that ended the
+    history up to the input's last answer (its fingerprint: clients resend answers
+    without their ids, as pydantic-ai and Vercel's ai do, and re-encode tool-call
+    arguments), else the response whose output items the input replays last by id: a
+    fingerprint is found among all the caller's conversations, and so is only taken in
+    the replayed response's conversation when there is one."""
+    items = request["input"]
+    replayed, position = _replayed(responses, request)
+    last = _last_answer(items)
+    if last > position:
+        prefix = [canonical_message(m) for m in chat_messages(items[: last + 1])]
+        thread = threads.find_by_fingerprint(fingerprint(prefix))
+        if thread is not None and (replayed is None or thread.id == replayed.conversation_id):
+            row = responses.find(thread.parent_id) if thread.parent_id is not None else None
+            if row is not None and _readable(row):
+                return row, last + 1
+    return replayed, position + 1
+
+
+def _last_answer(items: Sequence[Mapping[str, Any]]) -> int:
+    """The position of the input's last answer item (an assistant message or a function
+    call: what a Chat Completions history has as an assistant turn); -1 if none."""
+    for position in range(len(items) - 1, -1, -1):
+        item = items[position]
+        if item.get("type") == "function_call" or (
+            item.get("type") == "message" and item.get("role") == "assistant"
+        ):
+            return position
+    return -1
 
 
 def _replayed(

@@ -12,87 +12,35 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from tests.fake_llm import Behavior
-from tests.procfile import BIN, WebProcess, create_user, deployment_env, release
-from tests.serving.test_gunicorn import wait_until
-
-MODEL = "fake-model"
-PROMPTS = {"plain": ["hello"], "three": ["one", "two", "three"], "tool": ["look up déjà vu"]}
-ANSWER = ["Héllo ", "wörld ", "🌍"]
-# As no client resends it: spaced oddly, ASCII-escaped. Every client that parses and
-# re-serializes the arguments sends other bytes back.
-ARGUMENTS = '{ "q" :"d\\u00e9j\\u00e0 vu" }'
-TOOL_LOOP = Behavior(
-    tokens=["Déjà ", "vu ", "means ", "seen"],
-    tool_calls=[{"id": "call_lookup_1", "name": "lookup", "arguments": ARGUMENTS}],
-    tool_loop=True,
+from tests.clients import (
+    ANSWER,
+    MODEL,
+    TOOL_LOOP,
+    Received,
+    answer,
+    as_json,
+    deploy,
+    lookup,
+    run_node,
+    saved_answer,
 )
-JS = Path(__file__).resolve().parent.parent / "js"
+from tests.fake_llm import Behavior
+from tests.procfile import BIN
 
-Received = dict[str, list[dict[str, Any]]]
-
-
-def lookup(q: str) -> str:
-    """Look something up."""
-    return f"result for {q}"
-
-
-class Deployment:
-    """The service under gunicorn, a user's key, and reads of what it saved."""
-
-    def __init__(self, web: WebProcess, engine: sa.Engine, key: str) -> None:
-        self.web, self.engine, self.key = web, engine, key
-        self.base_url = f"http://127.0.0.1:{web.port}/v1"
-
-    def last_conversation(self) -> int:
-        with self.engine.connect() as connection:
-            return connection.scalar(sa.text("SELECT coalesce(max(id), 0) FROM conversations"))
-
-    def conversations_after(self, last: int) -> list[int]:
-        with self.engine.connect() as connection:
-            return list(
-                connection.scalars(
-                    sa.text("SELECT id FROM conversations WHERE id > :last ORDER BY id"),
-                    {"last": last},
-                )
-            )
-
-    def exchanges(self, conversation_id: int, count: int) -> list[sa.Row]:
-        """The conversation's exchanges once ``count`` of them have ended (a stream's save
-        may land just after the client read its last event)."""
-        query = sa.text(
-            "SELECT * FROM messages WHERE conversation_id = :c AND is_success IS NOT NULL"
-            " ORDER BY id"
-        )
-
-        def ended() -> list[sa.Row]:
-            with self.engine.connect() as connection:
-                return connection.execute(query, {"c": conversation_id}).all()
-
-        assert wait_until(lambda: len(ended()) >= count), ended()
-        return ended()
+PROMPTS = {"plain": ["hello"], "three": ["one", "two", "three"], "tool": ["look up déjà vu"]}
 
 
 @pytest.fixture(scope="module")
 def deployment(backend, database_factory, llm_server, tmp_path_factory):
     """One gunicorn for the module (per backend), on a database migrated by the release."""
-    url = database_factory(backend)
-    env = deployment_env(url, llm_server.base_url)
-    release(env)
-    key = create_user(env, "alice")
-    engine = sa.create_engine(url)
-    with WebProcess(env, tmp_path_factory.mktemp("clients") / "gunicorn.log") as web:
-        yield Deployment(web, engine, key)
-    engine.dispose()
+    yield from deploy(backend, database_factory, llm_server, tmp_path_factory.mktemp("clients"))
 
 
 # ------------------------------------------------------------------------ the clients
@@ -206,29 +154,9 @@ def drive_llm(base_url: str, key: str, chat: str, stream: bool) -> Received:
     return {"answers": answers, "tool_results": results}
 
 
-def node() -> str:
-    """Node and tests/js's packages; in CI their absence fails the suite instead of skipping."""
-    path = shutil.which("node")
-    if path is None or not (JS / "node_modules").is_dir():
-        message = "Node 20 and `npm ci --prefix tests/js` are needed for the npm clients' tests"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI requires Node. {message}", pytrace=False)
-        pytest.skip(message)
-    return path
-
-
 def javascript(client: str) -> Callable[[str, str, str, bool], Received]:
     def drive(base_url: str, key: str, chat: str, stream: bool) -> Received:
-        done = subprocess.run(
-            [node(), "drive.mjs", client, chat, "stream" if stream else "whole"],
-            cwd=JS,
-            env={**os.environ, "BASE_URL": base_url, "API_KEY": key, "MODEL": MODEL},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads(done.stdout)
+        return run_node("drive.mjs", [client, chat, "stream" if stream else "whole"], base_url, key)
 
     return drive
 
@@ -242,27 +170,7 @@ CLIENTS = {
 }
 
 
-def answer(content: Any, calls: list[tuple[str, str, Any]]) -> dict[str, Any]:
-    """One answer as a client received it: its text and its tool calls (arguments parsed)."""
-    return {
-        "content": content or "",
-        "tool_calls": [{"id": i, "name": n, "arguments": a} for i, n, a in calls],
-    }
-
-
 # ----------------------------------------------------------------- what was saved
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def saved_answer(row: sa.Row) -> dict[str, Any]:
-    calls = _json(row.tool_calls) or []
-    return answer(
-        row.response_content,
-        [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls],
-    )
-
-
 def text_of(content: Any) -> str:
     if isinstance(content, list):  # text parts
         return "".join(part.get("text", "") for part in content)
@@ -270,7 +178,7 @@ def text_of(content: Any) -> str:
 
 
 def saved_input(rows: list[sa.Row], role: str) -> list[dict[str, Any]]:
-    return [item for row in rows for item in _json(row.input_items) if item["role"] == role]
+    return [item for row in rows for item in as_json(row.input_items) if item["role"] == role]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])

@@ -185,3 +185,109 @@ def test_truncation_auto_sends_the_last_history_max_messages_exchanges(
 
     sent = fake_llm.requests[-1].body["messages"]
     assert [m["content"] for m in sent if m["role"] == "user"] == [*kept, "5"]
+
+
+def test_include_reasoning_encrypted_content_is_answered_and_other_extras_refused_by_name(
+    client, fake_llm
+):
+    fake_llm.behavior = Behavior(tokens=["Hi"], reasoning=["hm"])
+
+    # What pydantic-ai sends with every OpenAI reasoning model's name.
+    response = create(client, include=["reasoning.encrypted_content"])
+    refused = create(
+        client, include=["reasoning.encrypted_content", "message.output_text.logprobs"]
+    )
+
+    assert response.status_code == 200
+    reasoning = response.json["output"][0]
+    assert (reasoning["type"], reasoning["encrypted_content"], reasoning["content"]) == (
+        "reasoning",
+        None,
+        [{"type": "reasoning_text", "text": "hm"}],
+    )
+    assert (refused.status_code, refused.json["error"]["param"]) == (400, "include")
+    assert "'message.output_text.logprobs' is not supported" in refused.json["error"]["message"]
+
+
+LOOKUP = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
+# As the upstream wrote them; clients resend them re-encoded from the parsed JSON.
+ARGUMENTS = '{ "q" :"d\\u00e9j\\u00e0 vu" }'
+
+
+def tool_loop(fake_llm) -> None:
+    fake_llm.behavior = Behavior(
+        tokens=["Seen."],
+        tool_calls=[{"id": "call_1", "name": "lookup", "arguments": ARGUMENTS}],
+        tool_loop=True,
+    )
+
+
+def resent_call(output: str) -> list[dict]:
+    """A function call and its output as pydantic-ai and Vercel's ai resend them: no item
+    id, the arguments re-encoded."""
+    return [
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "lookup",
+            "arguments": '{"q":"déjà vu"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": output},
+    ]
+
+
+def test_a_history_resent_without_item_ids_continues_the_exchange_that_ended_it(
+    app, client, make_account, fake_llm, database
+):
+    tool_loop(fake_llm)
+    asked = [{"role": "user", "content": "Look up déjà vu"}]
+    first = create(client, input=asked, tools=LOOKUP).json
+    history = [*asked, *resent_call("result")]
+
+    second = create(client, input=history, tools=LOOKUP).json
+    third = create(
+        client,
+        input=[
+            *history,
+            {"role": "assistant", "content": "Seen."},
+            {"role": "user", "content": "?"},
+        ],
+        tools=LOOKUP,
+    ).json
+    bobs = create(keyed_client(app, make_account("bob").key), input=history, tools=LOOKUP).json
+
+    rows = [database.get(Message, int(r["id"][5:])) for r in (first, second, third, bobs)]
+    assert [row.parent_id for row in rows] == [None, rows[0].id, rows[1].id, None]
+    assert len({row.conversation_id for row in rows[:3]}) == 1
+    assert rows[3].conversation_id != rows[0].conversation_id  # histories are per owner
+    assert [row.input_items for row in rows[1:3]] == [
+        [{"type": "function_call_output", "call_id": "call_1", "output": "result"}],
+        [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "?"}]}],
+    ]
+    # The context is the input as sent.
+    assert fake_llm.requests[1].body["messages"][1]["tool_calls"][0]["function"] == {
+        "name": "lookup",
+        "arguments": '{"q":"déjà vu"}',
+    }
+
+
+def test_an_answer_resent_without_its_id_after_replayed_ones_is_followed_not_branched(
+    client, fake_llm, database
+):
+    # Vercel's ai: earlier answers by item_reference, the last turn's tool call without id.
+    first = create(client, input="Question?").json
+    tool_loop(fake_llm)
+    turn = [
+        {"role": "user", "content": "Question?"},
+        {"type": "item_reference", "id": first["output"][0]["id"]},
+        {"role": "user", "content": "Look it up"},
+    ]
+    second = create(client, input=turn, tools=LOOKUP).json
+
+    third = create(client, input=[*turn, *resent_call("result")], tools=LOOKUP).json
+
+    rows = [database.get(Message, int(r["id"][5:])) for r in (first, second, third)]
+    assert [row.parent_id for row in rows] == [None, rows[0].id, rows[1].id]
+    assert rows[2].input_items == [
+        {"type": "function_call_output", "call_id": "call_1", "output": "result"}
+    ]

@@ -11,6 +11,7 @@ import openai
 import pytest
 import sqlalchemy as sa
 
+from tests.clients import as_json, chat_requests
 from tests.fake_llm import Behavior
 from tests.procfile import WebProcess, create_user, deployment_env, release
 from tests.serving.test_gunicorn import wait_until
@@ -62,19 +63,6 @@ def service(backend, database_factory, llm_server, tmp_path_factory):
         web.headers = {"Authorization": f"Bearer {keys['alice']}"}
         yield Service(web, engine, keys)
     engine.dispose()
-
-
-def chat_requests(fake_llm) -> list[dict]:
-    """The upstream's chat requests, titles left out (they come after their exchange)."""
-    return [
-        r.body
-        for r in fake_llm.requests
-        if r.path.endswith("/chat/completions") and r.body.get("max_tokens") != 24
-    ]
-
-
-def as_json(value):
-    return value if isinstance(value, (dict, list)) or value is None else json.loads(value)
 
 
 def test_a_plain_response_is_saved_as_received_and_retrieved_the_same(service, fake_llm):

@@ -360,7 +360,7 @@ def test_a_request_translates_to_one_chat_completions_body():
             "input",
             {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
         ),
-        ("include", {"include": ["reasoning.encrypted_content"]}),
+        ("include", {"include": ["reasoning.encrypted_content", "file_search_call.results"]}),
         ("tool_choice", {"tool_choice": {"type": "web_search_preview"}}),
         ("reasoning", {"reasoning": {"summary": "auto"}}),
         ("prompt", {"prompt": {"id": "pmpt_1"}}),
