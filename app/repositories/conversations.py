@@ -98,12 +98,17 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         archived: bool = False,
     ) -> list[Conversation]:
         """Like ``list``, only those whose metadata holds every pair of ``metadata``, and
-        archived ones or the others."""
+        archived ones or the others. Without ``metadata``, one prebuilt statement (the
+        commonest read: a page of one's conversations)."""
+        if not metadata:
+            params = {"owner_id": self.owner_id, "archived": archived, "after": after}
+            statement = _listed(self.owner_id is not None, after is not None)
+            return list(self.session.scalars(statement, {**params, "skip": skip, "take": take}))
         query = select(Conversation).where(
             *self._scope(),
             Conversation.archived == archived,
             *keyset(Conversation.id, after),
-            metadata_matches(self.session, metadata or {}),
+            metadata_matches(self.session, metadata),
         )
         return list(self.session.scalars(query.order_by(Conversation.id).offset(skip).limit(take)))
 
@@ -254,6 +259,21 @@ def _generation_context(scoped: bool) -> Select[Any]:
         .outerjoin(history, true())
         .where(conversations.c.id == uid, *scope)
         .order_by(history.c.depth)
+    )
+
+
+@functools.cache
+def _listed(scoped: bool, paged: bool) -> Select[tuple[Conversation]]:
+    """``list_matching``'s statement without metadata, built once per shape: bind parameters
+    archived, skip, take, and owner_id if scoped, after if paged."""
+    scope = [Conversation.owner_id == bindparam("owner_id")] if scoped else []
+    after = [Conversation.id > bindparam("after")] if paged else []
+    return (
+        select(Conversation)
+        .where(*scope, Conversation.archived == bindparam("archived"), *after)
+        .order_by(Conversation.id)
+        .offset(bindparam("skip", type_=Integer))
+        .limit(bindparam("take", type_=Integer))
     )
 
 
