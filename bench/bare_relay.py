@@ -12,15 +12,19 @@ It answers the requests bench/streaming.py sends the service, in the same wire f
 - ``POST /conversations/<id>/messages`` ``{"prompt", "stream": true}``: SSE ``delta``
   events ``{text}``, then ``done``;
 - ``POST /v1/chat/completions``: the upstream's events passed through untouched (the least
-  a relay must do: convstore also parses each event, to save the answer).
+  a relay must do: convstore also parses each event, to save the answer);
+- ``POST /v1/responses`` ``{"input": "..."}``: the least of OpenAI's semantic stream,
+  ``response.created``, an ``output_text.delta`` per delta and ``response.completed`` with
+  the whole text (the upstream speaks Chat Completions: a relay must translate).
 
 Each asks the upstream for ``/v1/chat/completions`` with the user's prompt alone (no
 history: there is no database) and reads the body to its end, so that the connection goes
-back to httpx's pool as the service's does. ``/v1/responses``: see ROUTES.
+back to httpx's pool as the service's does.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -113,18 +117,37 @@ def chat_completions(environ: dict[str, Any], start_response: StartResponse) -> 
     return raw(body)
 
 
+def responses(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    prompt = json.loads(read_body(environ))["input"]
+    start_response("200 OK", [("Content-Type", "text/event-stream"), *STREAM_HEADERS])
+    sequence = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        data = json.dumps({"type": kind, "sequence_number": next(sequence), **fields})
+        return f"event: {kind}\ndata: {data}\n\n".encode()
+
+    def events() -> Iterator[bytes]:
+        yield event("response.created", response={"id": "resp_0", "status": "in_progress"})
+        text = []
+        for piece in deltas(chat_body(prompt)):
+            text.append(piece)
+            yield event("response.output_text.delta", item_id="msg_0", delta=piece)
+        output = [{"type": "message", "content": [{"type": "output_text", "text": "".join(text)}]}]
+        yield event("response.completed", response={"id": "resp_0", "output": output})
+
+    return events()
+
+
 def read_body(environ: dict[str, Any]) -> bytes:
     return environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
 
 
 # (method, path) -> handler; a path ending in /messages matches any conversation.
-# /v1/responses: when convstore serves it (issue 25, target 3) and the fake LLM answers it,
-# add ("POST", "/v1/responses") here, relaying raw like chat_completions, and the matching
-# target in bench/streaming.py's TARGETS.
 ROUTES: dict[tuple[str, str], Callable[..., Iterable[bytes]]] = {
     ("GET", "/text/generate/stream"): text,
     ("POST", "/messages"): sse,
     ("POST", "/v1/chat/completions"): chat_completions,
+    ("POST", "/v1/responses"): responses,
 }
 
 

@@ -7,7 +7,8 @@ gunicorn config, the bare relay; then for each N opens N concurrent streams with
 client: once straight to the fake server, then for each target through the service and
 right after through the bare relay. Targets: ``service`` (text, GET /text/generate/stream),
 ``sse`` (POST /conversations/<id>/messages with ``stream: true``) and ``v1`` (the
-OpenAI-compatible POST /v1/chat/completions, the events relayed raw). Reports time to first
+OpenAI-compatible POST /v1/chat/completions, the events relayed raw) and ``responses``
+(POST /v1/responses into the same conversation, OpenAI's semantic events). Reports time to first
 token and total time (p50/p99), errors, rows saved, the service's CPU per stream and peak
 memory, then the service's CPU per stream as a ratio to the bare relay's and, given the
 three statements' CPU (``--statements-ms``, from bench/statements.py), whether it is within
@@ -89,6 +90,14 @@ class Run:
         return values[index] * 1000
 
 
+def _carries_text(data: bytes) -> bool:
+    # A Responses stream opens with response.created and response.in_progress, sent before
+    # the upstream's first token: its first text is an output_text delta.
+    if data.startswith(b"event: response."):
+        return b"output_text.delta" in data
+    return bool(data.strip())
+
+
 async def _read_chunked(reader: asyncio.StreamReader, sample: Sample, started: float) -> None:
     """Read a chunked body, timing the first chunk that carries text."""
     while True:
@@ -98,7 +107,7 @@ async def _read_chunked(reader: asyncio.StreamReader, sample: Sample, started: f
             await reader.readline()
             return
         data = await reader.readexactly(size + 2)
-        if sample.ttft is None and data.strip():
+        if sample.ttft is None and _carries_text(data):
             sample.ttft = time.perf_counter() - started
         sample.body += data[:-2]
 
@@ -183,10 +192,33 @@ def sse_request(port: int, key: str, conversation_id: int, prompt: str) -> bytes
     return head + body
 
 
-# /v1/responses: when the service serves it (issue 25, target 3), add its request builder
-# here (a streamed POST /v1/responses into the bench conversation), and its route to
-# bench/bare_relay.py's ROUTES: every mode, level, report and yardstick ratio follow.
-TARGETS = {"service": service_request, "sse": sse_request, "v1": v1_request}
+def responses_request(port: int, key: str, conversation_id: int, prompt: str) -> bytes:
+    """A streamed /v1/responses call appended to the bench conversation, after its last 20
+    exchanges (truncation: auto, the history the text and SSE targets send)."""
+    body = json.dumps(
+        {
+            "model": "bench",
+            "stream": True,
+            "input": prompt,
+            "conversation": f"conv_{conversation_id}",
+            "truncation": "auto",
+        }
+    ).encode()
+    head = (
+        f"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+TARGETS = {
+    "service": service_request,
+    "sse": sse_request,
+    "v1": v1_request,
+    "responses": responses_request,
+}
 
 
 def upstream_request(port: int, prompt: str) -> bytes:
@@ -245,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
         help="steady mode: more rounds at small N, so that CPU per stream spans enough ticks",
     )
     parser.add_argument(
-        "--targets", default="service,sse,v1", help="service (text), sse, v1: any of them"
+        "--targets",
+        default="service,sse,v1,responses",
+        help="service (text), sse, v1, responses: any of them",
     )
     parser.add_argument(
         "--yardstick",
