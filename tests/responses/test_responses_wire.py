@@ -47,6 +47,7 @@ def row(**values: Any) -> SimpleNamespace:
         "prompt_content": "hi",
         "response_content": "",
         "reasoning_content": None,
+        "refusal_content": None,
         "tool_calls": None,
         "input_items": None,
         "output_items": None,
@@ -58,6 +59,8 @@ def row(**values: Any) -> SimpleNamespace:
         "prompt_tokens": 3,
         "response_tokens": 4,
         "total_tokens": 7,
+        "cached_tokens": None,
+        "reasoning_tokens": None,
     }
     return SimpleNamespace(**{**base, **values})
 
