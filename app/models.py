@@ -238,9 +238,15 @@ class Message(TimestampMixin, db.Model):
     response_content: Mapped[str] = mapped_column(Text, default="")
     # What a reasoning model thought before answering (DeepSeek-R1, Qwen3, o-series relays).
     reasoning_content: Mapped[str | None] = mapped_column(Text)
+    # What the model said instead of answering (Chat Completions' ``refusal``); NULL if none.
+    refusal_content: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     response_tokens: Mapped[int | None] = mapped_column(Integer)
     total_tokens: Mapped[int | None] = mapped_column(Integer)
+    # The upstream's usage details (prompt_tokens_details.cached_tokens,
+    # completion_tokens_details.reasoning_tokens); NULL when it did not report them.
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
     # The tokens are an estimate (app/exchange/lifecycle.py: ``estimate_tokens``), the
     # upstream's usage having not been received; while in progress, prompt_tokens holds
     # the estimate of what was sent.

@@ -56,6 +56,11 @@ class Behavior:
     finish_reason: str = "stop"
     split_utf8: bool = False  # split each event mid-UTF-8 char across two TCP writes
     usage: dict[str, int] | None = None  # None -> computed from request/tokens
+    # Added to the usage as sent: {"prompt_tokens_details": {"cached_tokens": n}, ...}.
+    usage_details: dict[str, dict[str, int]] | None = None
+    # Streamed as delta.refusal after the reasoning, before the tokens (give tokens=[] for
+    # a refusal alone, as OpenAI's); a non-stream answer's message.refusal, joined.
+    refusal: list[str] | None = None
     reasoning: list[str] | None = None  # streamed as delta.reasoning_content before tokens
     filler: int = 0  # chunks with an empty delta (no text at all) before the reasoning
     raw_events: list[str] | None = None  # data payloads sent verbatim before everything else
@@ -455,6 +460,7 @@ class FakeLLMServer:
             for raw in b.raw_events or ():
                 await self._send(writer, b"data: " + raw.encode() + b"\n\n", False)
             quiet = [{}] * b.filler + [{"reasoning_content": r} for r in b.reasoning or ()]
+            quiet += [{"refusal": r} for r in b.refusal or ()]
             for delta in quiet:
                 await self._send(
                     writer,
@@ -534,8 +540,8 @@ class FakeLLMServer:
         )
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": "".join(tokens) if tokens or not b.tool_calls else None,
-            "refusal": None,
+            "content": "".join(tokens) if tokens or not (b.tool_calls or b.refusal) else None,
+            "refusal": "".join(b.refusal) if b.refusal else None,
         }
         if b.reasoning:
             message["reasoning_content"] = "".join(b.reasoning)
@@ -583,14 +589,17 @@ class FakeLLMServer:
         return True
 
     @staticmethod
-    def _usage(b: Behavior, prompt: int, completion: int) -> dict[str, int]:
-        if b.usage is not None:
-            return dict(b.usage)
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        }
+    def _usage(b: Behavior, prompt: int, completion: int) -> dict[str, Any]:
+        usage: dict[str, Any] = (
+            dict(b.usage)
+            if b.usage is not None
+            else {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+        )
+        return {**usage, **(b.usage_details or {})}
 
 
 def _tool_call_deltas(calls: Any, opens: bool = False) -> list[dict[str, Any]]:

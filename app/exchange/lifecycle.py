@@ -136,6 +136,7 @@ class Progress:
 
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: str | None = None
     first_piece_at: float | None = None
@@ -182,7 +183,8 @@ class Progress:
             len(call["id"]) + len(call["function"]["name"]) + len(call["function"]["arguments"])
             for call in self.tool_calls_copy()
         )
-        return sum(map(len, self.text)) + sum(map(len, self.reasoning)) + calls
+        texts = (*self.text, *self.reasoning, *self.refusal)
+        return sum(map(len, texts)) + calls
 
 
 # Hooks the lifecycle calls; services/generation.py wires them to the database and the LLM.
@@ -400,10 +402,12 @@ class Exchange:
 
     def _took(self, chunk: Chunk) -> None:
         progress = self.progress
-        if (chunk.text or chunk.reasoning) and progress.first_piece_at is None:
+        if (chunk.text or chunk.reasoning or chunk.refusal) and progress.first_piece_at is None:
             progress.first_piece_at = time.perf_counter()
         if chunk.text:
             progress.text.append(chunk.text)
+        if chunk.refusal:
+            progress.refusal.append(chunk.refusal)
         if chunk.reasoning:
             progress.reasoning.append(chunk.reasoning)
         if chunk.usage is not None:
@@ -550,6 +554,7 @@ class Exchange:
         values: dict[str, Any] = {
             "response_content": "".join(progress.text),
             "reasoning_content": "".join(progress.reasoning) or None,
+            "refusal_content": "".join(progress.refusal) or None,
             "is_success": outcome is Outcome.COMPLETE,
             "outcome": outcome,
             "status_code": status,
@@ -557,6 +562,8 @@ class Exchange:
             "prompt_tokens": usage.prompt_tokens if usage else None,
             "response_tokens": usage.completion_tokens if usage else None,
             "total_tokens": usage.total_tokens if usage else None,
+            "cached_tokens": usage.cached_tokens if usage else None,
+            "reasoning_tokens": usage.reasoning_tokens if usage else None,
             "usage_estimated": estimated,
             "ttft_ms": _ms(progress.first_piece_at - received) if progress.first_piece_at else None,
             "duration_ms": _ms(now - received),
@@ -580,7 +587,14 @@ class Exchange:
                     log.exception("titling conversation %d failed", self.pending.conversation_id)
 
 
-TOKEN_COLUMNS = ("prompt_tokens", "response_tokens", "total_tokens", "usage_estimated")
+TOKEN_COLUMNS = (
+    "prompt_tokens",
+    "response_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "usage_estimated",
+)
 
 
 def _ms(seconds: float) -> int:

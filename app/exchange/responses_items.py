@@ -10,8 +10,9 @@ Ids encode where a thing is stored, so none needs a column of its own:
 
 Input items are stored whole (``messages.input_items``). Output items are stored as their
 layout only (``messages.output_items``: ``"reasoning"``, ``"message"``, ``"fc:<n>"``), the
-texts and calls being the exchange's ``reasoning_content``, ``response_content`` and
-``tool_calls`` as every endpoint saves them; exchanges of other endpoints (no item columns)
+texts and calls being the exchange's ``reasoning_content``, ``response_content``,
+``refusal_content`` (the message's refusal part) and ``tool_calls`` as every endpoint
+saves them; exchanges of other endpoints (no item columns)
 read as a user message and an assistant message (and their function calls).
 """
 
@@ -89,7 +90,7 @@ def timestamp(moment: datetime | None) -> int:
 def default_layout(row: Any) -> list[str]:
     """The output items of an exchange saved without a layout: reasoning, text, calls."""
     layout = ["reasoning"] if row.reasoning_content else []
-    if row.response_content or not row.tool_calls:
+    if row.response_content or row.refusal_content or not row.tool_calls:
         layout.append("message")
     layout += [f"fc:{n}" for n in range(len(row.tool_calls or ()))]
     return layout
@@ -178,19 +179,7 @@ def output_item(row: Any, kind: str, status: str = "completed") -> Item | None:
             "status": "completed",
         }
     if kind == "message":
-        return {
-            "type": "message",
-            "role": "assistant",
-            "status": status,
-            "content": [
-                {
-                    "type": "output_text",
-                    "text": row.response_content or "",
-                    "annotations": [],
-                    "logprobs": [],
-                }
-            ],
-        }
+        return {"type": "message", "role": "assistant", "status": status, "content": parts(row)}
     index = int(kind.partition(":")[2] or 0)
     calls = row.tool_calls or []
     if index >= len(calls) or not isinstance(calls[index], Mapping):
@@ -205,6 +194,24 @@ def output_item(row: Any, kind: str, status: str = "completed") -> Item | None:
         "arguments": str(function.get("arguments") or "{}"),
         "status": status,
     }
+
+
+def parts(row: Any) -> list[Item]:
+    """An answer's content parts: its text (unless it is only a refusal), then its refusal."""
+    refusal = row.refusal_content
+    found: list[Item] = []
+    if row.response_content or not refusal:
+        found.append(
+            {
+                "type": "output_text",
+                "text": row.response_content or "",
+                "annotations": [],
+                "logprobs": [],
+            }
+        )
+    if refusal:
+        found.append({"type": "refusal", "refusal": refusal})
+    return found
 
 
 def _with_id(message_id: int, side: str, position: int, item: Item) -> Item:
@@ -280,12 +287,15 @@ def _usage(row: Any) -> dict[str, Any] | None:
     if row.prompt_tokens is None and row.response_tokens is None and row.total_tokens is None:
         return None
     prompt, output = row.prompt_tokens or 0, row.response_tokens or 0
+    # Details the upstream did not report are 0 (the shape wants integers), not a guess.
+    cached = row.cached_tokens or 0
+    reasoning = row.reasoning_tokens or 0
     return {
         "input_tokens": prompt,
-        # The upstream's Chat Completions usage details are not kept: zero, not a guess.
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        # Chat Completions reports no cache writes.
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": output,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": row.total_tokens if row.total_tokens is not None else prompt + output,
     }
 

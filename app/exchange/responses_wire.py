@@ -32,6 +32,12 @@ from app.llm.events import Chunk
 JSON = "application/json"
 # One encoder for every event: json.dumps with options builds a new one per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The empty part each kind of content part is announced with.
+_EMPTY: dict[str, dict[str, Any]] = {
+    "reasoning_text": {"type": "reasoning_text", "text": ""},
+    "output_text": {"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+    "refusal": {"type": "refusal", "refusal": ""},
+}
 TERMINAL = {
     "completed": "response.completed",
     "incomplete": "response.incomplete",
@@ -49,6 +55,8 @@ class Items:
         self.layout: list[str] = []
         self._open: dict[str, int] = {}  # layout entry -> output index
         self._ids: dict[int, str] = {}  # output index -> item id, built once per item
+        # The message's content parts opened so far, in order ("output_text", "refusal").
+        self._parts: list[str] = []
         self._sequence = 0
 
     def event(self, kind: str, **fields: Any) -> bytes:
@@ -78,21 +86,31 @@ class Items:
         if kind == "reasoning":
             item = {"id": uid, "type": "reasoning", "summary": [], "content": [],
                     "status": "in_progress"}  # fmt: skip
-            part = {"type": "reasoning_text", "text": ""}
-        else:
-            item = {"id": uid, "type": "message", "role": "assistant", "content": [],
-                    "status": "in_progress"}  # fmt: skip
-            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        return [
-            self.event("response.output_item.added", output_index=index, item=item),
-            self.event(
-                "response.content_part.added",
-                item_id=uid,
-                output_index=index,
-                content_index=0,
-                part=part,
-            ),
-        ]
+            added = self.event("response.output_item.added", output_index=index, item=item)
+            return [added, self._part_added(uid, index, 0, "reasoning_text")]
+        item = {"id": uid, "type": "message", "role": "assistant", "content": [],
+                "status": "in_progress"}  # fmt: skip
+        return [self.event("response.output_item.added", output_index=index, item=item)]
+
+    def _part_added(self, uid: str, index: int, content_index: int, kind: str) -> bytes:
+        return self.event(
+            "response.content_part.added",
+            item_id=uid,
+            output_index=index,
+            content_index=content_index,
+            part=_EMPTY[kind],
+        )
+
+    def _message_part(self, kind: str) -> tuple[int, int, list[bytes]]:
+        """(output index, content index) of the message's part of this kind, opening the
+        message and the part the first time, and the events that say so."""
+        index, out = self._opened("message", self._added_text)
+        if kind not in self._parts:
+            self._parts.append(kind)
+            if self.emit:
+                uid = self._id(index, "message")
+                out.append(self._part_added(uid, index, len(self._parts) - 1, kind))
+        return index, self._parts.index(kind), out
 
     def feed(self, chunk: Chunk) -> bytes | None:
         """The events of one chunk (None when it has none to send)."""
@@ -111,7 +129,7 @@ class Items:
                     )
                 )
         if chunk.text:
-            index, opened = self._opened("message", self._added_text)
+            index, part, opened = self._message_part("output_text")
             out += opened
             if self.emit:
                 out.append(
@@ -119,9 +137,22 @@ class Items:
                         "response.output_text.delta",
                         item_id=self._id(index, "message"),
                         output_index=index,
-                        content_index=0,
+                        content_index=part,
                         delta=chunk.text,
                         logprobs=[],
+                    )
+                )
+        if chunk.refusal:
+            index, part, opened = self._message_part("refusal")
+            out += opened
+            if self.emit:
+                out.append(
+                    self.event(
+                        "response.refusal.delta",
+                        item_id=self._id(index, "message"),
+                        output_index=index,
+                        content_index=part,
+                        delta=chunk.refusal,
                     )
                 )
         for delta in chunk.tool_calls:
@@ -166,6 +197,12 @@ class Items:
             entry = self.layout[index] if index < len(self.layout) else None
             if entry is None or self._open.get(entry) != index:
                 yield from self._announce(index, item)
+            elif item["type"] == "message":
+                # Parts the final message has that no chunk opened. (Text and refusal are
+                # stored apart and listed text first: an upstream that refuses and then
+                # answers too is streamed in its order, and read back in that one.)
+                for n, part in enumerate(item["content"][len(self._parts) :], len(self._parts)):
+                    yield self._part_added(item["id"], index, n, part["type"])
             yield from self._close(index, item)
         kind = TERMINAL.get(response["status"], "response.completed")
         yield self.event(kind, response=response)
@@ -183,18 +220,8 @@ class Items:
             output_index=index,
             item={**item, "status": "in_progress", "content": []},
         )
-        empty = (
-            {"type": "reasoning_text", "text": ""}
-            if item["type"] == "reasoning"
-            else {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        )
-        yield self.event(
-            "response.content_part.added",
-            item_id=item["id"],
-            output_index=index,
-            content_index=0,
-            part=empty,
-        )
+        for n, part in enumerate(item["content"]):
+            yield self._part_added(item["id"], index, n, part["type"])
 
     def _close(self, index: int, item: Mapping[str, Any]) -> Iterator[bytes]:
         uid = item["id"]
@@ -207,25 +234,27 @@ class Items:
                 arguments=item["arguments"],
             )
         else:
-            part = item["content"][0]
-            kind = "reasoning_text" if item["type"] == "reasoning" else "output_text"
-            done: dict[str, Any] = {"text": part["text"]}
-            if kind == "output_text":
-                done["logprobs"] = []
-            yield self.event(
-                f"response.{kind}.done",
-                item_id=uid,
-                output_index=index,
-                content_index=0,
-                **done,
-            )
-            yield self.event(
-                "response.content_part.done",
-                item_id=uid,
-                output_index=index,
-                content_index=0,
-                part=part,
-            )
+            for n, part in enumerate(item["content"]):
+                kind = part["type"]
+                done: dict[str, Any] = (
+                    {"refusal": part["refusal"]} if kind == "refusal" else {"text": part["text"]}
+                )
+                if kind == "output_text":
+                    done["logprobs"] = []
+                yield self.event(
+                    f"response.{kind}.done",
+                    item_id=uid,
+                    output_index=index,
+                    content_index=n,
+                    **done,
+                )
+                yield self.event(
+                    "response.content_part.done",
+                    item_id=uid,
+                    output_index=index,
+                    content_index=n,
+                    part=part,
+                )
         yield self.event("response.output_item.done", output_index=index, item=item)
 
 

@@ -19,6 +19,10 @@ class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    # Its details, when reported: prompt tokens read from the upstream's cache, completion
+    # tokens spent reasoning.
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,8 @@ class Chunk:
 
     text: str = ""
     reasoning: str = ""
+    # What the model said instead of answering (Chat Completions' ``refusal``).
+    refusal: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
     # Choice 0's tool-call deltas as received (index, id, function name, argument pieces).
@@ -53,7 +59,7 @@ def chunk_of(event: object, raw: str | None = None) -> Chunk:
     """One chunk event as a ``Chunk`` of choice 0, its text made storable."""
     if not isinstance(event, Mapping):
         raise BadUpstreamEvent(f"expected a JSON object, got {type(event).__name__}")
-    text = reasoning = ""
+    text = reasoning = refusal = ""
     finish_reason = None
     tool_calls: tuple[Any, ...] = ()
     choices = event.get("choices") or ()
@@ -65,14 +71,15 @@ def chunk_of(event: object, raw: str | None = None) -> Chunk:
             text = _str(delta.get("content"))
             # vLLM and DeepSeek say reasoning_content; Ollama and newer vLLM say reasoning.
             reasoning = _str(delta.get("reasoning_content") or delta.get("reasoning"))
+            refusal = _str(delta.get("refusal"))
             calls = delta.get("tool_calls")
             if calls and isinstance(calls, list):
                 tool_calls = tuple(calls)
         finish_reason = _finish_reason(choice.get("finish_reason"))
     usage = event.get("usage")
     if isinstance(usage, Mapping):
-        return Chunk(text, reasoning, _usage_of(usage), finish_reason, tool_calls, raw)
-    return Chunk(text, reasoning, None, finish_reason, tool_calls, raw)
+        return Chunk(text, reasoning, refusal, _usage_of(usage), finish_reason, tool_calls, raw)
+    return Chunk(text, reasoning, refusal, None, finish_reason, tool_calls, raw)
 
 
 def _usage_of(usage: Mapping[str, Any]) -> Usage:
@@ -80,7 +87,14 @@ def _usage_of(usage: Mapping[str, Any]) -> Usage:
         _int_or_none(usage.get("prompt_tokens")),
         _int_or_none(usage.get("completion_tokens")),
         _int_or_none(usage.get("total_tokens")),
+        _detail(usage, "prompt_tokens_details", "cached_tokens"),
+        _detail(usage, "completion_tokens_details", "reasoning_tokens"),
     )
+
+
+def _detail(usage: Mapping[str, Any], details: str, key: str) -> int | None:
+    found = usage.get(details)
+    return _int_or_none(found.get(key)) if isinstance(found, Mapping) else None
 
 
 def completion_chunk(raw: str) -> Chunk:
@@ -113,6 +127,7 @@ def completion_chunk(raw: str) -> Chunk:
     return Chunk(
         _str(message.get("content")),
         _str(message.get("reasoning_content") or message.get("reasoning")),
+        _str(message.get("refusal")),
         _usage_of(usage) if isinstance(usage, Mapping) else None,
         _finish_reason(choice.get("finish_reason")),
         tool_calls,

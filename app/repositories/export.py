@@ -46,6 +46,10 @@ MESSAGE_COLUMNS = (
     Message.system_prompt,
     Message.input_items,
     Message.usage_estimated,
+    Message.refusal_content,
+    Message.cached_tokens,
+    Message.reasoning_tokens,
+    Message.output_items,
     Message.created_at,
     Message.updated_at,
 )

@@ -87,6 +87,8 @@ def _count() -> fields.Integer:
     return JsonInteger(load_default=None, allow_none=True, validate=_COUNT)
 
 
+# An entry of a Responses exchange's layout (app/exchange/responses_items.py).
+_LAYOUT_ENTRY = r"^(reasoning|message|fc:(0|[1-9][0-9]{0,2}))$"
 _ENDED_ONLY = "Must be true or false: only ended exchanges can be imported."
 
 
@@ -136,6 +138,14 @@ class ExportedMessage(Schema):
     )
     # null where an item was deleted through the Conversations API
     input_items = _optional(fields.List, fields.Dict(allow_none=True), validate=storable_json)
+    # Absent from documents older than these fields: no refusal, details not reported.
+    refusal_content = _optional(Text)
+    cached_tokens = _count()
+    reasoning_tokens = _count()
+    # The Responses API's output items' layout (null where an item was deleted).
+    output_items = _optional(
+        fields.List, fields.String(allow_none=True, validate=validate.Regexp(_LAYOUT_ENTRY))
+    )
     feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)
     created_at = UtcDateTime(required=True)
     updated_at = UtcDateTime(required=True)

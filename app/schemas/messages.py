@@ -137,6 +137,14 @@ class MessageOut(FastDumpSchema):
     prompt_tokens = fields.Integer(allow_none=True)
     response_tokens = fields.Integer(allow_none=True)
     total_tokens = fields.Integer(allow_none=True)
+    cached_tokens = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Prompt tokens the LLM read from its cache; null: not reported."},
+    )
+    reasoning_tokens = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Response tokens spent reasoning; null: not reported."},
+    )
     usage_estimated = fields.Boolean(
         metadata={
             "description": "The tokens are an estimate: the LLM's usage was not received "
@@ -156,6 +164,10 @@ class MessageOut(FastDumpSchema):
     )
     reasoning_content = fields.String(
         allow_none=True, metadata={"description": "What a reasoning model thought, if it said."}
+    )
+    refusal_content = fields.String(
+        allow_none=True,
+        metadata={"description": "What the LLM said instead of answering (its refusal), if any."},
     )
     model = fields.String(allow_none=True, metadata={"description": "The model that answered."})
     endpoint = fields.String(

@@ -42,6 +42,10 @@ EXCHANGE_FIELDS = (
     "system_prompt",
     "input_items",
     "usage_estimated",
+    "refusal_content",
+    "cached_tokens",
+    "reasoning_tokens",
+    "output_items",
 )
 T = TypeVar("T")
 

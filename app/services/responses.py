@@ -116,6 +116,7 @@ class Started:
             **{
                 "response_content": "",
                 "reasoning_content": None,
+                "refusal_content": None,
                 "tool_calls": None,
                 "is_success": None,
                 "outcome": None,
@@ -125,6 +126,8 @@ class Started:
                 "prompt_tokens": None,
                 "response_tokens": None,
                 "total_tokens": None,
+                "cached_tokens": None,
+                "reasoning_tokens": None,
                 **self.ended,
             },
         )
@@ -140,12 +143,13 @@ def _settled_layout(layout: Sequence[str], values: Mapping[str, Any]) -> list[st
         entry
         for entry in layout
         if (entry == "reasoning" and values.get("reasoning_content"))
-        or (entry == "message" and values.get("response_content"))
+        or (entry == "message" and any(map(values.get, ("response_content", "refusal_content"))))
         or (entry.startswith("fc:") and int(entry[3:]) < calls)
     ]
     row = SimpleNamespace(
         reasoning_content=values.get("reasoning_content"),
         response_content=values.get("response_content"),
+        refusal_content=values.get("refusal_content"),
         tool_calls=values.get("tool_calls"),
     )
     return kept + [entry for entry in default_layout(row) if entry not in kept]
@@ -260,6 +264,7 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
             **values,
             "response_content": "",
             "reasoning_content": None,
+            "refusal_content": None,
             "tool_calls": None,
             "output_items": None,
         }

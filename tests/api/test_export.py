@@ -97,6 +97,10 @@ UNSET = dict.fromkeys(
         "request_params",
         "system_prompt",
         "input_items",
+        "refusal_content",
+        "cached_tokens",
+        "reasoning_tokens",
+        "output_items",
     )
 ) | {"usage_estimated": False}
 
@@ -381,6 +385,10 @@ class TestImport:
                 system_prompt="Be brief.",
                 input_items=[{"role": "system", "content": "Be brief."}, user_item("déjà vu")],
                 usage_estimated=True,
+                refusal_content="I can't help with that.",
+                cached_tokens=8,
+                reasoning_tokens=2,
+                output_items=["reasoning", None, "fc:0"],
                 created_at=T1,
                 updated_at=T1,
             ),
@@ -411,6 +419,12 @@ class TestImport:
             user_item("déjà vu"),
             120,
         )
+        assert (
+            first["refusal_content"],
+            first["cached_tokens"],
+            first["reasoning_tokens"],
+            first["output_items"],
+        ) == ("I can't help with that.", 8, 2, ["reasoning", None, "fc:0"])
 
     def test_a_document_without_outcomes_gets_them_from_is_success(self, client, trip):
         exported = client.get(f"/conversations/{trip[0]}/export").json
@@ -432,6 +446,8 @@ class TestImport:
             ("request_params", {"\u0000": 1}),
             ("ttft_ms", -1),
             ("endpoint", "e" * 33),
+            ("cached_tokens", -1),
+            ("output_items", ["fc:x"]),
         ],
     )
     def test_an_exchange_field_out_of_bounds_is_422(self, client, trip, field, value):

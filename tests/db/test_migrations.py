@@ -590,3 +590,75 @@ def test_the_responses_revision_keeps_exchanges_and_their_search_both_ways(
                 ).scalars().all()
             )  # fmt: skip
         assert found == [1, 2]
+
+
+# The revision before the usage details (re-chained at merge: change it here only).
+BEFORE_USAGE_DETAILS = "0012_responses"
+
+
+def test_the_usage_details_revision_keeps_exchanges_unreported_and_their_search_both_ways(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_USAGE_DETAILS)
+        with db.engine.begin() as connection:
+            run = connection.execute
+            run(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('u', 'user', true, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, last_activity_at,"
+                    " created_at, updated_at) VALUES (1, 't', 'm', :t, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " prompt_tokens, created_at, updated_at)"
+                    " VALUES (1, 'zebra', 'okapi', 5, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            row = connection.execute(
+                sa.text(
+                    "SELECT prompt_content, prompt_tokens, cached_tokens, reasoning_tokens,"
+                    " refusal_content FROM messages"
+                )
+            ).one()
+        assert tuple(row) == ("zebra", 5, None, None, None)
+        assert drift() == []
+
+        flask_migrate.downgrade(revision=BEFORE_USAGE_DETAILS)
+
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
+        assert not {"cached_tokens", "reasoning_tokens", "refusal_content"} & columns
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " created_at, updated_at) VALUES (1, 'giraffe', 'r', :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            found = (
+                connection.execute(
+                    sa.text("SELECT rowid FROM fts_message_prompts WHERE fts_message_prompts"
+                            " MATCH 'zebra OR giraffe' ORDER BY rowid")
+                ).scalars().all()
+                if backend == "sqlite"
+                else connection.execute(
+                    sa.text("SELECT id FROM messages WHERE prompt_search @@ "
+                            "to_tsquery('simple', 'zebra | giraffe') ORDER BY id")
+                ).scalars().all()
+            )  # fmt: skip
+        assert found == [1, 2]

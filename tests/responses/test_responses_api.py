@@ -3,6 +3,8 @@ ids in OpenAI's error shape, and what each exchange keeps."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -291,3 +293,109 @@ def test_an_answer_resent_without_its_id_after_replayed_ones_is_followed_not_bra
     assert rows[2].input_items == [
         {"type": "function_call_output", "call_id": "call_1", "output": "result"}
     ]
+
+
+def sse_events(body: bytes) -> list[dict]:
+    """The data of each event of a Responses stream, in order."""
+    return [
+        json.loads(block.split("\ndata: ", 1)[1]) for block in body.decode().split("\n\n") if block
+    ]
+
+
+DETAILS = {
+    "prompt_tokens_details": {"cached_tokens": 2},
+    "completion_tokens_details": {"reasoning_tokens": 3},
+}
+
+
+def test_usage_details_the_upstream_reports_are_the_responses_kept_and_retrieved(
+    client, fake_llm, database
+):
+    fake_llm.behavior = Behavior(tokens=["Hi."], usage_details=DETAILS)
+
+    body = create(client, stream=True).data
+
+    final = sse_events(body)[-1]["response"]
+    assert final["usage"] == {
+        "input_tokens": 1,
+        "input_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 0},
+        "output_tokens": 1,
+        "output_tokens_details": {"reasoning_tokens": 3},
+        "total_tokens": 2,
+    }
+    assert client.get(f"/v1/responses/{final['id']}").json == final
+    row = database.get(Message, int(final["id"][5:]))
+    assert (row.cached_tokens, row.reasoning_tokens) == (2, 3)
+
+
+def test_usage_details_the_upstream_does_not_report_are_zero_and_kept_null(
+    client, fake_llm, database
+):
+    fake_llm.behavior = Behavior(tokens=["Hi."])
+
+    response = create(client).json
+
+    assert (
+        response["usage"]["input_tokens_details"],
+        response["usage"]["output_tokens_details"],
+    ) == ({"cached_tokens": 0, "cache_write_tokens": 0}, {"reasoning_tokens": 0})
+    row = database.get(Message, int(response["id"][5:]))
+    assert (row.cached_tokens, row.reasoning_tokens) == (None, None)
+
+
+REFUSAL = "I can't help with that."
+
+
+def test_a_refusal_is_streamed_as_refusal_events_stored_and_retrieved_the_same(
+    client, fake_llm, database
+):
+    fake_llm.behavior = Behavior(tokens=[], refusal=["I can't ", "help with that."])
+
+    events = sse_events(create(client, stream=True).data)
+
+    final = events[-1]["response"]
+    (message,) = final["output"]
+    uid = message["id"]
+    part = {"type": "refusal", "refusal": REFUSAL}
+    assert message["content"] == [part]
+    assert [(e["type"], e.get("delta") or e.get("refusal") or e.get("part")) for e in events] == [
+        ("response.created", None),
+        ("response.in_progress", None),
+        ("response.output_item.added", None),
+        ("response.content_part.added", {"type": "refusal", "refusal": ""}),
+        ("response.refusal.delta", "I can't "),
+        ("response.refusal.delta", "help with that."),
+        ("response.refusal.done", REFUSAL),
+        ("response.content_part.done", part),
+        ("response.output_item.done", None),
+        ("response.completed", None),
+    ]
+    delta = events[4]
+    assert {k: delta[k] for k in ("item_id", "output_index", "content_index")} == {
+        "item_id": uid,
+        "output_index": 0,
+        "content_index": 0,
+    }
+    assert client.get(f"/v1/responses/{final['id']}").json == final
+    row = database.get(Message, int(final["id"][5:]))
+    assert (row.response_content, row.refusal_content) == ("", REFUSAL)
+    items = client.get(f"/v1/conversations/conv_{row.conversation_id}/items?order=asc").json
+    assert items["data"][-1] == message
+
+
+def test_a_refusal_in_a_whole_chat_completion_is_kept_and_reads_as_a_refusal_part(
+    client, fake_llm, database
+):
+    fake_llm.behavior = Behavior(tokens=[], refusal=[REFUSAL])
+    completion = client.post(
+        "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    message_id = int(completion.headers["X-Message-Id"])
+
+    response = client.get(f"/v1/responses/resp_{message_id}").json
+
+    assert completion.json["choices"][0]["message"]["refusal"] == REFUSAL
+    assert response["output"][0]["content"] == [{"type": "refusal", "refusal": REFUSAL}]
+    row = database.get(Message, message_id)
+    assert (row.response_content, row.refusal_content) == ("", REFUSAL)

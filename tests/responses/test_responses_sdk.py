@@ -125,6 +125,40 @@ def test_the_stream_accumulator_rebuilds_the_stored_response(service, fake_llm):
     assert (row.response_content, row.reasoning_content) == ("Héllo wörld 🌍", "hmm")
 
 
+def test_a_refusal_and_usage_details_are_rebuilt_by_the_accumulator_as_stored(service, fake_llm):
+    fake_llm.behavior = Behavior(
+        tokens=[],
+        refusal=["I can't ", "help with that."],
+        usage_details={
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        },
+    )
+    client = service.client()
+
+    with client.responses.stream(model=MODEL, input="Hi") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+
+    stored = client.responses.retrieve(final.id)
+    assert final.to_dict() == stored.to_dict()
+    assert final.output[0].content[0].to_dict() == {
+        "type": "refusal",
+        "refusal": "I can't help with that.",
+    }
+    assert (
+        final.usage.input_tokens_details.cached_tokens,
+        final.usage.output_tokens_details.reasoning_tokens,
+    ) == (4, 0)
+    assert kinds.count("response.refusal.delta") == 2
+    row = service.message(final.id)
+    assert (row.refusal_content, row.cached_tokens, row.reasoning_tokens) == (
+        "I can't help with that.",
+        4,
+        0,
+    )
+
+
 def test_a_function_tool_round_trip_with_previous_response_id(service, fake_llm):
     client = service.client()
     fake_llm.behavior = Behavior(

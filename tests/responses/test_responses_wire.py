@@ -47,6 +47,7 @@ def row(**values: Any) -> SimpleNamespace:
         "prompt_content": "hi",
         "response_content": "",
         "reasoning_content": None,
+        "refusal_content": None,
         "tool_calls": None,
         "input_items": None,
         "output_items": None,
@@ -58,6 +59,8 @@ def row(**values: Any) -> SimpleNamespace:
         "prompt_tokens": 3,
         "response_tokens": 4,
         "total_tokens": 7,
+        "cached_tokens": None,
+        "reasoning_tokens": None,
     }
     return SimpleNamespace(**{**base, **values})
 
@@ -182,6 +185,21 @@ CASES = {
         {"tools": [TOOL]},
     ),
     "empty answer": ([Chunk(finish_reason="stop")], {}, {}),
+    "refusal": (
+        [Chunk(refusal="I can't "), Chunk(refusal="help."), Chunk(finish_reason="stop")],
+        {"refusal_content": "I can't help."},
+        {},
+    ),
+    "text then refusal": (
+        [Chunk(text="Well. "), Chunk(refusal="No."), Chunk(finish_reason="stop")],
+        {"response_content": "Well. ", "refusal_content": "No."},
+        {},
+    ),
+    "reported usage details": (
+        [Chunk(text="Hi."), Chunk(usage=Usage(3, 4, 7, 2, 1))],
+        {"response_content": "Hi.", "cached_tokens": 2, "reasoning_tokens": 1},
+        {},
+    ),
 }
 
 
