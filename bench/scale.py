@@ -312,8 +312,16 @@ def main(argv: list[str] | None = None) -> None:
             ("search, two words", f"/search?q={words[99]}+{words[299]}&take=20"),
             ("search, a phrase", f"/search?q=%22{words[99]}+{words[299]}%22&take=20"),
             ("search, two words, one excluded", f"/search?q={words[99]}+-{words[299]}&take=20"),
-            # Ranks 1 and 2: in most messages, so every match is ranked (the worst case).
+            # Ranks 1 and 2: in most messages (listed newest first: issue 25).
             ("search, two of the commonest words", f"/search?q={words[0]}+{words[1]}&take=20"),
+            # The edges of the newest-first plan: rank 1,500, past the 2,000 ranked matches
+            # (3,031) but rarer than any word the statistics list; ranks 21 and 22 as a
+            # phrase, common words (24,000 fields hold both) seldom side by side (1,046).
+            ("search, a word just past the ranked limit", f"/search?q={words[1499]}&take=20"),
+            (
+                "search, a phrase of two common words",
+                f"/search?q=%22{words[20]}+{words[21]}%22&take=20",
+            ),
         ]
         since = (datetime.now(UTC).date() - timedelta(days=29)).isoformat()
         usage_queries = [

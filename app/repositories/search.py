@@ -87,14 +87,19 @@ HEADLINE = (
     'ShortWord=0, MaxFragments=2, FragmentDelimiter=" … "'
 )
 _CONFIG_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-# The texts a page's snippets are made from, by id (aliasing a mapped table would copy its
-# every column).
-_SNIPPET_MESSAGE = table(
-    "messages", column("id"), column("prompt_content"), column("response_content")
-).alias("snippet_message")
-_SNIPPET_CONVERSATION = table("conversations", column("id"), column("title")).alias(
-    "snippet_conversation"
-)
+# What a page's snippets (and newest-first ranks) are made from, by id (aliasing a mapped
+# table would copy its every column).
+_PAGE_MESSAGE = table(
+    "messages",
+    column("id"),
+    column("prompt_content"),
+    column("response_content"),
+    column(PROMPT_VECTOR),
+    column(RESPONSE_VECTOR),
+).alias("page_message")
+_PAGE_CONVERSATION = table(
+    "conversations", column("id"), column("title"), column(TITLE_VECTOR)
+).alias("page_conversation")
 _WRITTEN = UTCDateTime()
 _TAKE = bindparam("take", type_=Integer)
 
@@ -179,20 +184,24 @@ class SearchRepository:
         if after is not None and after.order == RANK:
             return RANK, self._ranked(shape, params, query, after)[0]
         statistics = self._statistics(query)
-        counted: list[int] = []
+        # What a ranked first page counted: the kinds of hit whose matches it counted in
+        # full, and of the one whose matches filled its window, at least how many.
+        full: set[int] = set()
+        at_least: list[int | None] = [None] * len(SOURCES)
         if after is None and sum(e.matches for e in statistics.values()) <= self.ranked_max:
-            hits, counted = self._ranked(shape, params, query, None)
-            if sum(counted) <= self.ranked_max:
+            hits, counts = self._ranked(shape, params, query, None)
+            if sum(counts) <= self.ranked_max:
                 return RANK, hits
             # More than the statistics foresaw (a word they do not list, words found
-            # together more often than their shares say, or no statistics yet).
+            # together more often than their shares say, or no statistics yet). The
+            # window holds the kinds in turn: it filled up in the last one it holds.
+            last = max(kind for kind, n in enumerate(counts) if n)
+            full, at_least[last] = set(range(last)), counts[last]
         unknown = Expected(0.0, 0.0, float("inf"))  # no statistics: read, or walk past a window
         walked = frozenset(
             kind
             for kind in range(len(SOURCES))
-            if statistics.get(kind, unknown).walked(
-                take, counted[kind] if counted else None, self.ranked_max + 1
-            )
+            if kind not in full and statistics.get(kind, unknown).walked(take, at_least[kind])
         )
         after_kind = None
         if after is not None:
@@ -205,7 +214,7 @@ class SearchRepository:
         self, shape: Shape, params: dict[str, Any], query: SearchQuery, after: Cursor | None
     ) -> tuple[list[Hit], list[int]]:
         """The best hits past ``after``; on a first page, also the matches of each kind of
-        hit, counted up to ``ranked_max`` + 1 (each kind's window stops there)."""
+        hit in the window (the first ``ranked_max`` + 1 matches, titles first)."""
         params = params | {"window": self.ranked_max + 1}
         if after is not None:
             params |= {"after_rank": after.rank, "after_kind": after.kind, "after_ref": after.ref}
@@ -272,16 +281,14 @@ class Expected:
     matches: float
     at_most: float
 
-    def walked(self, take: int, counted: int | None, window: int) -> bool:
+    def walked(self, take: int, at_least: int | None) -> bool:
         """Whether to walk the rows newest first rather than read every match: walking
-        reads about take * rows / matches rows, reading reads the matches. ``counted``:
-        the matches a ranked first page counted, up to ``window``."""
-        if counted is None:
+        reads about take * rows / matches rows, reading reads the matches. ``at_least``:
+        the matches a ranked first page counted before its window filled up."""
+        if at_least is None:
             return self.matches * self.matches > take * self.rows
-        if counted < window:
-            return False  # all of them: fewer than a window to read
-        # More than a window: walk unless reading all there can be costs less.
-        return self.at_most > take * self.rows / counted
+        # Walk unless reading all there can be costs less than the longest walk.
+        return self.at_most > take * self.rows / at_least
 
 
 def _parameters(shape: Shape, query: SearchQuery, filters: Filters) -> dict[str, Any]:
@@ -310,22 +317,20 @@ def _parameters(shape: Shape, query: SearchQuery, filters: Filters) -> dict[str,
 
 @lru_cache(maxsize=256)
 def _ranked_statement(shape: Shape, paged: bool) -> Select[Any]:
-    """The best ``take`` hits (past after_rank, after_kind, after_ref when ``paged``), each
-    kind's matches ranked up to ``window``; a first page also counts each kind's matches
-    (count_0 to count_2, up to ``window``)."""
-    # The window goes outside a materialized CTE, which PostgreSQL plans for all its rows
+    """The best ``take`` hits (past after_rank, after_kind, after_ref when ``paged``) of the
+    first ``window`` matches, titles first, then prompts, then answers; a first page also
+    counts each kind's matches among them (count_0 to count_2)."""
+    # The window goes outside materialized CTEs, which PostgreSQL plans for all their rows
     # (a LIMIT inside tempts it to scan the table in the hope of finding the matches
-    # early) yet runs lazily, stopping at the window.
-    windows = [
+    # early) yet runs lazily: reading the kinds in turn, it stops at the window.
+    matches = [
         select(statement.cte(f"matches_{kind}").prefix_with("MATERIALIZED", dialect="postgresql"))
-        .limit(bindparam("window", type_=Integer))
-        .cte(f"window_{kind}")
         for kind, statement in enumerate(_selects(shape))
     ]
-    hits = union_all(*(select(window) for window in windows)).subquery("hits")
+    hits = union_all(*matches).limit(bindparam("window", type_=Integer)).cte("hits")
     counts = [
-        select(func.count()).select_from(window).scalar_subquery().label(f"count_{kind}")
-        for kind, window in enumerate(windows)
+        select(func.count()).where(hits.c.kind == kind).scalar_subquery().label(f"count_{kind}")
+        for kind in range(len(SOURCES))
     ]
     ordered = select(hits, *(() if paged else counts)).order_by(*_best_first(hits.c))
     if paged:
@@ -343,16 +348,17 @@ def _ranked_statement(shape: Shape, paged: bool) -> Select[Any]:
 
 
 @lru_cache(maxsize=256)
-def _newest_statement(shape: Shape, after_kind: int | None, broad: frozenset[int]) -> Select[Any]:
+def _newest_statement(shape: Shape, after_kind: int | None, walked: frozenset[int]) -> Select[Any]:
     """The newest ``take`` hits (past after_written, ``after_kind``, after_ref when
-    ``after_kind`` is given); ``broad``: the kinds of hit expected to be many, whose matches
-    are walked newest first (the others are read, then sorted)."""
+    ``after_kind`` is given); ``walked``: the kinds of hit whose rows are walked newest first
+    (the others' matches are read, then sorted)."""
     branches = []
-    for kind, statement in enumerate(_selects(shape)):
+    # PostgreSQL ranks the page's rows only (FTS5 ranks in a MATCH of its own table).
+    for kind, statement in enumerate(_selects(shape, ranked=not shape.postgresql)):
         model = Conversation if kind == TITLE else Message
         if after_kind is not None:
             statement = statement.where(_written_after(model, kind, after_kind))
-        if shape.postgresql and kind not in broad:
+        if shape.postgresql and kind not in walked:
             # Few matches: all of them through the GIN index, then sorted. Left to itself
             # the planner may walk the created_at index instead, for matches it only
             # guessed at (0.5 % of the rows for a word it has no statistics for), and
@@ -363,27 +369,36 @@ def _newest_statement(shape: Shape, after_kind: int | None, broad: frozenset[int
             branch = statement.order_by(model.created_at.desc(), model.id.desc())
         branches.append(select(branch.limit(_TAKE).subquery()))
     hits = union_all(*branches).subquery("hits")
-    return _page(shape, select(hits).order_by(*_newest_first(hits.c)), _newest_first)
+    ordered = select(hits).order_by(*_newest_first(hits.c))
+    return _page(shape, ordered, _newest_first, ranked=not shape.postgresql)
 
 
-def _page(shape: Shape, ordered: Select[Any], order: Any) -> Select[Any]:
-    """``ordered``, limited to ``take``; on PostgreSQL with each row's snippet, made in the
-    same statement for the page's rows only (``order`` gives its order by from columns)."""
+def _page(shape: Shape, ordered: Select[Any], order: Any, *, ranked: bool = True) -> Select[Any]:
+    """``ordered``, limited to ``take``; on PostgreSQL with each row's snippet, and its rank
+    unless ``ranked`` already, made in the same statement for the page's rows only
+    (``order`` gives its order by from columns)."""
     page = ordered.limit(_TAKE)
     if not shape.postgresql:
         return page
     hits = page.subquery("page")
-    message, conversation = _SNIPPET_MESSAGE, _SNIPPET_CONVERSATION
-    matched = case(
-        (hits.c.kind == TITLE, conversation.c.title),
-        (hits.c.kind == PROMPT, message.c.prompt_content),
-        else_=message.c.response_content,
-    )
+    message, conversation = _PAGE_MESSAGE, _PAGE_CONVERSATION
+
+    def field(title: str, prompt: str, response: str) -> ColumnElement[Any]:
+        return case(
+            (hits.c.kind == TITLE, conversation.c[title]),
+            (hits.c.kind == PROMPT, message.c[prompt]),
+            else_=message.c[response],
+        )
+
+    matched = field("title", "prompt_content", "response_content")
     snippet = func.ts_headline(
         _config(shape), func.coalesce(matched, literal_column("''")), _tsquery(shape), HEADLINE
     )
+    columns = [hits, snippet.label("snippet")]
+    if not ranked:
+        columns.append(_rank(shape, field(TITLE_VECTOR, PROMPT_VECTOR, RESPONSE_VECTOR)))
     return (
-        select(hits, snippet.label("snippet"))
+        select(*columns)
         .outerjoin(message, message.c.id == hits.c.message_id)
         .outerjoin(
             conversation, and_(hits.c.kind == TITLE, conversation.c.id == hits.c.conversation_id)
@@ -392,41 +407,39 @@ def _page(shape: Shape, ordered: Select[Any], order: Any) -> Select[Any]:
     )
 
 
-def _selects(shape: Shape) -> list[Select[Any]]:
+def _selects(shape: Shape, *, ranked: bool = True) -> list[Select[Any]]:
     """Each kind of hit's matches, in the order of their kinds: conversation_id,
-    message_id, kind, ref (the title's conversation or the message), rank, written."""
+    message_id, kind, ref (the title's conversation or the message), written, and rank if
+    ``ranked``."""
     selects = []
     for kind, (source, _, vector, fts_name) in enumerate(SOURCES):
         model = Conversation if kind == TITLE else Message
         if shape.postgresql:
             indexed = literal_column(f"{source}.{vector}")  # migration 0005's stored tsvector
             match = indexed.op("@@")(_tsquery(shape))
-            # Ranked by the wanted terms alone (with a negation ts_rank comes out near 0);
-            # as double precision, so that a cursor's rank compares exactly.
-            rank = cast(func.ts_rank(indexed, _tsquery(shape, wanted_only=True)), Double)
+            rank = _rank(shape, indexed)
         else:
             fts = fts_table(fts_name)
             match = fts.c[fts_name].op("MATCH")(bindparam("fts"))
             # bm25 is lower for better matches.
-            rank = -func.bm25(literal_column(fts_name))
+            rank = (-func.bm25(literal_column(fts_name))).label("rank")
         if kind == TITLE:
-            statement = select(
+            columns = [
                 Conversation.id.label("conversation_id"),
                 null().cast(Integer).label("message_id"),
                 literal(kind).label("kind"),
                 Conversation.id.label("ref"),
-                rank.label("rank"),
                 Conversation.created_at.label("written"),
-            )
+            ]
         else:
-            statement = select(
+            columns = [
                 Message.conversation_id.label("conversation_id"),
                 Message.id.label("message_id"),
                 literal(kind).label("kind"),
                 Message.id.label("ref"),
-                rank.label("rank"),
                 Message.created_at.label("written"),
-            )
+            ]
+        statement = select(*columns, *([rank] if ranked else []))
         if shape.postgresql:
             statement = statement.select_from(model)
         else:
@@ -471,6 +484,12 @@ def _metadata_matches(shape: Shape) -> ColumnElement[bool]:
             for n in range(shape.metadata)
         )
     )
+
+
+def _rank(shape: Shape, vector: ColumnElement[Any]) -> ColumnElement[float]:
+    """PostgreSQL: a tsvector's rank by the wanted terms alone (with a negation ts_rank
+    comes out near 0), as double precision so that a cursor's rank compares exactly."""
+    return cast(func.ts_rank(vector, _tsquery(shape, wanted_only=True)), Double).label("rank")
 
 
 def _config(shape: Shape) -> ColumnElement[Any]:

@@ -388,8 +388,13 @@ T3 = T1 + timedelta(days=2)
 class TestBroadQueries:
     """Past SEARCH_RANKED_MAX matches, results come newest first, every one of them."""
 
-    def test_past_the_limit_every_match_comes_once_newest_first(self, client, add, configure):
-        configure(SEARCH_RANKED_MAX=3)
+    # The first page counts up to limit + 1 matches, titles first, then prompts, then
+    # answers: these limits stop it in each kind of hit.
+    @pytest.mark.parametrize("limit", [1, 3, 5, 7])
+    def test_past_the_limit_every_match_comes_once_newest_first(
+        self, client, add, configure, limit
+    ):
+        configure(SEARCH_RANKED_MAX=limit)
         old, (m1, m2) = add("lyon", ("lyon", "lyon"), ("lyon", "paris"), at=T1)
         mid, (m3, m4) = add(None, ("paris", "lyon"), ("lyon lyon", "lyon"), at=T2)
         new, _ = add("about lyon", at=T3)
