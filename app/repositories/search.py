@@ -312,10 +312,11 @@ def _parameters(shape: Shape, query: SearchQuery, filters: Filters) -> dict[str,
     return params
 
 
-# Statements, built once per shape.
+# Statements, built once per shape: the shapes in use are few (a query's terms, wanted or
+# excluded, and its filters), and a statement holds about 180 KiB of Python objects.
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def _ranked_statement(shape: Shape, paged: bool) -> Select[Any]:
     """The best ``take`` hits (past after_rank, after_kind, after_ref when ``paged``) of the
     first ``window`` matches, titles first, then prompts, then answers; a first page also
@@ -347,7 +348,7 @@ def _ranked_statement(shape: Shape, paged: bool) -> Select[Any]:
     return _page(shape, ordered, _best_first)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def _newest_statement(shape: Shape, after_kind: int | None, walked: frozenset[int]) -> Select[Any]:
     """The newest ``take`` hits (past after_written, ``after_kind``, after_ref when
     ``after_kind`` is given); ``walked``: the kinds of hit whose rows are walked newest first
