@@ -298,6 +298,9 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "TITLE_TIMEOUT": _float(env, "TITLE_TIMEOUT", 10.0),
         # Full-text search: PostgreSQL's text-search configuration (simple: any language).
         "SEARCH_LANGUAGE": env.get("SEARCH_LANGUAGE") or "simple",
+        # A query matching more titles, prompts and answers than this lists them newest first
+        # rather than ranked (ranking reads every match, on every page).
+        "SEARCH_RANKED_MAX": _int(env, "SEARCH_RANKED_MAX", 2000),
         # Monitoring: a bearer token /metrics then requires (unset: /metrics is public).
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
     }

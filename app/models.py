@@ -153,6 +153,8 @@ class Conversation(TimestampMixin, db.Model):
         Index(
             "ix_conversations_recent", "owner_id", "archived", "pinned", "last_activity_at", "id"
         ),
+        # A broad search's title matches, newest first (app/repositories/search.py).
+        Index("ix_conversations_owner_id_created_at_id", "owner_id", "created_at", "id"),
         _NO_ID_REUSE,
     )
 
@@ -212,6 +214,9 @@ class Message(TimestampMixin, db.Model):
         # A tree's walks: children of an exchange (subtrees, siblings, the foreign key's
         # checks) and, with parent_id IS NULL, a conversation's first exchanges.
         Index("ix_messages_parent_id_conversation_id", "parent_id", "conversation_id"),
+        # A broad search's prompt and answer matches, newest first: walked backwards until a
+        # page of them is found (app/repositories/search.py).
+        Index("ix_messages_created_at_id", "created_at", "id"),
         # The /v1 gateway's threading: the exchange whose history a request continues.
         Index(
             "ix_messages_history_fingerprint",

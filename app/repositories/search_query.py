@@ -13,6 +13,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 QUERY_MAX = 256
 TERMS_MAX = 16
@@ -70,17 +71,38 @@ def parse(text: str) -> SearchQuery:
     return query
 
 
+# The orders of a page of results: best first, or newest first (app/repositories/search.py).
+RANK, RECENT = "rank", "recent"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# datetime's range, in microseconds from the epoch: anything else cannot be a time written.
+_WRITTEN_RANGE = range(
+    (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND,
+    (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND + 1,
+)
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page of hits ended: its last hit's rank, kind and id (opaque to clients)."""
+    """Where a page of hits ended: its last hit's kind and id, and its rank or, in newest
+    first order, when its text was written (opaque to clients)."""
 
-    rank: float
     kind: int
     ref: int
+    rank: float = 0.0
+    written: datetime | None = None
+
+    @property
+    def order(self) -> str:
+        return RANK if self.written is None else RECENT
 
     def encode(self) -> str:
-        # repr-exact floats: the next page starts exactly after this hit.
-        raw = json.dumps([self.rank, self.kind, self.ref]).encode()
+        # repr-exact floats and whole microseconds: the next page starts exactly after this hit.
+        if self.written is None:
+            key: list[object] = [self.rank, self.kind, self.ref]
+        else:
+            key = [RECENT, (self.written - _EPOCH) // _MICROSECOND, self.kind, self.ref]
+        raw = json.dumps(key).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -88,18 +110,27 @@ class Cursor:
         """The cursor ``encode`` made; QueryError for anything else."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            rank, kind, ref = json.loads(raw)
+            key = json.loads(raw)
+            if isinstance(key, list) and len(key) == 4 and key[0] == RECENT:
+                _, written, kind, ref = key
+                rank = 0.0
+                valid = type(written) is int and written in _WRITTEN_RANGE
+            else:
+                rank, kind, ref = key
+                written = None
+                valid = (
+                    isinstance(rank, float | int)
+                    and not isinstance(rank, bool)
+                    and math.isfinite(rank)
+                )
         except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
             raise QueryError("Not a cursor this service gave.") from exc
-        valid = (
-            isinstance(rank, float | int)
-            and not isinstance(rank, bool)
-            and math.isfinite(rank)
-            and type(kind) is int
-            and 0 <= kind <= 2
-            and type(ref) is int
-            and 0 < ref < 2**63
-        )
-        if not valid:
+        valid = valid and type(kind) is int and 0 <= kind <= 2 and type(ref) is int
+        if not (valid and 0 < ref < 2**63):
             raise QueryError("Not a cursor this service gave.")
-        return cls(float(rank), kind, ref)
+        return cls(
+            kind,
+            ref,
+            float(rank),
+            None if written is None else _EPOCH + written * _MICROSECOND,
+        )

@@ -7,7 +7,16 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.repositories.search_query import QUERY_MAX, Cursor, QueryError, SearchQuery, parse
+from app.repositories.search import RANKED_MAX
+from app.repositories.search_query import (
+    QUERY_MAX,
+    RANK,
+    RECENT,
+    Cursor,
+    QueryError,
+    SearchQuery,
+    parse,
+)
 from app.schemas.common import (
     MAX_PAGE,
     MetadataFilterArgs,
@@ -91,12 +100,25 @@ class SearchResultOut(Schema):
     snippet = fields.String(
         metadata={"description": "The text around the matches, HTML-escaped, matches in <mark>."}
     )
-    rank = fields.Float(metadata={"description": "Relevance: higher is better."})
+    rank = fields.Float(
+        metadata={"description": "Relevance: higher is better (the order when order is rank)."}
+    )
 
 
 class SearchPageOut(Schema):
-    results = fields.List(fields.Nested(SearchResultOut), metadata={"description": "Best first."})
+    results = fields.List(
+        fields.Nested(SearchResultOut), metadata={"description": "In the page's order."}
+    )
     next_cursor = fields.String(
         allow_none=True,
         metadata={"description": "Pass as cursor for the next page; null at the end."},
+    )
+    order = fields.String(
+        validate=validate.OneOf([RANK, RECENT]),
+        metadata={
+            "description": f"{RANK}: best first, the query matching at most "
+            f"SEARCH_RANKED_MAX ({RANKED_MAX:,} by default) titles, prompts and answers; "
+            f"{RECENT}: newest first, for a broader query. Pages after the first keep the "
+            "first page's order."
+        },
     )

@@ -29,6 +29,7 @@ class SearchResult:
 class SearchPage:
     results: list[SearchResult]
     next_cursor: str | None
+    order: str  # RANK (best first) or RECENT (newest first): see SearchRepository.hits
 
 
 def highlight(snippet: str) -> str:
@@ -49,29 +50,24 @@ def search(
     meta: Mapping[str, str] | None = None,
     owner: str | int = OWNER_ME,
 ) -> SearchPage:
-    """The best matches first, ``take`` at a time; ``next_cursor`` continues after them."""
+    """The best matches first (the newest first for a broad query), ``take`` at a time;
+    ``next_cursor`` continues after them, in the same order."""
     filters = Filters(list_scope(actor, owner), model, since, until, meta)
-    repository = SearchRepository(db.session, current_app.config["SEARCH_LANGUAGE"])
-    hits = repository.hits(q, filters, take + 1, cursor)
+    config = current_app.config
+    repository = SearchRepository(
+        db.session, config["SEARCH_LANGUAGE"], config["SEARCH_RANKED_MAX"]
+    )
+    order, hits = repository.hits(q, filters, take + 1, cursor)
     page, more = hits[:take], len(hits) > take
-    snippets: dict[int, dict[int, str]] = {}
-    for kind in {hit.kind for hit in page}:
-        ids = [hit.message_id or hit.conversation_id for hit in page if hit.kind == kind]
-        snippets[kind] = repository.snippets(kind, ids, q)
     results = [
         SearchResult(
             hit.conversation_id,
             hit.message_id,
             FIELDS[hit.kind],
-            highlight(snippets[hit.kind].get(hit.message_id or hit.conversation_id, "")),
+            highlight(hit.snippet),
             hit.rank,
         )
         for hit in page
     ]
-    last = page[-1] if page else None
-    next_cursor = (
-        Cursor(last.rank, last.kind, last.message_id or last.conversation_id).encode()
-        if more and last is not None
-        else None
-    )
-    return SearchPage(results, next_cursor)
+    next_cursor = page[-1].cursor(order).encode() if more else None
+    return SearchPage(results, next_cursor, order)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 
@@ -18,10 +21,12 @@ def add(database, owner_id):
     """Add a conversation with exchanges (prompt, answer): returns (its id, message ids)."""
 
     def make(title=None, *exchanges, owner=None, model="m", meta=None, at=None):
-        (conversation_id,) = database.add(
-            Conversation(title=title, model_type=model, owner_id=owner or owner_id, meta=meta or {})
-        )
         extra = {} if at is None else {"created_at": at, "updated_at": at}
+        (conversation_id,) = database.add(
+            Conversation(
+                title=title, model_type=model, owner_id=owner or owner_id, meta=meta or {}, **extra
+            )
+        )
         ids = database.add(
             *[
                 Message(
@@ -49,6 +54,31 @@ def found(client, q, **params):
     return [
         (r["field"], r["conversation_id"], r["message_id"]) for r in search(client, q, **params)
     ]
+
+
+def walk(client, q, take, **params):
+    """Every page of a search, following the Link headers: (all results, each page's order)."""
+    results, orders = [], []
+    url = "/search?" + urlencode({"q": q, "take": take, **params})
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.json
+        results += response.json["results"]
+        orders.append(response.json["order"])
+        link = response.headers.get("Link")
+        assert (link is None) == (response.json["next_cursor"] is None)
+        url = NEXT.match(link)[1] if link else None
+    return results, orders
+
+
+def keys(results):
+    """(field, conversation id, message id) of each result."""
+    return [(r["field"], r["conversation_id"], r["message_id"]) for r in results]
+
+
+def encoded(key) -> str:
+    """A cursor's form, for a key of our choosing."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
 def plain(snippet: str) -> str:
@@ -94,7 +124,7 @@ class TestFinds:
 
         response = client.get("/search?q=absent")
 
-        assert response.json == {"results": [], "next_cursor": None}
+        assert response.json == {"results": [], "next_cursor": None, "order": "rank"}
         assert "Link" not in response.headers
 
     def test_an_answer_changed_later_is_found_by_its_new_text(self, client, add, database):
@@ -206,7 +236,20 @@ class TestSyntax:
         assert response.status_code == 422
         assert response.json["errors"] == {"query": {"q": ["Missing data for required field."]}}
 
-    @pytest.mark.parametrize("cursor", ["nope", "WzEsIDIsIDNd" + "x", "W10", "WyJhIiwgMCwgMV0"])
+    @pytest.mark.parametrize(
+        "cursor",
+        [
+            "nope",
+            "WzEsIDIsIDNd" + "x",
+            encoded([]),
+            encoded(["a", 0, 1]),
+            encoded([0.5, 3, 1]),
+            encoded(["recent", 1.5, 0, 1]),
+            encoded(["recent", 10**20, 0, 1]),
+            encoded(["recent", 0, 0, 0]),
+            encoded(["newest", 0, 0, 1]),
+        ],
+    )
     def test_a_cursor_the_service_did_not_give_is_422(self, client, cursor):
         response = client.get("/search", query_string={"q": "a", "cursor": cursor})
 
@@ -307,16 +350,11 @@ class TestPages:
         add("lyon lyon", *[("lyon " * (n % 3 + 1), "lyon") for n in range(7)])
 
         every = search(client, "lyon", take=100)
-        seen, url = [], "/search?q=lyon&take=3"
-        while url:
-            response = client.get(url)
-            seen += response.json["results"]
-            link = response.headers.get("Link")
-            assert (link is None) == (response.json["next_cursor"] is None)
-            url = NEXT.match(link)[1] if link else None
+        seen, orders = walk(client, "lyon", 3)
 
         assert len(every) == 15
         assert seen == every
+        assert orders == ["rank"] * 5
         assert [r["rank"] for r in every] == sorted((r["rank"] for r in every), reverse=True)
 
     def test_take_bounds_are_422(self, client):
@@ -330,5 +368,124 @@ class TestPages:
         with database.count_statements() as statements:
             client.get("/search?q=lyon&take=50")
 
-        # The ranked hits, then one snippet query per field on the page.
-        assert len(statements) == 4
+        if postgresql(database):
+            # What the statistics expect, then the page with its snippets.
+            assert len(statements) == 2
+        else:
+            # The page, then one snippet query per field on it (FTS5 makes them in a MATCH).
+            assert len(statements) == 4
+
+
+def postgresql(database) -> bool:
+    return database.app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+
+
+T1 = datetime(2026, 1, 1, tzinfo=UTC)
+T2 = T1 + timedelta(days=1)
+T3 = T1 + timedelta(days=2)
+
+
+class TestBroadQueries:
+    """Past SEARCH_RANKED_MAX matches, results come newest first, every one of them."""
+
+    # The first page counts up to limit + 1 matches, titles first, then prompts, then
+    # answers: these limits stop it in each kind of hit.
+    @pytest.mark.parametrize("limit", [1, 3, 5, 7])
+    def test_past_the_limit_every_match_comes_once_newest_first(
+        self, client, add, configure, limit
+    ):
+        configure(SEARCH_RANKED_MAX=limit)
+        old, (m1, m2) = add("lyon", ("lyon", "lyon"), ("lyon", "paris"), at=T1)
+        mid, (m3, m4) = add(None, ("paris", "lyon"), ("lyon lyon", "lyon"), at=T2)
+        new, _ = add("about lyon", at=T3)
+        add("paris", ("paris", "paris"), at=T3)
+
+        results, orders = walk(client, "lyon", 2)
+
+        # When written, newest first; at the same time a title, then prompts, then answers;
+        # then the higher id first.
+        assert keys(results) == [
+            ("title", new, None),
+            ("prompt", mid, m4),
+            ("response", mid, m4),
+            ("response", mid, m3),
+            ("title", old, None),
+            ("prompt", old, m2),
+            ("prompt", old, m1),
+            ("response", old, m1),
+        ]
+        assert orders == ["recent"] * 4
+
+    def test_up_to_the_limit_a_query_is_ranked(self, client, add, configure):
+        configure(SEARCH_RANKED_MAX=3)
+        _, (once, twice, thrice) = add(
+            None, ("lyon", ""), ("lyon lyon", ""), ("lyon lyon lyon", ""), at=T1
+        )
+
+        ranked, ranked_orders = walk(client, "lyon", 2)
+        add(None, ("lyon", ""), at=T2)
+        listed, listed_orders = walk(client, "lyon", 2)
+
+        assert [r["message_id"] for r in ranked] == [thrice, twice, once]
+        assert ranked_orders == ["rank", "rank"]
+        assert len(listed) == 4
+        assert listed_orders == ["recent", "recent"]
+
+    def test_an_exclusion_past_the_limit_finds_exactly_its_matches(self, client, add, configure):
+        configure(SEARCH_RANKED_MAX=2)
+        _, ids = add(
+            None,
+            *[("lyon food", ""), ("lyon bouchon", ""), ("lyon old town", "")] * 3,
+            at=T1,
+        )
+
+        results, orders = walk(client, 'lyon -bouchon -"old town"', 2)
+
+        assert [r["message_id"] for r in results] == sorted(ids[::3], reverse=True)
+        assert set(orders) == {"recent"}
+
+    def test_filters_hold_past_the_limit(self, client, add, configure):
+        configure(SEARCH_RANKED_MAX=1)
+        add(None, ("lyon", ""), ("lyon", ""), at=T1, model="m1")
+        _, wanted = add(None, ("lyon", ""), ("lyon", ""), at=T2, model="m1")
+        add(None, ("lyon", ""), ("lyon", ""), at=T2, model="m2")
+        add(None, ("lyon", ""), ("lyon", ""), at=T3, model="m1")
+
+        results, orders = walk(
+            client, "lyon", 1, model="m1", **{"from": T2.isoformat(), "to": T3.isoformat()}
+        )
+
+        assert [r["message_id"] for r in results] == sorted(wanted, reverse=True)
+        assert orders == ["recent", "recent"]
+
+    def test_a_cursor_keeps_its_first_pages_order(self, client, add, configure):
+        configure(SEARCH_RANKED_MAX=3)
+        _, (_, thrice) = add(None, ("lyon", ""), ("lyon lyon lyon", ""), at=T1)
+        first = client.get("/search?q=lyon&take=1").json
+        add(None, *[("lyon", "")] * 3, at=T2)
+
+        following = client.get(f"/search?q=lyon&take=1&cursor={first['next_cursor']}").json
+
+        assert [r["message_id"] for r in first["results"]] == [thrice]
+        assert first["order"] == following["order"] == "rank"
+        assert following["results"][0]["rank"] <= first["results"][0]["rank"]
+
+    def test_statistics_send_a_common_word_straight_to_newest_first(
+        self, client, add, configure, database
+    ):
+        if not postgresql(database):
+            pytest.skip("PostgreSQL's statistics: SQLite counts the matches")
+        configure(SEARCH_RANKED_MAX=3)
+        add(None, *[("lyon", "")] * 10, at=T1)
+        client.get("/conversations?take=1")  # the key is cached from here on
+
+        with database.count_statements() as unknown:
+            client.get("/search?q=lyon")
+        database.execute("ANALYZE messages")
+        with database.count_statements() as known:
+            client.get("/search?q=lyon")
+
+        # Statistics, the ranked page (more matches than the limit), the newest-first page.
+        assert len(unknown) == 3
+        # Statistics saying lyon is in every prompt, the newest-first page.
+        assert len(known) == 2

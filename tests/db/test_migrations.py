@@ -662,3 +662,87 @@ def test_the_usage_details_revision_keeps_exchanges_unreported_and_their_search_
                 ).scalars().all()
             )  # fmt: skip
         assert found == [1, 2]
+
+
+# The revision before the newest-first search indexes (re-chained at merge: change it here).
+BEFORE_SEARCH_BY_RECENCY = "0013_usage_details"
+RECENCY_INDEXES = {
+    "conversations": ("ix_conversations_owner_id_created_at_id", ["owner_id", "created_at", "id"]),
+    "messages": ("ix_messages_created_at_id", ["created_at", "id"]),
+}
+
+
+def recency_indexes() -> dict[str, list[str]]:
+    inspector = sa.inspect(db.engine)
+    wanted = {name for name, _ in RECENCY_INDEXES.values()}
+    return {
+        index["name"]: index["column_names"]
+        for table in RECENCY_INDEXES
+        for index in inspector.get_indexes(table)
+        if index["name"] in wanted
+    }
+
+
+def test_the_search_by_recency_revision_indexes_existing_rows_and_downgrades(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_SEARCH_BY_RECENCY)
+        with db.engine.begin() as connection:
+            run = connection.execute
+            run(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('u', 'user', true, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, last_activity_at,"
+                    " created_at, updated_at) VALUES (1, 't', 'm', :t, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " created_at, updated_at) VALUES (1, 'zebra', 'okapi', :t, :t)"
+                ),
+                {"t": OLD},
+            )
+
+        flask_migrate.upgrade()
+
+        assert recency_indexes() == dict(RECENCY_INDEXES.values())
+        assert drift() == []
+        with db.engine.connect() as connection:
+            newest = connection.execute(
+                sa.text("SELECT id FROM messages ORDER BY created_at DESC, id DESC")
+            ).scalars()
+            assert list(newest) == [1]
+
+        flask_migrate.downgrade(revision=BEFORE_SEARCH_BY_RECENCY)
+
+        assert recency_indexes() == {}
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " created_at, updated_at) VALUES (1, 'giraffe', 'r', :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            found = (
+                connection.execute(
+                    sa.text("SELECT rowid FROM fts_message_prompts WHERE fts_message_prompts"
+                            " MATCH 'zebra OR giraffe' ORDER BY rowid")
+                ).scalars().all()
+                if backend == "sqlite"
+                else connection.execute(
+                    sa.text("SELECT id FROM messages WHERE prompt_search @@ "
+                            "to_tsquery('simple', 'zebra | giraffe') ORDER BY id")
+                ).scalars().all()
+            )  # fmt: skip
+        # The full-text index still follows the table (its triggers, on SQLite).
+        assert found == [1, 2]

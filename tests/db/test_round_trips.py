@@ -59,7 +59,8 @@ READS = [
     ("/conversations", 1),
     ("/conversations/{id}", 1),
     ("/conversations/{id}/messages", 2),
-    ("/search?q=hello", 1),
+    # What the statistics expect of the query, then the page (see app/repositories/search.py).
+    ("/search?q=hello", 2),
     ("/usage", 1),
 ]
 
