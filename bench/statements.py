@@ -37,20 +37,29 @@ from tests.procfile import create_user, release  # noqa: E402
 
 
 def fill_history(url: str, conversation_id: int, exchanges: int, tokens: int) -> None:
-    """``exchanges`` complete exchanges in the conversation, as streams leave them."""
+    """``exchanges`` complete exchanges in the conversation, as streams leave them: each
+    the parent of the next, the last one current."""
     now = datetime.now(UTC)
     engine = sa.create_engine(url)
+    insert = sa.text(
+        "INSERT INTO messages (conversation_id, parent_id, prompt_content, response_content, "
+        "is_success, status_code, outcome, created_at, updated_at) "
+        "VALUES (:c, :parent, :p, :r, true, 200, 'complete', :t, :t) RETURNING id"
+    )
     with engine.begin() as connection:
+        parent = connection.scalar(
+            sa.text("SELECT current_message_id FROM conversations WHERE id = :c"),
+            {"c": conversation_id},
+        )
+        for i in range(exchanges):
+            values = {"c": conversation_id, "p": f"history {i}", "r": "token " * tokens}
+            parent = connection.scalar(insert, {**values, "parent": parent, "t": now})
         connection.execute(
             sa.text(
-                "INSERT INTO messages (conversation_id, prompt_content, response_content, "
-                "is_success, status_code, outcome, created_at, updated_at) "
-                "VALUES (:c, :p, :r, true, 200, 'complete', :t, :t)"
+                "UPDATE conversations SET current_message_id = :m,"
+                " message_count = message_count + :n WHERE id = :c"
             ),
-            [
-                {"c": conversation_id, "p": f"history {i}", "r": "token " * tokens, "t": now}
-                for i in range(exchanges)
-            ],
+            {"m": parent, "n": exchanges, "c": conversation_id},
         )
     engine.dispose()
 
@@ -142,6 +151,7 @@ def run(conversation_id: int, args: argparse.Namespace) -> dict[str, list[float]
                 message_id = MessageRepository(session).insert(
                     {
                         "conversation_id": conversation_id,
+                        "parent_id": context.parent_id,
                         "prompt_content": f"p{n}",
                         "model": context.model_type,
                         "endpoint": "text",
