@@ -38,6 +38,10 @@ class GenerateStream(MethodView):
             return Response(status=200, content_type=TEXT_PLAIN, headers=STREAM_HEADERS)
         return text_response(
             generation.stream_reply(
-                current_principal(), args["conversation_id"], args["prompt"], "text"
+                current_principal(),
+                args["conversation_id"],
+                args["prompt"],
+                "text",
+                wants_saved_row=False,
             )
         )

@@ -128,6 +128,10 @@ class PendingExchange:
     # False: checkpoints write the heartbeat only (store: false keeps no text, even while
     # the answer streams).
     keep_text: bool = True
+    # False: the ending brings back only the saved row's id (``Exchange.saved`` holds no
+    # other column), for wire formats that show nothing of it (text, /v1): reading the
+    # whole row back cost 4 % of a text stream's CPU (bench/ab/lean_ending.py).
+    wants_saved_row: bool = True
 
 
 @dataclass

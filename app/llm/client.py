@@ -65,7 +65,7 @@ class _RawChunkStream(openai.Stream[object]):
                     data = sse.json()
                 except ValueError as error:
                     raise BadUpstreamEvent("an event that is not JSON") from error
-                if isinstance(data, Mapping) and data.get("error"):
+                if isinstance(data, dict) and data.get("error"):
                     error = data["error"]
                     message = error.get("message") if isinstance(error, Mapping) else None
                     raise openai.APIError(
@@ -120,7 +120,7 @@ class _RelayedChatStream:
         for raw, event in self._stream:  # type: ignore[misc]
             withheld = (
                 not relay_usage
-                and isinstance(event, Mapping)
+                and isinstance(event, dict)
                 and event.get("usage")
                 and not event.get("choices")
             )

@@ -145,10 +145,11 @@ def _fold(dialect: str, sign: int) -> Insert:
     return _upsert(dialect, _exchanges_by_key([Message.__table__.c.id.in_(ids)]), sign)
 
 
-@functools.lru_cache(maxsize=16)
-def _end_and_fold(columns: tuple[str, ...]) -> Select[Any]:
+@functools.lru_cache(maxsize=32)
+def _end_and_fold(columns: tuple[str, ...], whole: bool) -> Select[Any]:
     """PostgreSQL: end an exchange in progress and fold it into its rollup in one statement
-    (data-modifying CTEs), returning the ended row. Built once per shape."""
+    (data-modifying CTEs), returning the ended row (``whole``) or its id. Built once per
+    shape."""
     table = Message.__table__
     ended = (
         update(table)
@@ -158,7 +159,7 @@ def _end_and_fold(columns: tuple[str, ...]) -> Select[Any]:
         .cte("ended")
     )
     fold = _upsert("postgresql", _exchanges_by_key([], ended), 1).cte("folded")
-    return select(*ended.c).add_cte(fold)
+    return select(*ended.c if whole else [ended.c.id]).add_cte(fold)
 
 
 @functools.lru_cache(maxsize=4)
@@ -192,15 +193,20 @@ class UsageRepository:
         if message_ids:
             self.session.execute(_fold(self.dialect, 1), {"ids": list(message_ids)})
 
-    def end_and_fold(self, message_id: int, values: Mapping[str, Any]) -> Message | None:
+    def end_and_fold(
+        self, message_id: int, values: Mapping[str, Any], whole: bool = True
+    ) -> Message | None:
         """PostgreSQL only: ``MessageRepository.end`` and ``add_exchanges`` as one statement,
-        atomic without a transaction; None if the exchange was not in progress."""
+        atomic without a transaction; None if the exchange was not in progress. Not
+        ``whole``: a Message holding only its id."""
         params = {**values, "updated_at": utcnow(), "uid": message_id}
-        statement = _end_and_fold(tuple(sorted(params.keys() - {"uid"})))
+        statement = _end_and_fold(tuple(sorted(params.keys() - {"uid"})), whole)
         # Core on the session's connection: the ORM's execution layer cost more CPU than
         # the statement's own round trip (bench/ab/). The row comes back as a plain Message.
         row = self.session.connection().execute(statement, params).one_or_none()
-        return None if row is None else Message(**row._mapping)
+        if row is None:
+            return None
+        return Message(**row._mapping) if whole else Message(id=row[0])
 
     def remove_exchanges(self, message_ids: Sequence[int]) -> None:
         """Take these ended exchanges back out (before their ending is rewritten)."""

@@ -191,6 +191,7 @@ def _begin(
         response_headers=response_headers,
         prompt_estimate=estimate,
         asked_on=asked.date(),
+        wants_saved_row=False,  # a completion is built from what was relayed
     )
 
 

@@ -69,6 +69,7 @@ def begin_exchange(
     prompt: str,
     endpoint: str,
     parent_id: int | None = CURRENT,
+    wants_saved_row: bool = True,
 ) -> PendingExchange:
     """Commit the prompt as an exchange in progress, after ``parent_id`` (None: a first
     exchange; CURRENT: the current one), and gather the context to send: the history of
@@ -130,6 +131,7 @@ def begin_exchange(
         siblings=context.siblings,
         prompt_estimate=estimate,
         asked_on=asked.date(),
+        wants_saved_row=wants_saved_row,
     )
 
 
@@ -146,7 +148,12 @@ def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
         values = {**values, "history_fingerprint": next_fingerprint}
     message = save_with_retry(
         exchange.app,
-        functools.partial(end_exchange, message_id=pending.message_id, values=values),
+        functools.partial(
+            end_exchange,
+            message_id=pending.message_id,
+            values=values,
+            whole=pending.wants_saved_row,
+        ),
         {**record, **values},
         f"exchange {pending.message_id}",
         unit=one_statement,
@@ -206,10 +213,13 @@ def stream_reply(
     prompt: str,
     endpoint: str,
     parent_id: int | None = CURRENT,
+    wants_saved_row: bool = True,
 ) -> Exchange:
     """Start an exchange after ``parent_id`` and return it, ready to relay; it records
-    itself however it ends."""
-    return open_exchange(begin_exchange(actor, conversation_id, prompt, endpoint, parent_id))
+    itself however it ends (``wants_saved_row``: see PendingExchange)."""
+    return open_exchange(
+        begin_exchange(actor, conversation_id, prompt, endpoint, parent_id, wants_saved_row)
+    )
 
 
 def reply(

@@ -82,12 +82,15 @@ def title_record(
     }
 
 
-def end_exchange(session: Session, message_id: int, values: Mapping[str, Any]) -> Message | None:
+def end_exchange(
+    session: Session, message_id: int, values: Mapping[str, Any], whole: bool = True
+) -> Message | None:
     """``record_ending`` in as few round trips as the database allows: on PostgreSQL, run
-    by ``one_statement``, an exchange still in progress ends in one statement."""
+    by ``one_statement``, an exchange still in progress ends in one statement (returning
+    only the row's id unless ``whole``)."""
     usage = UsageRepository(session)
     if usage.dialect == "postgresql":
-        message = usage.end_and_fold(message_id, values)
+        message = usage.end_and_fold(message_id, values, whole)
         if message is not None:
             return message
     # SQLite; or the exchange was ended already (by the reaper), or is gone.

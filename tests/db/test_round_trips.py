@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from psycopg import _queries as psycopg_queries
 
 from app.extensions import db
+from app.models import Message
 from tests.conftest import keyed_client
 from tests.round_trips import RoundTrips
 
@@ -210,6 +211,59 @@ def test_a_v1_stream_into_a_conversation_is_two_round_trips_before_the_llm_and_o
     # The conversation read, the prompt's INSERT; then one statement ends the exchange,
     # folds it into its rollup and moves the thread's fingerprint.
     assert checkins == [1 + 1, 1 + 1 + 1]
+
+
+def _ending_columns(engine: sa.Engine, send: Callable[[], Any]) -> list[int]:
+    """The columns each exchange-ending statement brought back during ``send()``."""
+    widths: list[int] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("WITH ended AS"):
+            widths.append(len(cursor.description))
+
+    sa.event.listen(engine, "after_cursor_execute", record)
+    try:
+        response = send()
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", record)
+    assert response.status_code == 200
+    return widths
+
+
+def test_text_and_v1_streams_read_back_only_the_ended_exchanges_id(client, engine):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+
+    text = _ending_columns(
+        engine,
+        lambda: client.get(
+            "/text/generate/stream",
+            query_string={"prompt": "Say hello", "conversation_id": conversation_id},
+            buffered=True,
+        ),
+    )
+    v1 = _ending_columns(
+        engine,
+        lambda: client.post(
+            "/v1/chat/completions",
+            json=body,
+            headers={"X-Conversation-Id": str(conversation_id)},
+            buffered=True,
+        ),
+    )
+    sse = _ending_columns(
+        engine,
+        lambda: client.post(
+            f"/conversations/{conversation_id}/messages",
+            json={"prompt": "Say hello", "stream": True},
+            buffered=True,
+        ),
+    )
+
+    # Neither shows the saved row; the SSE stream's done event is the whole of it.
+    assert text == [1]
+    assert v1 == [1]
+    assert sse == [len(Message.__table__.columns)]
 
 
 def test_a_pooled_connection_closed_on_our_side_is_replaced_at_checkout(engine, client, trips):
