@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
+from gunicorn import glogging
 
 # The same .env wsgi.py reads, so that GUNICORN_* and LOG_FORMAT may live there too; real
 # environment variables still win.
@@ -109,6 +110,22 @@ def _json_logconfig() -> dict[str, Any] | None:
 
 
 logconfig_dict = _json_logconfig() or {}
+
+
+class _Logger(glogging.Logger):
+    """gunicorn's logger, minus the access line nobody reads.
+
+    gunicorn counts its access log as on whenever a logging config is given, as the JSON
+    one above is: it then formatted every request's line for a logger without a handler
+    (1 % of a worker's CPU in a burst of streams, py-spy).
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if self.cfg.accesslog:
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = _Logger
 
 # gunicorn >= 25's control socket lives at one path per user: two instances on one host
 # (blue/green, tests) would fight over it, and nothing here uses it.
