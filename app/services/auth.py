@@ -121,12 +121,24 @@ class _TtlStore:
         self.entries[key] = (deadline, value)
 
 
+class _Lookup:
+    """One key's lookup in progress: those who ask meanwhile wait for its answer."""
+
+    __slots__ = ("done", "resolved", "waiting")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.resolved: ResolvedKey | str | None = None
+        self.waiting = 0  # callers waiting for it (tests observe it)
+
+
 class KeyCache:
     """What recent keys resolved to, for ``ttl`` seconds: a revoked key, or a deactivated
     user's, keeps working in a process for at most that long.
 
     Valid and rejected keys are kept apart, each bounded: a flood of made-up keys fills
-    and churns only the rejected store, and never evicts a valid key.
+    and churns only the rejected store, and never evicts a valid key. A key missing from
+    the cache is looked up once however many requests carry it at that moment.
     """
 
     def __init__(
@@ -141,6 +153,7 @@ class KeyCache:
         self._valid = _TtlStore(max_entries)
         self._rejected = _TtlStore(max_rejected)
         self._lock = threading.Lock()
+        self._lookups: dict[str, _Lookup] = {}
 
     def get(self, digest: str) -> ResolvedKey | str | None:
         """The cached resolution: a valid key, a rejection message, or None (not cached)."""
@@ -150,9 +163,46 @@ class KeyCache:
     def put(self, digest: str, resolved: ResolvedKey | str) -> None:
         """Remember a valid key, or the message a rejected key is answered with."""
         with self._lock:
-            now = self.clock()
-            store = self._valid if isinstance(resolved, ResolvedKey) else self._rejected
-            store.put(digest, resolved, now + self.ttl, now)
+            self._put(digest, resolved)
+
+    def _put(self, digest: str, resolved: ResolvedKey | str) -> None:
+        now = self.clock()
+        store = self._valid if isinstance(resolved, ResolvedKey) else self._rejected
+        store.put(digest, resolved, now + self.ttl, now)
+
+    def resolve(self, digest: str, look_up: Callable[[], ResolvedKey | str]) -> ResolvedKey | str:
+        """The cached resolution, or ``look_up()``'s, run by one caller at a time per key.
+
+        When the entry lapsed under load (every TTL) or the process is new, every request in
+        flight with that key missed at once: a hundred in a burst of streams each read the
+        key, queued for the pool's connections ahead of the work. The others now wait for
+        the first one's answer; if it fails, each tries on its own.
+        """
+        cached = self.get(digest)
+        if cached is not None:
+            return cached
+        with self._lock:
+            cached = self.get(digest)
+            if cached is not None:
+                return cached
+            lookup = self._lookups.get(digest)
+            leading = lookup is None
+            if lookup is None:
+                lookup = self._lookups[digest] = _Lookup()
+            else:
+                lookup.waiting += 1
+        if not leading:
+            lookup.done.wait()
+            return lookup.resolved if lookup.resolved is not None else look_up()
+        try:
+            lookup.resolved = look_up()
+            with self._lock:
+                self._put(digest, lookup.resolved)
+            return lookup.resolved
+        finally:
+            with self._lock:
+                del self._lookups[digest]
+            lookup.done.set()
 
     def __len__(self) -> int:
         return len(self._valid.entries) + len(self._rejected.entries)
@@ -208,6 +258,16 @@ def _lookup(secret: str, digest: str) -> ResolvedKey | None:
         return ResolvedKey(principal, key.id, key.expires_at)
 
 
+def _look_up_and_record(secret: str, digest: str) -> ResolvedKey | str:
+    """What the key stands for, or the message it is rejected with; a valid key's use is
+    recorded once per lookup (so once per cache lifetime: last_used_at is accurate to the
+    TTL, and authentication itself never writes)."""
+    found = _lookup(secret, digest)
+    if found is not None and not found.expired(utcnow()):
+        current_app.extensions["api_key_usage"].record(found.key_id, utcnow())
+    return found or UNKNOWN_KEY_MESSAGE
+
+
 def authenticate(secret: str) -> Principal:
     """The principal an API key stands for; Unauthorized if it is malformed, unknown,
     revoked, its user inactive, or it has expired."""
@@ -215,14 +275,7 @@ def authenticate(secret: str) -> Principal:
         raise Unauthorized(UNKNOWN_KEY_MESSAGE, invalid_token=True)
     digest = hash_key(secret)
     cache: KeyCache = current_app.extensions["api_key_cache"]
-    resolved = cache.get(digest)
-    if resolved is None:
-        found = _lookup(secret, digest)
-        if found is not None and not found.expired(utcnow()):
-            # Once per cache lifetime, not per request: last_used_at is accurate to the TTL.
-            current_app.extensions["api_key_usage"].record(found.key_id, utcnow())
-        resolved = found or UNKNOWN_KEY_MESSAGE
-        cache.put(digest, resolved)
+    resolved = cache.resolve(digest, lambda: _look_up_and_record(secret, digest))
     if isinstance(resolved, str):
         raise Unauthorized(resolved, invalid_token=True)
     # Checked on every request, cached or not: a key stops at its expiry, not a TTL later.

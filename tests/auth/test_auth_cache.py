@@ -6,6 +6,8 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 
 import flask_migrate
 import pytest
@@ -63,6 +65,73 @@ class TestCache:
 
         assert at_ttl == (resolved(1), "nope")
         assert after == (None, None)
+
+
+def _resolve_concurrently(
+    cache: KeyCache, callers: int, look_up: Callable[[], ResolvedKey | str]
+) -> list[ResolvedKey | str | Exception]:
+    """``callers`` threads resolve one key at once, the first one's ``look_up`` held until
+    every other caller waits for it. Returns what each got (or raised)."""
+    release = threading.Event()
+    results: list[ResolvedKey | str | Exception] = []
+
+    def held() -> ResolvedKey | str:
+        release.wait(10)
+        return look_up()
+
+    def call() -> None:
+        try:
+            results.append(cache.resolve("digest", held))
+        except Exception as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lookup = cache._lookups.get("digest")
+        if lookup is not None and lookup.waiting == callers - 1:
+            break
+        time.sleep(0.001)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+class TestConcurrentMisses:
+    def test_callers_missing_the_same_key_at_once_share_one_lookup(self):
+        cache = KeyCache(ttl=30)
+        lookups = []
+
+        def look_up() -> ResolvedKey:
+            lookups.append(1)
+            return resolved(1)
+
+        results = _resolve_concurrently(cache, 20, look_up)
+
+        assert len(lookups) == 1
+        assert results == [resolved(1)] * 20
+        assert cache.get("digest") == resolved(1)
+
+    def test_when_the_lookup_fails_each_waiting_caller_looks_up_on_its_own(self):
+        cache = KeyCache(ttl=30)
+        lookups = []
+
+        def look_up() -> ResolvedKey:
+            lookups.append(1)
+            if len(lookups) == 1:
+                raise OSError("the database went away")
+            return resolved(1)
+
+        results = _resolve_concurrently(cache, 5, look_up)
+
+        # The first caller gets its own error; the four that waited for it looked the key
+        # up again themselves.
+        assert len(lookups) == 5
+        assert [str(r) for r in results if isinstance(r, Exception)] == ["the database went away"]
+        assert [r for r in results if not isinstance(r, Exception)] == [resolved(1)] * 4
 
 
 def test_a_flood_of_unknown_keys_leaves_a_cached_valid_key_cached(
