@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import url_for
 from flask.views import MethodView
+from sqlalchemy.engine import Row
 
 from app.api import Blueprint
 from app.api.auth import current_principal
@@ -32,7 +33,7 @@ class Conversations(MethodView):
     @blp.arguments(ConversationListArgs, location="query")
     @blp.response(200, ConversationOut(many=True), headers=LINK_HEADER)
     @documents(blp, OTHERS_FORBIDDEN, URL_TOO_LONG)
-    def get(self, args: dict[str, Any]) -> tuple[list[Conversation], dict[str, str]]:
+    def get(self, args: dict[str, Any]) -> tuple[list[Row[Any]], dict[str, str]]:
         """List your conversations (admins: anyone's), oldest first, or with order=recent
         pinned first, then most recently active first; archived ones only with archived=true.
 
@@ -52,7 +53,7 @@ class Conversations(MethodView):
         return conversation, {"Location": location}
 
 
-def _recent_cursor(conversation: Conversation) -> str:
+def _recent_cursor(conversation: Row[Any]) -> str:
     return recent_cursor(conversation.pinned, conversation.last_activity_at, conversation.id)
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
+from sqlalchemy.engine import Row
 
 from app.errors import Forbidden, NotFound, Unprocessable
 from app.extensions import db
@@ -53,11 +54,11 @@ def list_conversations(
     order: str = "created",
     cursor: tuple[bool, datetime, int] | None = None,
     archived: bool = False,
-) -> Page[Conversation]:
+) -> Page[Row[Any]]:
     """Conversations, oldest first (order created) or pinned, then most recently active
     first (order recent): the actor's own, or (admins) anyone's or everyone's; archived
     ones, or (the default) the others. ``meta`` keeps only those whose metadata holds each
-    of its pairs."""
+    of its pairs. Rows, their columns named as Conversation's attributes."""
     paging = {"recent": ("after", after), "created": ("cursor", cursor)}[order]
     if paging[1] is not None:
         raise Unprocessable(
