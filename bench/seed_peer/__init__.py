@@ -17,7 +17,7 @@ or because convstore's schema requires it (each said where it is done):
   same fields (entities.py, schemas.py);
 - lists are ordered by id, as convstore's are, and messages are paged with skip/take like
   conversations (the seed returns all of them, unordered);
-- the pool is convstore's (DB_POOL_SIZE, DB_MAX_OVERFLOW: 5 + 0 per worker by default),
+- the pool is convstore's (DB_POOL_SIZE, DB_MAX_OVERFLOW: 10 + 0 per worker by default),
   the driver asyncpg (SEED_PEER_DRIVER=psycopg for the seed's psycopg), no SQL echo, and
   timestamps default per row (the seed evaluates datetime.now once, at import).
 """

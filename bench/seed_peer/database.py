@@ -19,7 +19,7 @@ def _database_url() -> str:
 
 engine = create_async_engine(
     _database_url(),
-    pool_size=int(os.environ.get("DB_POOL_SIZE") or 5),
+    pool_size=int(os.environ.get("DB_POOL_SIZE") or 10),
     max_overflow=int(os.environ.get("DB_MAX_OVERFLOW") or 0),
 )
 # expire_on_commit=False: the seed returns rows read in a committed session.begin() block,

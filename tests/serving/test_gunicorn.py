@@ -18,7 +18,7 @@ from tests.web.test_metrics import samples, value
 STREAMS = 200
 CONVERSATIONS = 10
 WORKERS = 2  # deployment_env's WEB_CONCURRENCY
-DB_POOL_SIZE = 5  # the default
+DB_POOL_SIZE = 10  # the default
 
 
 @pytest.fixture
