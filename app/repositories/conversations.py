@@ -122,7 +122,7 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         before: tuple[bool, datetime, int] | None = None,
         metadata: Mapping[str, str] | None = None,
         archived: bool = False,
-    ) -> list[Conversation]:
+    ) -> list[Row[Any]]:
         """Pinned ones first, then most recently active first (ties: newest id), past the
         (pinned, last_activity_at, id) of ``before``: in scope, one backward range scan of
         ix_conversations_recent. Rows, as ``list_matching``'s."""
