@@ -321,6 +321,10 @@ def _field_converter(field: fields.Field) -> Any:
     return None
 
 
+def _read_attribute(obj: Any, attribute: str, default: Any) -> Any:
+    return getattr(obj, attribute, default)
+
+
 class FastDumpSchema(Schema):
     """A response schema whose plain fields (int, str, bool, ISO datetimes) are read off the
     object directly; others go through marshmallow. Same output (tests/api/test_fast_dump.py);
@@ -350,7 +354,11 @@ class FastDumpSchema(Schema):
                 if value is not missing:
                     result[key] = convert(value)
                     continue
-            value = field.serialize(name, obj, accessor=self.get_attribute)
+            # An attribute, not an item: marshmallow's accessor tries obj[key] first, and a
+            # row (a page of conversations is read as rows) raises and formats an error
+            # for that before getattr answers.
+            accessor = self.get_attribute if "." in attribute else _read_attribute
+            value = field.serialize(name, obj, accessor=accessor)
             if value is not missing:
                 result[key] = value
         return result

@@ -373,3 +373,14 @@ class TestDelete:
 
     def test_unknown_id_is_404(self, client):
         assert client.delete("/conversations/424242").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?order=recent", "?metadata[team]=x", "?order=recent&metadata[team]=x"]
+)
+def test_a_listed_conversation_is_shown_as_get_one_shows_it(client, query):
+    created = client.post("/conversations", json={"title": "t", "metadata": {"team": "x"}}).json
+
+    listed = client.get(f"/conversations{query}").json
+
+    assert listed == [client.get(f"/conversations/{created['id']}").json]

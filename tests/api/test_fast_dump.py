@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 from marshmallow import Schema
 
+from app.extensions import db
 from app.models import Conversation, Feedback, Message
+from app.repositories import ConversationRepository
 from app.schemas.conversations import ConversationOut
 from app.schemas.messages import MessageOut
 
@@ -97,3 +99,15 @@ def test_a_message_with_every_field_dumps_as_marshmallow_dumps_it():
     assert dumped == _stock(MessageOut(), [message, in_progress], many=True)
     assert dumped[0]["feedback"]["rating"] == 1
     assert dumped[1]["is_success"] is None
+
+
+def test_a_conversation_read_as_a_row_dumps_as_the_object_does(app, client):
+    created = client.post("/conversations", json={"title": "t", "metadata": {"k": "v"}}).json
+
+    with app.app_context():
+        (row,) = ConversationRepository(db.session).list_matching()
+        from_row = ConversationOut().dump(row)
+        from_object = ConversationOut().dump(db.session.get(Conversation, created["id"]))
+
+    assert from_row == from_object
+    assert from_row["metadata"] == {"k": "v"}
