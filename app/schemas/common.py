@@ -344,20 +344,20 @@ class FastDumpSchema(Schema):
                     field.data_key if field.data_key is not None else name,
                     _field_converter(field),
                     field,
+                    # An attribute, not an item: marshmallow's accessor tries obj[key]
+                    # first, and a row (a page of conversations is read as rows) raises and
+                    # formats an error for that before getattr answers.
+                    self.get_attribute if "." in (field.attribute or name) else _read_attribute,
                 )
                 for name, field in self.dump_fields.items()
             ]
         result = self.dict_class()
-        for name, attribute, key, convert, field in plan:
+        for name, attribute, key, convert, field, accessor in plan:
             if convert is not None:
                 value = getattr(obj, attribute, missing)
                 if value is not missing:
                     result[key] = convert(value)
                     continue
-            # An attribute, not an item: marshmallow's accessor tries obj[key] first, and a
-            # row (a page of conversations is read as rows) raises and formats an error
-            # for that before getattr answers.
-            accessor = self.get_attribute if "." in attribute else _read_attribute
             value = field.serialize(name, obj, accessor=accessor)
             if value is not missing:
                 result[key] = value
