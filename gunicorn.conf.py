@@ -20,6 +20,15 @@ load_dotenv()
 SETTINGS_ERROR_EXIT = 4
 
 
+def _module(relative_path: str, name: str) -> Any:
+    """One of the app's modules, by path, not by import: importing the app package here would
+    import the app in the master, before gevent patches the standard library in each worker."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / relative_path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 def _int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     """An integer setting; a bad one stops gunicorn with one line, not a traceback."""
     raw = os.environ.get(name, "").strip()
@@ -48,7 +57,12 @@ bind = os.environ.get("GUNICORN_BIND") or (
 # 50 simultaneous streams took 25 s to drain; gthread with 100 threads a worker queues what
 # exceeds its threads and doubled gevent's time to first token (200 streams: 338 ms against
 # 49 ms p50); gevent held 1,000 concurrent streams with no error and every exchange saved.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+# The default is gunicorn's gevent worker made fair (app/web/worker.py): connections take
+# turns and new ones spread evenly over the workers; GUNICORN_WORKER_CLASS=gevent is gunicorn's.
+worker_class = (
+    os.environ.get("GUNICORN_WORKER_CLASS")
+    or _module("app/web/worker.py", "convstore_worker").FairGeventWorker
+)
 workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count(), minimum=1)
 worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
 # Only for the gthread worker class (kept for comparisons: see BENCHMARKS.md).
@@ -79,12 +93,7 @@ def _json_logconfig() -> dict[str, Any] | None:
     """gunicorn's own lines (start-up, workers) in the app's JSON format, when it is on."""
     if os.environ["LOG_FORMAT"].strip().lower() != "json":
         return None
-    # By path, not by import: importing the app package here would import the app in the
-    # master, before gevent patches the standard library in each worker.
-    path = Path(__file__).parent / "app" / "web" / "logs.py"
-    spec = importlib.util.spec_from_file_location("convstore_log_format", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = _module("app/web/logs.py", "convstore_log_format")
     return {
         "version": 1,
         "disable_existing_loggers": False,

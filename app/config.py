@@ -223,8 +223,7 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "SQLALCHEMY_DATABASE_URI": _database_url(env, "DATABASE_URL", default_db),
         # A fixed pool: an overflow connection is closed when it comes back, so bursts used to
         # pay a connection (a server process forked) every few streams (BENCHMARKS.md). Ten:
-        # five tightened short reads' p99 at 64 connections but slowed 200 concurrent streams'
-        # first token by half (README, "PostgreSQL").
+        # five slowed 200 concurrent streams' first token by half (README, "PostgreSQL").
         "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 10, minimum=1),
         "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 0),
         "DB_POOL_TIMEOUT": _float(env, "DB_POOL_TIMEOUT", 10.0),

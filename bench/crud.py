@@ -198,7 +198,11 @@ def main(argv: list[str] | None = None) -> None:
         "--peers", default="seed,bare", help="servers measured beside convstore: seed, bare"
     )
     parser.add_argument("--workers", default=str(os.cpu_count() or 2))
-    parser.add_argument("--worker-class", default="gevent")
+    parser.add_argument(
+        "--worker-class",
+        default="",
+        help="gunicorn's worker class (default: gunicorn.conf.py's, the fair gevent worker)",
+    )
     parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
     parser.add_argument(
         "--only", default="", help="comma-separated endpoint names to drive (default: all)"
@@ -265,7 +269,8 @@ def report(
         f"CRUD benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: {os.cpu_count()} "
         f"cores, load average {os.getloadavg()[0]:.2f} at the end, Python "
         f"{platform.python_version()}, PostgreSQL {version}, {args.workers} gunicorn workers "
-        f"each (convstore and bare: {args.worker_class}, threads {args.threads}; seed: "
+        f"each (convstore and bare: {args.worker_class or 'fair gevent'}, "
+        f"threads {args.threads}; seed: "
         f"uvicorn), pool {pool['DB_POOL_SIZE']}+{pool['DB_MAX_OVERFLOW']} per worker, wrk "
         f"{args.seconds:g} s per endpoint and server after {args.warmup:g} s of warm-up, "
         f"{args.repeat} round(s) (wrk runs on the same cores).\n"

@@ -264,7 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=20)
     parser.add_argument("--delay", type=float, default=0.05, help="seconds between tokens")
     parser.add_argument("--workers", default=str(os.cpu_count() or 2))
-    parser.add_argument("--worker-class", default="gevent")
+    parser.add_argument(
+        "--worker-class",
+        default="",
+        help="gunicorn's worker class (default: gunicorn.conf.py's, the fair gevent worker)",
+    )
     parser.add_argument("--threads", default="1", help="gunicorn threads per worker (gthread)")
     parser.add_argument("--modes", default="steady,burst")
     parser.add_argument(
@@ -447,7 +451,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     print(
         f"Streaming benchmark, {time.strftime('%Y-%m-%d')}, {platform.node()}: "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, database "
-        f"{args.database}, {args.workers} gunicorn {args.worker_class} workers "
+        f"{args.database}, {args.workers} gunicorn {args.worker_class or 'fair gevent'} workers "
         f"(threads: {args.threads}), {args.tokens} tokens "
         f"{args.delay * 1000:.0f} ms apart per stream.\n"
     )

@@ -158,6 +158,14 @@ class WebProcess:
         assert status == 201, body
         return json.loads(body)["id"]
 
+    def workers(self) -> list[int]:
+        """The pids of gunicorn's workers (the master's children)."""
+        assert self.process is not None
+        master = self.process.pid
+        return [
+            int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        ]
+
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM (graceful shutdown), then wait; returns the exit code."""
         assert self.process is not None

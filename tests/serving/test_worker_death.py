@@ -21,15 +21,8 @@ from tests.procfile import WebProcess, create_user, deployment_env, release
 WATCH = {"CHECKPOINT_SECONDS": "1", "REAP_AFTER_SECONDS": "5", "REAP_INTERVAL_SECONDS": "1"}
 
 
-def workers_of(web: WebProcess) -> list[int]:
-    assert web.process is not None
-    master = web.process.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
 def kill_workers(web: WebProcess) -> None:
-    for pid in workers_of(web):
+    for pid in web.workers():
         os.kill(pid, signal.SIGKILL)
 
 
