@@ -22,8 +22,9 @@ ACCEPT_MARGIN = 4
 ACCEPT_DEFERRAL_SECONDS = 0.002
 # Connections taken per wake of the listening socket (gevent's default).
 ACCEPTS_PER_WAKE = 100
-# Slots for the workers' shared connection counts; gunicorn never runs this many workers.
-SLOTS = 256
+# Slots for the workers' shared connection counts, scanned on every accept; a worker that
+# finds none free (past 64 workers) takes connections without counting.
+SLOTS = 64
 
 
 def should_accept(mine: int, siblings: list[int], deferred_for: float) -> bool:
