@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.config import normalize_database_url
+from app.models import User
+from app.repositories import ApiKeyRepository, UserRepository
+from app.services.users import add_key
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -38,7 +50,21 @@ def _env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def release(env: Mapping[str, str]) -> None:
-    """Run the release step (migrations)."""
+    """Run the release step (migrations) on the empty database ``env`` names.
+
+    The step itself runs once per database server (or SQLite) in a process; later calls give
+    the empty database a copy of the one it migrated (PostgreSQL: created from it as a
+    template; SQLite: a backup of the file), which is the same schema in a tenth of the time:
+    a deployment's set-up was 13 s, 4 of them this step. The migrations' own tests
+    (tests/db/test_migrations.py) run every revision for real."""
+    url = env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        _release_sqlite(env, Path(url.split("///", 1)[1]))
+    else:
+        _release_postgresql(env, url)
+
+
+def _run_release(env: Mapping[str, str]) -> None:
     subprocess.run(
         ["bash", "-c", procfile_command("release")],
         cwd=ROOT,
@@ -47,6 +73,74 @@ def release(env: Mapping[str, str]) -> None:
         capture_output=True,
         timeout=120,
     )
+
+
+_MIGRATED: dict[str, str] = {}  # server (or "sqlite") -> the migrated copy to clone
+
+
+def _release_sqlite(env: Mapping[str, str], path: Path) -> None:
+    template = _MIGRATED.get("sqlite")
+    if template is None or path.exists():
+        _run_release(env)
+        if template is None:
+            template = tempfile.mkdtemp(prefix="convstore-migrated-") + "/migrated.db"
+            _sqlite_copy(path, Path(template))
+            _MIGRATED["sqlite"] = template
+        return
+    _sqlite_copy(Path(template), path)
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    with sqlite3.connect(source) as origin, sqlite3.connect(target) as copy:
+        origin.backup(copy)
+    origin.close()
+    copy.close()
+
+
+def _release_postgresql(env: Mapping[str, str], url: str) -> None:
+    parsed = sa.make_url(normalize_database_url(url))
+    server = parsed.set(database="postgres")
+    key = server.render_as_string(hide_password=False)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as connection:
+            template = _MIGRATED.get(key)
+            if template is None or _has_tables(connection, parsed.database):
+                _run_release(env)
+                if template is None:
+                    template = f"convstore_migrated_{uuid.uuid4().hex[:12]}"
+                    connection.exec_driver_sql(
+                        f'CREATE DATABASE "{template}" TEMPLATE "{parsed.database}"'
+                    )
+                    _MIGRATED[key] = template
+                    atexit.register(_drop_database, server, template)
+                return
+            connection.exec_driver_sql(f'DROP DATABASE "{parsed.database}"')
+            connection.exec_driver_sql(f'CREATE DATABASE "{parsed.database}" TEMPLATE "{template}"')
+    finally:
+        admin.dispose()
+
+
+def _has_tables(connection: sa.Connection, database: str | None) -> bool:
+    # The database's own catalogue is only readable from inside it.
+    url = connection.engine.url.set(database=database)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as inside:
+            return bool(sa.inspect(inside).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _drop_database(server: sa.URL, name: str) -> None:
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except sa.exc.OperationalError:
+        pass  # the server is gone already (a test's own PostgreSQL)
+    finally:
+        admin.dispose()
 
 
 def flask_command(env: Mapping[str, str], *args: str) -> str:
@@ -64,9 +158,18 @@ def flask_command(env: Mapping[str, str], *args: str) -> str:
 
 
 def create_user(env: Mapping[str, str], name: str, *, admin: bool = False) -> str:
-    """Create a user with ``flask users create`` and return its API key (the last line)."""
-    output = flask_command(env, "users", "create", name, *(["--admin"] if admin else []))
-    return output.strip().splitlines()[-1]
+    """Create a user and its first key in the deployment's database as ``flask users
+    create`` does (its own tests run the command), in this process rather than in a CLI
+    process of 3 to 4 s per deployment; returns the key."""
+    engine = sa.create_engine(normalize_database_url(env["DATABASE_URL"]))
+    try:
+        with Session(engine) as session, session.begin():
+            user = UserRepository(session).create(
+                User(name=name, role="admin" if admin else "user")
+            )
+            return add_key(user, ApiKeyRepository(session)).secret
+    finally:
+        engine.dispose()
 
 
 def deployment_env(database_url: str, llm_base_url: str, **settings: str) -> dict[str, str]:

@@ -41,7 +41,8 @@ class KeySummary:
         return "active"
 
 
-def _add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = None) -> NewKey:
+def add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = None) -> NewKey:
+    """Give ``user`` a new key in the caller's transaction; returns it (shown once)."""
     now = utcnow()
     new = generate_key(None if expires_in is None else now + expires_in)
     keys.create(
@@ -63,7 +64,7 @@ def create_user(name: str, *, admin: bool = False) -> NewKey:
         if users.get_by_name(name) is not None:
             raise Conflict(f"A user named {name!r} already exists.")
         user = users.create(User(name=name, role="admin" if admin else "user"))
-        return _add_key(user, ApiKeyRepository(session))
+        return add_key(user, ApiKeyRepository(session))
 
 
 def _user(users: UserRepository, name: str) -> User:
@@ -77,7 +78,7 @@ def create_key(name: str, expires_in: timedelta | None = None) -> NewKey:
     """Give an existing user one more key, valid for ``expires_in`` (None: no expiry)."""
     with unit_of_work() as session:
         user = _user(UserRepository(session), name)
-        return _add_key(user, ApiKeyRepository(session), expires_in)
+        return add_key(user, ApiKeyRepository(session), expires_in)
 
 
 def list_keys(name: str) -> list[KeySummary]:
@@ -156,4 +157,4 @@ def create_first_user() -> NewKey | None:
         if users.any():
             return None
         user = users.create(User(name=DEV_USER, role="admin"))
-        return _add_key(user, ApiKeyRepository(session))
+        return add_key(user, ApiKeyRepository(session))
