@@ -105,7 +105,7 @@ def _release_postgresql(env: Mapping[str, str], url: str) -> None:
     try:
         with admin.connect() as connection:
             template = _MIGRATED.get(key)
-            if template is None or _has_tables(connection, parsed.database):
+            if template is None or _has_tables(parsed):
                 _run_release(env)
                 if template is None:
                     template = f"convstore_migrated_{uuid.uuid4().hex[:12]}"
@@ -121,9 +121,7 @@ def _release_postgresql(env: Mapping[str, str], url: str) -> None:
         admin.dispose()
 
 
-def _has_tables(connection: sa.Connection, database: str | None) -> bool:
-    # The database's own catalogue is only readable from inside it.
-    url = connection.engine.url.set(database=database)
+def _has_tables(url: sa.URL) -> bool:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as inside:
