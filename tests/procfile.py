@@ -21,9 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from app.config import normalize_database_url
-from app.models import User
-from app.repositories import ApiKeyRepository, UserRepository
-from app.services.users import add_key
+from app.services.users import add_user
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -162,10 +160,7 @@ def create_user(env: Mapping[str, str], name: str, *, admin: bool = False) -> st
     engine = sa.create_engine(normalize_database_url(env["DATABASE_URL"]))
     try:
         with Session(engine) as session, session.begin():
-            user = UserRepository(session).create(
-                User(name=name, role="admin" if admin else "user")
-            )
-            return add_key(user, ApiKeyRepository(session)).secret
+            return add_user(session, name, admin=admin).secret
     finally:
         engine.dispose()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.models import ApiKey, User, utcnow
@@ -41,8 +43,7 @@ class KeySummary:
         return "active"
 
 
-def add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = None) -> NewKey:
-    """Give ``user`` a new key in the caller's transaction; returns it (shown once)."""
+def _add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = None) -> NewKey:
     now = utcnow()
     new = generate_key(None if expires_in is None else now + expires_in)
     keys.create(
@@ -60,11 +61,17 @@ def add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = N
 def create_user(name: str, *, admin: bool = False) -> NewKey:
     """Create a user with a first key; returns the key (shown once, stored only hashed)."""
     with unit_of_work() as session:
-        users = UserRepository(session)
-        if users.get_by_name(name) is not None:
-            raise Conflict(f"A user named {name!r} already exists.")
-        user = users.create(User(name=name, role="admin" if admin else "user"))
-        return add_key(user, ApiKeyRepository(session))
+        return add_user(session, name, admin=admin)
+
+
+def add_user(session: Session, name: str, *, admin: bool = False) -> NewKey:
+    """``create_user`` in the caller's transaction (a session of its own engine, tests'
+    deployments); Conflict if the name is taken."""
+    users = UserRepository(session)
+    if users.get_by_name(name) is not None:
+        raise Conflict(f"A user named {name!r} already exists.")
+    user = users.create(User(name=name, role="admin" if admin else "user"))
+    return _add_key(user, ApiKeyRepository(session))
 
 
 def _user(users: UserRepository, name: str) -> User:
@@ -78,7 +85,7 @@ def create_key(name: str, expires_in: timedelta | None = None) -> NewKey:
     """Give an existing user one more key, valid for ``expires_in`` (None: no expiry)."""
     with unit_of_work() as session:
         user = _user(UserRepository(session), name)
-        return add_key(user, ApiKeyRepository(session), expires_in)
+        return _add_key(user, ApiKeyRepository(session), expires_in)
 
 
 def list_keys(name: str) -> list[KeySummary]:
@@ -157,4 +164,4 @@ def create_first_user() -> NewKey | None:
         if users.any():
             return None
         user = users.create(User(name=DEV_USER, role="admin"))
-        return add_key(user, ApiKeyRepository(session))
+        return _add_key(user, ApiKeyRepository(session))
