@@ -17,8 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
-from tests.procfile import WebProcess, create_user, deployment_env, release
-from tests.serving.test_gunicorn import wait_until
+from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
 
 MODEL = "fake-model"
 ANSWER = ["Héllo ", "wörld ", "🌍"]

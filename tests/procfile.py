@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -163,6 +163,17 @@ def create_user(env: Mapping[str, str], name: str, *, admin: bool = False) -> st
             return add_user(session, name, admin=admin).secret
     finally:
         engine.dispose()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Whether ``predicate`` came true within ``timeout`` seconds (polled every 0.1 s): for
+    what a deployment does after the response a test read."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def deployment_env(database_url: str, llm_base_url: str, **settings: str) -> dict[str, str]:

@@ -12,8 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
-from tests.procfile import WebProcess, create_user, deployment_env, release
-from tests.serving.test_gunicorn import wait_until
+from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
 
 MODEL = "fake-model"
 ANSWER = "tok0 tok1 tok2 tok3 tok4 "

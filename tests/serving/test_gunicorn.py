@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
@@ -12,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
-from tests.procfile import WebProcess, create_user, deployment_env, release
+from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
 from tests.web.test_metrics import samples, value
 
 STREAMS = 200
@@ -55,15 +54,6 @@ def stream(web, conversation_id, prompt) -> tuple[int, bytes]:
     body = response.read()
     connection.close()
     return response.status, body
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_200_concurrent_streams_are_all_relayed_and_saved(served, fake_llm, backend):

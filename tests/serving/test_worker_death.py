@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
-from tests.procfile import WebProcess, create_user, deployment_env, release
+from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
 
 # Fast enough for a test, in the same proportions as the defaults (2 s, 15 s, 5 s).
 WATCH = {"CHECKPOINT_SECONDS": "1", "REAP_AFTER_SECONDS": "5", "REAP_INTERVAL_SECONDS": "1"}
@@ -66,15 +66,6 @@ def rows(engine: sa.Engine) -> list:
         return connection.execute(
             sa.text("SELECT id, response_content, outcome, status_code FROM messages ORDER BY id")
         ).all()
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_a_sigkilled_workers_exchange_is_ended_with_its_checkpoint_within_30_s(

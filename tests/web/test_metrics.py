@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fake_llm import Behavior
-from tests.procfile import WebProcess, create_user, deployment_env, release
+from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
 TEXT_ROUTE = "/text/generate/stream"
@@ -110,6 +110,18 @@ def test_scrapes_count_a_known_workload_across_two_workers(served, fake_llm):
     statuses.append(stream(web, conversations[1]))
     assert statuses == [200] * 8 + [502, 502, 429]
 
+    # A stream's duration is observed when its response closes, just after the client read
+    # its last byte: wait until the last one closed (the counts asserted below are exact).
+    duration = "convstore_http_request_duration_seconds_count"
+    wait_until(
+        lambda: (
+            value(
+                samples(web.get("/metrics")[1].decode()), duration, route=TEXT_ROUTE, method="GET"
+            )
+            >= 11
+        )
+    )
+
     # Several scrapes: whichever worker answers, it reports every worker's counts.
     scrapes = []
     for _ in range(4):
@@ -126,7 +138,6 @@ def test_scrapes_count_a_known_workload_across_two_workers(served, fake_llm):
         assert value(scraped, http, route=TEXT_ROUTE, method="GET", status="200") == 8
         assert value(scraped, http, route=TEXT_ROUTE, method="GET", status="502") == 2
         assert value(scraped, http, route=TEXT_ROUTE, method="GET", status="429") == 1
-        duration = "convstore_http_request_duration_seconds_count"
         assert value(scraped, duration, route=TEXT_ROUTE, method="GET") == 11
         exchanges = "convstore_exchanges_total"
         assert value(scraped, exchanges, endpoint="text", outcome="complete") == 8
