@@ -53,7 +53,7 @@ bind = os.environ.get("GUNICORN_BIND") or (
 # gevent: one process per core, each holding many concurrent requests (long LLM streams
 # included) on cooperative greenlets. psycopg 3 and httpx yield to the loop when gevent has
 # patched the standard library, so a waiting stream costs a greenlet, not a thread.
-# Measured on 2 cores (BENCHMARKS.md, 1 s streams): sync serves one stream per process, so
+# Measured on 2 cores (docs/benchmarks.md, 1 s streams): sync serves one stream per process, so
 # 50 simultaneous streams took 25 s to drain; gthread with 100 threads a worker queues what
 # exceeds its threads and doubled gevent's time to first token (200 streams: 338 ms against
 # 49 ms p50); gevent held 1,000 concurrent streams with no error and every exchange saved.
@@ -65,7 +65,7 @@ worker_class = (
 )
 workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count(), minimum=1)
 worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
-# Only for the gthread worker class (kept for comparisons: see BENCHMARKS.md).
+# Only for the gthread worker class (kept for comparisons: see docs/benchmarks.md).
 threads = _int("GUNICORN_THREADS", 1, minimum=1)
 
 # timeout is the heartbeat deadline of a worker's arbiter loop; gevent workers keep

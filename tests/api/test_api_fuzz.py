@@ -10,7 +10,7 @@ server must refuse them: 422). Every check runs on every answer: no 5xx, a statu
 type, headers and body the document lists, valid requests accepted and invalid ones
 refused, auth enforced, deleted resources gone.
 
-The exceptions, each named in README ("The contract") with its reason, are in exceptions():
+The exceptions, each named in docs/api.md ("The contract") with its reason, are in exceptions():
 rules the document cannot state (one parameter's bound set by another, an opaque cursor).
 
 Deterministic and bounded: a fixed seed, Hypothesis derandomized and without its example
@@ -51,7 +51,7 @@ RESPONSES_BODIES = (
 
 
 def exceptions(case: schemathesis.Case) -> list:
-    """The checks skipped for this case; README ("The contract") gives each one's reason."""
+    """The checks skipped for this case; docs/api.md ("The contract") gives each one's reason."""
     query = case.query or {}
     if case.path == "/usage" and ("from" in query or "to" in query):
         # At most USAGE_MAX_DAYS from `from` to `to`: a bound between two parameters, which
