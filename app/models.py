@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from app.bounds import FINISH_REASON_MAX
 from app.extensions import db
 
 # SQLite has no 64-bit autoincrement type of its own; INTEGER PRIMARY KEY is its rowid.
@@ -38,7 +39,6 @@ USER_NAME_MAX = 64
 KEY_PREFIX_LENGTH = 12
 ROLES = ("user", "admin")
 OUTCOME_MAX = 16
-FINISH_REASON_MAX = 32
 ENDPOINT_MAX = 32
 REQUEST_ID_MAX = 128
 FINGERPRINT_LENGTH = 64  # a SHA-256 in hex

@@ -41,10 +41,10 @@ from typing import Any, NoReturn
 from flask import Flask
 
 from app.errors import DomainError, NotFound, Unavailable
-from app.exchange.text import storable
 from app.llm.errors import STREAM_ERRORS, map_error, upstream_status
 from app.llm.events import ChatMessage, ChatStream, Chunk, Usage
 from app.models import Message
+from app.text import storable
 from app.web import metrics
 
 log = logging.getLogger(__name__)
