@@ -252,7 +252,7 @@ class Message(TimestampMixin, db.Model):
     # completion_tokens_details.reasoning_tokens); NULL when it did not report them.
     cached_tokens: Mapped[int | None] = mapped_column(Integer)
     reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
-    # The tokens are an estimate (app/exchange/lifecycle.py: ``estimate_tokens``), the
+    # The tokens are an estimate (app/exchange/progress.py: ``estimate_tokens``), the
     # upstream's usage having not been received; while in progress, prompt_tokens holds
     # the estimate of what was sent.
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -24,7 +24,8 @@ from typing import Any
 from flask import Response, current_app
 
 from app.errors import DomainError
-from app.exchange.lifecycle import Exchange, Outcome
+from app.exchange.lifecycle import Exchange
+from app.exchange.outcomes import Outcome
 from app.exchange.responses_items import item_id
 from app.exchange.wire import SSE_KEEPALIVE, STREAM_HEADERS
 from app.llm.events import Chunk

@@ -36,7 +36,9 @@ from typing import Any
 from flask import current_app
 
 from app.errors import DomainError, NotFound
-from app.exchange.lifecycle import Exchange, Outcome, PendingExchange, estimate_tokens
+from app.exchange.lifecycle import Exchange, PendingExchange
+from app.exchange.outcomes import Outcome
+from app.exchange.progress import estimate_tokens
 from app.extensions import db
 from app.llm.client import get_llm
 from app.llm.errors import pass_through_error

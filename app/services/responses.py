@@ -32,7 +32,8 @@ from typing import Any
 from flask import current_app
 
 from app.errors import NotFound, Unprocessable
-from app.exchange.lifecycle import Exchange, PendingExchange, estimate_tokens
+from app.exchange.lifecycle import Exchange, PendingExchange
+from app.exchange.progress import estimate_tokens
 from app.exchange.responses_items import (
     ECHOED,
     chat_body,
