@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from app.bounds import FINISH_REASON_MAX
 from app.extensions import db
 
 # SQLite has no 64-bit autoincrement type of its own; INTEGER PRIMARY KEY is its rowid.
@@ -38,7 +39,6 @@ USER_NAME_MAX = 64
 KEY_PREFIX_LENGTH = 12
 ROLES = ("user", "admin")
 OUTCOME_MAX = 16
-FINISH_REASON_MAX = 32
 ENDPOINT_MAX = 32
 REQUEST_ID_MAX = 128
 FINGERPRINT_LENGTH = 64  # a SHA-256 in hex
@@ -252,7 +252,7 @@ class Message(TimestampMixin, db.Model):
     # completion_tokens_details.reasoning_tokens); NULL when it did not report them.
     cached_tokens: Mapped[int | None] = mapped_column(Integer)
     reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
-    # The tokens are an estimate (app/exchange/lifecycle.py: ``estimate_tokens``), the
+    # The tokens are an estimate (app/exchange/progress.py: ``estimate_tokens``), the
     # upstream's usage having not been received; while in progress, prompt_tokens holds
     # the estimate of what was sent.
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -7,10 +7,10 @@ begin        services/generation.py commits the prompt's row *in progress*
              awaited: a failure there ends the exchange as failed and is an HTTP error.
              GENERATION_TIMEOUT counts from the request's arrival and covers that wait.
 in progress  ``relay`` yields each piece to the client's wire format and counts it as
-             received once the server comes back for the next one. Meanwhile the
-             process's checkpointer (services/checkpoints.py) writes what was relayed
-             since its last tick (text, reasoning, tool calls) and a heartbeat for all
-             its live exchanges in one statement every few seconds.
+             received (progress.py) once the server comes back for the next one.
+             Meanwhile the process's checkpointer (services/checkpoints.py) writes what was
+             relayed since its last tick (text, reasoning, tool calls) and a heartbeat for
+             all its live exchanges in one statement every few seconds.
 end          the first call to ``end`` wins and, in this order: (a client that left)
              reads on for the upstream's usage for at most USAGE_DRAIN_SECONDS, closes
              the upstream, leaves the checkpointer, and saves the outcome (with the
@@ -29,72 +29,33 @@ interrupted  a worker killed mid-stream ends nothing: its heartbeats stop, and t
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from flask import Flask
 
 from app.errors import DomainError, NotFound, Unavailable
-from app.exchange.text import storable
+from app.exchange.outcomes import (
+    CLIENT_CLOSED,
+    COMPLETE,
+    INTERNAL_ERROR,
+    TIMED_OUT,
+    UPSTREAM_BROKE,
+    GenerationTimeout,
+    NotStored,
+    Outcome,
+)
+from app.exchange.progress import Progress, estimate_tokens
+from app.exchange.upstream_reader import OpenUpstream, UpstreamReader
 from app.llm.errors import STREAM_ERRORS, map_error, upstream_status
-from app.llm.events import ChatMessage, ChatStream, Chunk, Usage
+from app.llm.events import ChatMessage, Chunk, Usage
 from app.models import Message
 from app.web import metrics
 
 log = logging.getLogger(__name__)
-
-
-class Outcome:
-    """How an exchange ended (``messages.outcome``); plain strings, as every driver binds them."""
-
-    COMPLETE = "complete"
-    FAILED = "failed"
-    CLIENT_CLOSED = "client_closed"
-    INTERRUPTED = "interrupted"
-
-
-# The status code recorded with each ending.
-COMPLETE = 200
-CLIENT_CLOSED = 499
-INTERNAL_ERROR = 500  # the service failed relaying or storing the answer
-UPSTREAM_BROKE = 502
-INTERRUPTED = 500  # the worker died mid-stream (set by the reaper)
-
-
-TIMED_OUT = 504  # cut off by GENERATION_TIMEOUT (finish_reason "timeout")
-
-
-class GenerationTimeout(DomainError):
-    """The exchange ran longer than GENERATION_TIMEOUT; what was relayed is kept."""
-
-    status_code = TIMED_OUT
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(
-            f"The answer took longer than {seconds:g} s (GENERATION_TIMEOUT) and was cut off."
-        )
-
-
-class NotStored(DomainError):
-    """The answer could not be stored for a reason retrying would not fix."""
-
-    status_code = 500
-
-
-# Upstream usage unknown: a token is taken for this many characters (OpenAI's rule of
-# thumb for English text; README "Every exchange is saved" says how estimates are made).
-CHARS_PER_TOKEN = 4
-
-
-def estimate_tokens(characters: int) -> int:
-    """Tokens estimated for this many characters: ceil(characters / CHARS_PER_TOKEN)."""
-    return -(-max(0, characters) // CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -129,80 +90,21 @@ class PendingExchange:
     # the answer streams).
     keep_text: bool = True
     # False: the ending brings back only the saved row's id (``Exchange.saved`` holds no
-    # other column), for wire formats that show nothing of it (text, /v1): reading the
-    # whole row back cost 4 % of a text stream's CPU (bench/ab/lean_ending.py).
+    # other column), for wire formats that show nothing of it (text, /v1), which then skip
+    # reading the whole row back.
     wants_saved_row: bool = True
 
 
-@dataclass
-class Progress:
-    """What the client has received so far; the checkpointer reads it from its own thread."""
-
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    refusal: list[str] = field(default_factory=list)
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    first_piece_at: float | None = None
-    # Tool calls the model requested, assembled from their deltas: {id, type, function}.
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    # Characters of tool-call deltas taken so far: the checkpointer's sign that they grew.
-    tool_call_chars: int = 0
-
-    def add_tool_calls(self, deltas: tuple[Any, ...]) -> None:
-        """Fold tool-call deltas in, as OpenAI streams them: by index, the arguments in pieces."""
-        for delta in deltas:
-            if not isinstance(delta, dict):
-                continue
-            index = delta.get("index")
-            index = index if isinstance(index, int) and 0 <= index < 128 else len(self.tool_calls)
-            while len(self.tool_calls) <= index:
-                self.tool_calls.append(
-                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
-                )
-            call = self.tool_calls[index]
-            if isinstance(delta.get("id"), str):
-                call["id"] += storable(delta["id"])
-                self.tool_call_chars += len(delta["id"])
-            if isinstance(delta.get("type"), str):
-                call["type"] = storable(delta["type"])
-            function = delta.get("function")
-            if isinstance(function, dict):
-                for key in ("name", "arguments"):
-                    if isinstance(function.get(key), str):
-                        call["function"][key] += storable(function[key])
-                        self.tool_call_chars += len(function[key])
-            self.tool_call_chars += 1  # a delta that only opens a call still counts
-
-    def tool_calls_copy(self) -> list[dict[str, Any]]:
-        """The tool calls so far, copied (safe to read from another thread)."""
-        return [
-            {"id": call["id"], "type": call["type"], "function": dict(call["function"])}
-            for call in list(self.tool_calls)
-        ]
-
-    def received_characters(self) -> int:
-        """Characters of answer, reasoning and tool calls received: the estimate's base."""
-        calls = sum(
-            len(call["id"]) + len(call["function"]["name"]) + len(call["function"]["arguments"])
-            for call in self.tool_calls_copy()
-        )
-        texts = (*self.text, *self.reasoning, *self.refusal)
-        return sum(map(len, texts)) + calls
-
-
-# Hooks the lifecycle calls; services/generation.py wires them to the database and the LLM.
+# How the lifecycle saves an ending; services/generation.py wires it to the database.
 Save = Callable[["Exchange", dict[str, Any]], Message | None]
-OpenUpstream = Callable[[], ChatStream]
 
 
-@dataclass(frozen=True)
-class _Item:
-    """What the upstream reader hands over: a chunk, the end, or an error; and when."""
+class Live(Protocol):
+    """The process's exchanges in progress, which its checkpointer heartbeats
+    (services/checkpoints.py)."""
 
-    kind: str  # "chunk" | "end" | "error" | "stopped" (at the deadline)
-    value: Any
-    arrived: float  # time.monotonic()
+    def add(self, exchange: Exchange) -> None: ...
+    def discard(self, exchange: Exchange) -> None: ...
 
 
 class Exchange:
@@ -214,38 +116,23 @@ class Exchange:
         pending: PendingExchange,
         *,
         save: Save,
-        live: Any,
+        live: Live,
         title: Callable[[], None] | None = None,
         map_error: Callable[[Exception], DomainError] = map_error,
     ) -> None:
         self.app = app
         self.pending = pending
         self.progress = Progress()
-        self._upstream: ChatStream | None = None
-        self._source: Iterator[Chunk] = iter(())
+        self._reader = UpstreamReader(app.config["GENERATION_TIMEOUT"], pending.received_at)
         self._save = save
         self._live = live
         self._title = title
         self._map_error = map_error
-        self._ended: str | None = None
+        self._ended: Outcome | None = None
         self._streaming = False  # counted in the streams-in-flight gauge
         self._last_write = time.monotonic()
-        # Whether the upstream took the request (it answered 200, or we gave up waiting on
-        # it): then it bills the prompt, and an ending without its usage is estimated.
-        self._charged = False
-        self._exhausted = False  # the upstream's stream ended: no usage is coming any more
-        self._draining = False  # reading on for the usage after the client left
-        # The upstream reader (a thread; a greenlet under gevent), once one is needed, and
-        # chunks already taken from it that the relay has not had yet.
-        self._inbox: queue.Queue[_Item] | None = None
-        self._held: deque[_Item] = deque()
-        limit = app.config["GENERATION_TIMEOUT"]
-        # perf_counter and monotonic may differ in origin: measure the limit in one clock.
-        self._deadline = (
-            time.monotonic() + limit - (time.perf_counter() - pending.received_at)
-            if limit
-            else None
-        )
+        # We gave up waiting on an upstream that took the request: it bills the prompt.
+        self._timed_out_opening = False
         # After ``end``: what went wrong, to tell the client (None: nothing), and the row.
         self.problem: DomainError | None = None
         self.saved: Message | None = None
@@ -256,35 +143,22 @@ class Exchange:
         event (within GENERATION_TIMEOUT): a failure before it is still an HTTP error."""
         self._live.add(self)
         try:
-            if self._deadline is not None:
-                # Opening and the first event are waited for with the deadline in view: a
-                # reader opens the upstream and reads it, this thread waits on its inbox.
-                self._start_reader(open_upstream)
-                self._held.append(self._take(None))
-            else:
-                self._attach(open_upstream())
-                try:
-                    first = next(self._source)
-                except StopIteration:
-                    self._exhausted = True
-                else:
-                    self._held.append(_Item("chunk", first, time.monotonic()))
-        except GenerationTimeout as error:
-            self._charged = True  # the upstream may well be working on it
+            error = self._reader.open(open_upstream)
+        except GenerationTimeout as timeout:
+            self._timed_out_opening = True  # the upstream may well be working on it
             self.progress.finish_reason = "timeout"
-            self.end(Outcome.FAILED, TIMED_OUT, error)
+            self.end(Outcome.FAILED, TIMED_OUT, timeout)
             raise
-        except DomainError as error:  # the upstream could not be opened (mapped already)
-            self.end(Outcome.FAILED, upstream_status(error, error.__cause__), error)
+        except DomainError as failure:  # the upstream could not be opened (mapped already)
+            self.end(Outcome.FAILED, upstream_status(failure, failure.__cause__), failure)
             raise
-        except STREAM_ERRORS as error:
-            failure = self._map_error(error)
-            self.end(Outcome.FAILED, upstream_status(failure, error), failure)
-            raise failure from error
-        except Exception as error:
-            self._fail_internally(error)
-        if self._held and self._held[0].kind == "error":
-            error = self._held.popleft().value
+        except STREAM_ERRORS as broken:
+            failure = self._map_error(broken)
+            self.end(Outcome.FAILED, upstream_status(failure, broken), failure)
+            raise failure from broken
+        except Exception as unexpected:
+            self._fail_internally(unexpected)
+        if error is not None:  # what the reader met instead of a first event
             if isinstance(error, DomainError):
                 self.end(Outcome.FAILED, upstream_status(error, error.__cause__), error)
                 raise error
@@ -302,66 +176,11 @@ class Exchange:
         self.end(Outcome.FAILED, INTERNAL_ERROR, failure)
         raise failure from error
 
-    def _attach(self, upstream: ChatStream) -> None:
-        self._upstream = upstream
-        self._source = iter(upstream)
-        self._charged = True
-        if self._ended is not None and not self._draining:
-            self._close_upstream()  # ended while it was being opened
-
-    def _start_reader(self, open_upstream: OpenUpstream | None = None) -> None:
-        """Read the upstream (opening it first, given how) in a reader of its own that hands
-        each chunk over a queue; stops once the exchange ended (or the deadline passed)."""
-        if self._inbox is not None:
-            return
-        inbox: queue.Queue[_Item] = queue.Queue()
-        self._inbox = inbox
-
-        def read() -> None:
-            try:
-                if open_upstream is not None:
-                    self._attach(open_upstream())
-                    if self._ended is not None and not self._draining:
-                        return  # cut off while it was being opened; _attach closed it
-                for chunk in self._source:
-                    if self._ended is not None and not self._draining:
-                        # Closed by the thread that reads it: closing a blocking socket
-                        # from another thread may not take effect (gevent's does).
-                        self._close_upstream()
-                        return
-                    inbox.put(_Item("chunk", chunk, time.monotonic()))
-                    late = self._deadline is not None and time.monotonic() >= self._deadline
-                    if late and not self._draining:
-                        # Nothing read from now on could be relayed.
-                        inbox.put(_Item("stopped", None, time.monotonic()))
-                        return
-                inbox.put(_Item("end", None, time.monotonic()))
-            except BaseException as error:  # handed over to the reading side, which decides
-                inbox.put(_Item("error", error, time.monotonic()))
-
-        threading.Thread(target=read, name="upstream-reader", daemon=True).start()
-
-    def _take(self, silence: float | None) -> _Item | None:
-        """The reader's next item: None after ``silence`` seconds without a byte written to
-        the client; GenerationTimeout once the deadline passed, unless the item arrived
-        before it (an answer that arrived is kept)."""
-        assert self._inbox is not None
-        while True:
-            now = time.monotonic()
-            waits = [self._last_write + silence - now] if silence else []
-            if self._deadline is not None:
-                waits.append(self._deadline - now)
-            try:
-                item = self._inbox.get(timeout=max(min(waits), 0.0) if waits else None)
-            except queue.Empty:
-                if self._deadline is not None and time.monotonic() >= self._deadline:
-                    raise GenerationTimeout(self.app.config["GENERATION_TIMEOUT"]) from None
-                if silence and time.monotonic() >= self._last_write + silence:
-                    return None
-                continue
-            if self._deadline is not None and item.arrived >= self._deadline:
-                raise GenerationTimeout(self.app.config["GENERATION_TIMEOUT"])
-            return item
+    @property
+    def _charged(self) -> bool:
+        """Whether the upstream took the request (it answered, or we gave up waiting on it):
+        then it bills the prompt, and an ending without its usage is estimated."""
+        return self._reader.upstream is not None or self._timed_out_opening
 
     # ------------------------------------------------------------ in progress
     def relay(
@@ -373,8 +192,10 @@ class Exchange:
     ) -> Iterator[bytes]:
         """Yield each chunk as ``encode`` makes it, and ``keepalive`` after that long without
         a byte written; however the iteration stops, the exchange is ended."""
+        took = self.progress.add
+        silence = keepalive_seconds if keepalive else None
         try:
-            for chunk in self._chunks(keepalive_seconds if keepalive else None):
+            for chunk in self._reader.chunks(silence, lambda: self._last_write):
                 if chunk is None:
                     yield keepalive  # type: ignore[misc]
                     self._last_write = time.monotonic()
@@ -384,7 +205,7 @@ class Exchange:
                     yield data
                     self._last_write = time.monotonic()
                 # Counted only now that the server came back for more: the write succeeded.
-                self._took(chunk)
+                took(chunk)
         except GeneratorExit:
             self.end(Outcome.CLIENT_CLOSED, CLIENT_CLOSED)
             raise
@@ -404,67 +225,23 @@ class Exchange:
         else:
             self.end(Outcome.COMPLETE, COMPLETE)
 
-    def _took(self, chunk: Chunk) -> None:
-        progress = self.progress
-        if (chunk.text or chunk.reasoning or chunk.refusal) and progress.first_piece_at is None:
-            progress.first_piece_at = time.perf_counter()
-        if chunk.text:
-            progress.text.append(chunk.text)
-        if chunk.refusal:
-            progress.refusal.append(chunk.refusal)
-        if chunk.reasoning:
-            progress.reasoning.append(chunk.reasoning)
-        if chunk.usage is not None:
-            progress.usage = chunk.usage
-        if chunk.finish_reason:
-            progress.finish_reason = chunk.finish_reason
-        if chunk.tool_calls:
-            progress.add_tool_calls(chunk.tool_calls)
-
-    def _chunks(self, silence: float | None) -> Iterator[Chunk | None]:
-        """The upstream's chunks, and None whenever the client has had no byte for
-        ``silence`` seconds; GenerationTimeout once the exchange has run for
-        GENERATION_TIMEOUT. Waiting on the upstream and on those deadlines at once takes a
-        reader (a greenlet under gevent) that hands chunks over a queue."""
-        if self._inbox is None and (silence or self._deadline is not None):
-            self._start_reader()
-        while True:
-            if self._held:
-                item: _Item | None = self._held.popleft()
-            elif self._inbox is None:
-                try:
-                    item = _Item("chunk", next(self._source), 0.0)
-                except StopIteration:
-                    item = _Item("end", None, 0.0)
-            else:
-                item = self._take(silence)
-            if item is None:
-                yield None
-                continue
-            if item.kind == "end":
-                self._exhausted = True
-                return
-            if item.kind == "error":
-                raise item.value
-            if item.kind == "stopped":
-                raise GenerationTimeout(self.app.config["GENERATION_TIMEOUT"])
-            yield item.value
-
     # -------------------------------------------------------------------- end
     @property
-    def outcome(self) -> str | None:
-        """How the exchange ended (an ``Outcome``), or None while it is in progress."""
+    def outcome(self) -> Outcome | None:
+        """How the exchange ended, or None while it is in progress."""
         return self._ended
 
-    def end(self, outcome: str, status: int, error: DomainError | None = None) -> None:
+    def end(self, outcome: Outcome, status: int, error: DomainError | None = None) -> None:
         """Record how the exchange ended; only the first call does anything."""
         if self._ended is not None:
             return
-        # Before the exchange is marked ended: from then on the reader stops unless draining.
-        self._draining = outcome == Outcome.CLIENT_CLOSED and self._usage_to_come()
+        reader = self._reader
+        # Before the reader learns the exchange ended: from then on it stops unless draining.
+        reader.draining = outcome == Outcome.CLIENT_CLOSED and self._usage_to_come()
+        reader.ended = True
         self._ended = outcome
         self.problem = error
-        if self._draining:
+        if reader.draining:
             self._drain_usage()
         self._close_upstream()
         self._live.discard(self)
@@ -477,46 +254,25 @@ class Exchange:
         return bool(
             self.app.config["USAGE_DRAIN_SECONDS"]
             and self.progress.usage is None
-            and self._upstream is not None
-            and not self._exhausted
+            and self._reader.upstream is not None
+            and not self._reader.exhausted
         )
 
     def _drain_usage(self) -> None:
         """The client left: read on (nothing more is relayed or saved as text) until the
         upstream's usage arrives, for at most USAGE_DRAIN_SECONDS, so that what it bills is
         recorded rather than estimated."""
-        until = time.monotonic() + self.app.config["USAGE_DRAIN_SECONDS"]
         try:
-            self._start_reader()
-            assert self._inbox is not None
-            held, self._held = list(self._held), deque()
-            while True:
-                if held:
-                    item = held.pop(0)
-                else:
-                    left = until - time.monotonic()
-                    if left <= 0:
-                        return
-                    try:
-                        item = self._inbox.get(timeout=left)
-                    except queue.Empty:
-                        return
-                if item.kind != "chunk":
-                    return
-                if item.value.usage is not None:
-                    self.progress.usage = item.value.usage
-                    return
+            usage = self._reader.read_usage(self.app.config["USAGE_DRAIN_SECONDS"])
+            if usage is not None:
+                self.progress.usage = usage
         finally:
-            self._draining = False
+            self._reader.draining = False
 
     def _close_upstream(self) -> None:
-        try:
-            if self._upstream is not None:
-                self._upstream.close()  # left open, it would leak the pooled HTTP connection
-        except Exception:
-            log.warning("closing the upstream stream failed", exc_info=True)
+        self._reader.close()
 
-    def _record(self, outcome: str, status: int) -> None:
+    def _record(self, outcome: Outcome, status: int) -> None:
         values = self.final_values(outcome, status)
         pending = self.pending
         metrics.exchange_ended(pending.endpoint, outcome, pending.model, values)
@@ -546,7 +302,7 @@ class Exchange:
         except Exception:
             log.exception("ending exchange %d as failed failed too", self.pending.message_id)
 
-    def final_values(self, outcome: str, status: int) -> dict[str, Any]:
+    def final_values(self, outcome: Outcome, status: int) -> dict[str, Any]:
         """The columns an ending writes."""
         progress, now = self.progress, time.perf_counter()
         usage, received = progress.usage, self.pending.received_at
@@ -559,7 +315,7 @@ class Exchange:
             "response_content": "".join(progress.text),
             "reasoning_content": "".join(progress.reasoning) or None,
             "refusal_content": "".join(progress.refusal) or None,
-            "is_success": outcome is Outcome.COMPLETE,
+            "is_success": outcome == Outcome.COMPLETE,
             "outcome": outcome,
             "status_code": status,
             "finish_reason": progress.finish_reason,
@@ -591,6 +347,7 @@ class Exchange:
                     log.exception("titling conversation %d failed", self.pending.conversation_id)
 
 
+# The usage columns an ending writes even when its text could not be saved.
 TOKEN_COLUMNS = (
     "prompt_tokens",
     "response_tokens",

@@ -10,12 +10,14 @@ A non-streamed answer is the upstream's JSON as received.
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from flask import Response, current_app
 
 from app.errors import DomainError
-from app.exchange.lifecycle import Exchange, Outcome
+from app.exchange.lifecycle import Exchange
+from app.exchange.outcomes import Outcome
 from app.exchange.wire import SSE_KEEPALIVE, STREAM_HEADERS
 from app.llm.events import Chunk
 
@@ -24,9 +26,9 @@ JSON = "application/json"
 
 # OpenAI's error type and code for each status we answer ourselves.
 _ERROR_KINDS: dict[int, tuple[str, str | None]] = {
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("permission_error", None),
-    429: ("requests", "rate_limit_exceeded"),
+    HTTPStatus.UNAUTHORIZED: ("invalid_request_error", "invalid_api_key"),
+    HTTPStatus.FORBIDDEN: ("permission_error", None),
+    HTTPStatus.TOO_MANY_REQUESTS: ("requests", "rate_limit_exceeded"),
 }
 
 

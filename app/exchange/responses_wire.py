@@ -24,8 +24,10 @@ from typing import Any
 from flask import Response, current_app
 
 from app.errors import DomainError
-from app.exchange.lifecycle import Exchange, Outcome
-from app.exchange.responses_items import item_id
+from app.exchange.lifecycle import Exchange
+from app.exchange.outcomes import Outcome
+from app.exchange.responses_ids import item_id
+from app.exchange.responses_types import Item, ResponseObject
 from app.exchange.wire import SSE_KEEPALIVE, STREAM_HEADERS
 from app.llm.events import Chunk
 
@@ -190,7 +192,7 @@ class Items:
             )
         return out
 
-    def finish(self, response: Mapping[str, Any]) -> Iterator[bytes]:
+    def finish(self, response: ResponseObject) -> Iterator[bytes]:
         """Each item's closing events, from the final Response (items it lists that no
         chunk opened are announced first), then the terminal event."""
         for index, item in enumerate(response["output"]):
@@ -207,7 +209,7 @@ class Items:
         kind = TERMINAL.get(response["status"], "response.completed")
         yield self.event(kind, response=response)
 
-    def _announce(self, index: int, item: Mapping[str, Any]) -> Iterator[bytes]:
+    def _announce(self, index: int, item: Item) -> Iterator[bytes]:
         if item["type"] == "function_call":
             yield self.event(
                 "response.output_item.added",
@@ -223,7 +225,7 @@ class Items:
         for n, part in enumerate(item["content"]):
             yield self._part_added(item["id"], index, n, part["type"])
 
-    def _close(self, index: int, item: Mapping[str, Any]) -> Iterator[bytes]:
+    def _close(self, index: int, item: Item) -> Iterator[bytes]:
         uid = item["id"]
         if item["type"] == "function_call":
             yield self.event(
@@ -260,11 +262,11 @@ class Items:
 
 # What the service gives the wire: the snapshot response.created carries, and the final
 # Response once the exchange has ended (built from its saved row).
-Final = Callable[[Exchange], dict[str, Any]]
+Final = Callable[[Exchange], ResponseObject]
 
 
 def _stream_body(
-    exchange: Exchange, items: Items, snapshot: dict[str, Any], final: Final, keepalive: float
+    exchange: Exchange, items: Items, snapshot: ResponseObject, final: Final, keepalive: float
 ) -> Iterator[bytes]:
     yield items.event("response.created", response=snapshot)
     yield items.event("response.in_progress", response=snapshot)
@@ -274,7 +276,7 @@ def _stream_body(
     yield from items.finish(final(exchange))
 
 
-def _whole(exchange: Exchange, items: Items, final: Final) -> dict[str, Any]:
+def _whole(exchange: Exchange, items: Items, final: Final) -> ResponseObject:
     for _ in exchange.relay(items.feed):
         pass
     if exchange.outcome != Outcome.COMPLETE:
@@ -286,7 +288,7 @@ def _whole(exchange: Exchange, items: Items, final: Final) -> dict[str, Any]:
 def responses_response(
     exchange: Exchange,
     items: Items,
-    snapshot: dict[str, Any],
+    snapshot: ResponseObject,
     final: Final,
     stream: bool,
     headers: dict[str, str],

@@ -13,7 +13,8 @@ from typing import Any
 
 from flask import Response, after_this_request, current_app
 
-from app.exchange.lifecycle import Exchange, Outcome
+from app.exchange.lifecycle import Exchange
+from app.exchange.outcomes import Outcome
 from app.llm.events import Chunk
 from app.schemas.messages import MessageOut
 

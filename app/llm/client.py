@@ -11,7 +11,6 @@ import openai
 from flask import Flask, current_app
 from openai.types.chat import ChatCompletion
 
-from app.exchange.text import storable
 from app.llm.errors import (
     STREAM_ERRORS,
     BadUpstreamEvent,
@@ -29,6 +28,7 @@ from app.llm.events import (
     chunk_of,
     completion_chunk,
 )
+from app.text import storable
 from app.web.sockets import probe_idle_http_connections_directly
 
 try:  # openai >= 3 ships on httpx2; earlier releases on httpx.
@@ -43,10 +43,10 @@ log = logging.getLogger(__name__)
 class _RawChunkStream(openai.Stream[object]):
     """openai's Stream, yielding chunks as plain dicts and draining the body after [DONE].
 
-    ``object`` as the chunk type skips openai's per-chunk type construction (a third of the
-    relay's CPU per token). And the sync Stream stops reading at ``[DONE]``, so closing it
-    drops the HTTP connection with the chunked body's last bytes unread: every exchange then
-    paid a new TCP (and TLS) handshake. openai's async Stream drains; this does the same.
+    ``object`` as the chunk type skips openai's per-chunk type construction, the relay's
+    largest cost per token. Draining after ``[DONE]`` (as openai's async Stream does, and
+    its sync one does not) lets the HTTP connection go back to the pool instead of being
+    dropped with the chunked body's last bytes unread.
     """
 
     # True: yield (the event's data as received, parsed) pairs, for relaying raw.
@@ -209,10 +209,9 @@ class LLMClient:
         """POST a streamed chat completion; a failure to start is raised as ``mapped``'s."""
         try:
             # client.post, not chat.completions.create: create() walks the whole message
-            # list through openai's TypedDict transformer, ~0.1 ms per history message (2 ms
-            # at 20), all before the first token. And chunks come as plain dicts: building a
-            # pydantic ChatCompletionChunk per token doubled the relay's CPU per chunk.
-            # Request, retries, time-outs, SSE decoding and error mapping are openai's own.
+            # list through openai's TypedDict transformer before the first token, and would
+            # build a pydantic ChatCompletionChunk per token where plain dicts do. Request,
+            # retries, time-outs, SSE decoding and error mapping are openai's own.
             return client.post(
                 "/chat/completions",
                 body=body,

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.exchange.text import storable
+from app.bounds import FINISH_REASON_MAX, INTEGER_MAX
 from app.llm.errors import BadUpstreamEvent
-from app.models import FINISH_REASON_MAX
+from app.text import storable
 
 ChatMessage = Mapping[str, str]
 
@@ -57,8 +57,8 @@ class ChatStream(Protocol):
 
 def chunk_of(event: object, raw: str | None = None) -> Chunk:
     """One chunk event as a ``Chunk`` of choice 0, its text made storable."""
-    # dict, not Mapping: parsed JSON objects are dicts, and an ABC's isinstance, five a
-    # chunk, was 1 % of a stream's CPU.
+    # dict, not Mapping: parsed JSON objects are dicts, and an ABC's isinstance is slow on
+    # this per-chunk path.
     if not isinstance(event, dict):
         raise BadUpstreamEvent(f"expected a JSON object, got {type(event).__name__}")
     text = reasoning = refusal = ""
@@ -70,21 +70,22 @@ def chunk_of(event: object, raw: str | None = None) -> Chunk:
             continue
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            text = _str(delta.get("content"))
+            text = text_of(delta.get("content"))
             # vLLM and DeepSeek say reasoning_content; Ollama and newer vLLM say reasoning.
-            reasoning = _str(delta.get("reasoning_content") or delta.get("reasoning"))
-            refusal = _str(delta.get("refusal"))
+            reasoning = text_of(delta.get("reasoning_content") or delta.get("reasoning"))
+            refusal = text_of(delta.get("refusal"))
             calls = delta.get("tool_calls")
             if calls and isinstance(calls, list):
                 tool_calls = tuple(calls)
-        finish_reason = _finish_reason(choice.get("finish_reason"))
+        finish_reason = finish_reason_of(choice.get("finish_reason"))
     usage = event.get("usage")
     if isinstance(usage, dict):
-        return Chunk(text, reasoning, refusal, _usage_of(usage), finish_reason, tool_calls, raw)
+        return Chunk(text, reasoning, refusal, usage_of(usage), finish_reason, tool_calls, raw)
     return Chunk(text, reasoning, refusal, None, finish_reason, tool_calls, raw)
 
 
-def _usage_of(usage: Mapping[str, Any]) -> Usage:
+def usage_of(usage: Mapping[str, Any]) -> Usage:
+    """An event's ``usage`` object as a ``Usage``; counts no column can hold are None."""
     return Usage(
         _int_or_none(usage.get("prompt_tokens")),
         _int_or_none(usage.get("completion_tokens")),
@@ -127,32 +128,30 @@ def completion_chunk(raw: str) -> Chunk:
     )
     usage = data.get("usage")
     return Chunk(
-        _str(message.get("content")),
-        _str(message.get("reasoning_content") or message.get("reasoning")),
-        _str(message.get("refusal")),
-        _usage_of(usage) if isinstance(usage, Mapping) else None,
-        _finish_reason(choice.get("finish_reason")),
+        text_of(message.get("content")),
+        text_of(message.get("reasoning_content") or message.get("reasoning")),
+        text_of(message.get("refusal")),
+        usage_of(usage) if isinstance(usage, Mapping) else None,
+        finish_reason_of(choice.get("finish_reason")),
         tool_calls,
         raw,
     )
 
 
-def _str(value: object) -> str:
+def text_of(value: object) -> str:
+    """A string field of an event, made storable; "" for anything else."""
     return storable(value) if isinstance(value, str) and value else ""
 
 
-def _finish_reason(value: object) -> str | None:
-    # The upstream's word, cut to its column: a longer one failed the whole save on
-    # PostgreSQL (the answer lost, a 500). The client still gets it whole, as sent.
-    return _str(value)[:FINISH_REASON_MAX] or None
-
-
-# What the token columns (INTEGER) hold.
-_COUNT_MAX = 2**31 - 1
+def finish_reason_of(value: object) -> str | None:
+    """A choice's finish reason, made storable and bounded; None if it gave none."""
+    # The upstream's word, cut to its column (PostgreSQL rejects a longer one, and the whole
+    # save with it); the client still gets it whole, as sent.
+    return text_of(value)[:FINISH_REASON_MAX] or None
 
 
 def _int_or_none(value: object) -> int | None:
     # A count no column can hold (or a negative one) is no count: None, as when not reported.
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _COUNT_MAX:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INTEGER_MAX:
         return value
     return None

@@ -9,7 +9,6 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
 
-from app.exchange.text import storable
 from app.models import (
     METADATA_KEY_MAX,
     METADATA_MAX_PAIRS,
@@ -17,6 +16,7 @@ from app.models import (
     MODEL_MAX,
     TITLE_MAX,
 )
+from app.text import storable
 
 # Bound OFFSET to what a signed 64-bit integer holds: PostgreSQL rejects anything larger.
 MAX_OFFSET = 2**63 - 1

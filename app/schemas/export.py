@@ -6,10 +6,10 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app.bounds import FINISH_REASON_MAX
 from app.models import (
     ENDPOINT_MAX,
     FEEDBACK_COMMENT_MAX,
-    FINISH_REASON_MAX,
     MODEL_MAX,
     RATINGS,
     REQUEST_ID_MAX,

@@ -36,8 +36,9 @@ from typing import Any
 from flask import current_app
 
 from app.errors import DomainError, NotFound
-from app.exchange.lifecycle import Exchange, Outcome, PendingExchange, estimate_tokens
-from app.exchange.text import storable
+from app.exchange.lifecycle import Exchange, PendingExchange
+from app.exchange.outcomes import Outcome
+from app.exchange.progress import estimate_tokens
 from app.extensions import db
 from app.llm.client import get_llm
 from app.llm.errors import pass_through_error
@@ -49,6 +50,7 @@ from app.services.auth import Principal
 from app.services.budgets import check_budget
 from app.services.generation import open_exchange
 from app.services.unit_of_work import one_statement, unit_of_work
+from app.text import storable
 from app.web.request_id import current_request_id, request_received_at
 
 ENDPOINT = "v1"

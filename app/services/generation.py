@@ -15,7 +15,8 @@ from typing import Any
 from flask import Flask, current_app
 
 from app.errors import DomainError, NotFound, Unprocessable
-from app.exchange.lifecycle import Exchange, PendingExchange, estimate_tokens
+from app.exchange.lifecycle import Exchange, PendingExchange
+from app.exchange.progress import estimate_tokens
 from app.exchange.wire import after_response
 from app.extensions import db
 from app.llm.client import get_llm

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from app.errors import NotFound, Unprocessable
-from app.exchange.lifecycle import Outcome
+from app.exchange.outcomes import Outcome
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
 from app.services.auth import Principal

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.exchange.lifecycle import CHARS_PER_TOKEN, INTERRUPTED, Outcome
+from app.exchange.outcomes import INTERRUPTED, Outcome
+from app.exchange.progress import CHARS_PER_TOKEN
 from app.models import utcnow
 from app.repositories import MessageRepository
 from app.repositories.messages import estimated_usage

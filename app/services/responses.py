@@ -32,28 +32,26 @@ from typing import Any
 from flask import current_app
 
 from app.errors import NotFound, Unprocessable
-from app.exchange.lifecycle import Exchange, PendingExchange, estimate_tokens
-from app.exchange.responses_items import (
-    ECHOED,
-    chat_body,
-    chat_messages,
-    context_items,
+from app.exchange.lifecycle import Exchange, PendingExchange
+from app.exchange.progress import estimate_tokens
+from app.exchange.responses_ids import (
     conversation_id,
+    parse_conversation_id,
+    parse_item_id,
+    parse_response_id,
+)
+from app.exchange.responses_items import (
+    context_items,
     default_layout,
     exchange_items,
     find_item,
     input_slots,
     listed_item,
-    parse_conversation_id,
-    parse_item_id,
-    parse_response_id,
-    prompt_text,
-    response_object,
     stored_inputs,
     stored_layout,
-    system_text,
-    timestamp,
 )
+from app.exchange.responses_object import ECHOED, response_object, timestamp
+from app.exchange.responses_to_chat import chat_body, chat_messages, prompt_text, system_text
 from app.exchange.responses_wire import Items
 from app.extensions import db
 from app.llm.client import get_llm

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.llm import client, events
-from app.llm.events import Chunk, _finish_reason, _str, _usage_of
+from app.llm.events import Chunk, finish_reason_of, text_of, usage_of
 
 NEW = events.chunk_of
 
@@ -25,16 +25,16 @@ def chunk_of(event: object, raw: str | None = None) -> Chunk:
             continue
         delta = choice.get("delta")
         if isinstance(delta, Mapping):
-            text = _str(delta.get("content"))
-            reasoning = _str(delta.get("reasoning_content") or delta.get("reasoning"))
-            refusal = _str(delta.get("refusal"))
+            text = text_of(delta.get("content"))
+            reasoning = text_of(delta.get("reasoning_content") or delta.get("reasoning"))
+            refusal = text_of(delta.get("refusal"))
             calls = delta.get("tool_calls")
             if calls and isinstance(calls, list):
                 tool_calls = tuple(calls)
-        finish_reason = _finish_reason(choice.get("finish_reason"))
+        finish_reason = finish_reason_of(choice.get("finish_reason"))
     usage = event.get("usage")
     if isinstance(usage, Mapping):
-        return Chunk(text, reasoning, refusal, _usage_of(usage), finish_reason, tool_calls, raw)
+        return Chunk(text, reasoning, refusal, usage_of(usage), finish_reason, tool_calls, raw)
     return Chunk(text, reasoning, refusal, None, finish_reason, tool_calls, raw)
 
 

@@ -16,14 +16,10 @@ import pytest
 from marshmallow import ValidationError
 from openai.types.responses import Response, ResponseStreamEvent
 
-from app.exchange.responses_items import (
-    chat_body,
-    context_items,
-    exchange_items,
-    input_slots,
-    parse_item_id,
-    response_object,
-)
+from app.exchange.responses_ids import parse_item_id
+from app.exchange.responses_items import context_items, exchange_items, input_slots
+from app.exchange.responses_object import response_object
+from app.exchange.responses_to_chat import chat_body
 from app.exchange.responses_wire import Items
 from app.llm.events import Chunk, Usage
 from app.schemas.responses import ResponseCreate

@@ -1,4 +1,4 @@
-"""Text both engines can store and every client can decode.
+"""Text both engines can store and every client can decode: ``storable``.
 
 PostgreSQL text cannot hold NUL, and a lone surrogate (which JSON's ``\\ud800`` escape can
 carry) cannot be encoded to UTF-8. Model output goes through ``storable`` before it is sent,
