@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.repositories.search import RANKED_MAX
+from app.repositories.search_plan import RANKED_MAX
 from app.repositories.search_query import (
     QUERY_MAX,
     RANK,
