@@ -4,11 +4,12 @@ or newest first, on PostgreSQL (GIN over stored tsvectors) or SQLite (FTS5)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from app.repositories.search_fields import SOURCES
@@ -120,7 +121,7 @@ class SearchRepository:
             counts = [rows[0]._mapping[f"count_{kind}"] for kind in range(len(SOURCES))]
         return self._hits(rows, query), counts
 
-    def _hits(self, rows: list[Any], query: SearchQuery) -> list[Hit]:
+    def _hits(self, rows: Sequence[Row[Any]], query: SearchQuery) -> list[Hit]:
         """Hits from a page's rows; on SQLite, their snippets are made here (FTS5 makes them
         in a MATCH of its own table only)."""
         if self.postgresql:
@@ -162,5 +163,5 @@ def _parameters(shape: Shape, query: SearchQuery, filters: Filters) -> dict[str,
     return params
 
 
-def _hit(row: Any, snippet: str) -> Hit:
+def _hit(row: Row[Any], snippet: str) -> Hit:
     return Hit(row.conversation_id, row.message_id, row.kind, float(row.rank), row.written, snippet)

@@ -1,5 +1,5 @@
-"""The search's cost planner: from PostgreSQL's statistics, whether a query's matches are ranked,
-and which kinds of hit a newest-first page walks newest first rather than reads in full."""
+"""The search's cost planner: from PostgreSQL's statistics, whether a query is ranked, and which
+kinds of hit a newest-first page walks in date order rather than reading all their matches."""
 
 from __future__ import annotations
 
