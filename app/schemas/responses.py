@@ -24,15 +24,9 @@ from marshmallow import (
     validates,
 )
 
-from app.schemas.common import (
-    JSON_SCHEMA,
-    MAX_PAGE,
-    JsonInteger,
-    Text,
-    metadata_field,
-    model_type_field,
-    strict_boolean,
-)
+from app.schemas.fields import JSON_SCHEMA, JsonInteger, Text, model_type_field, strict_boolean
+from app.schemas.metadata import metadata_field
+from app.schemas.paging import MAX_PAGE
 
 INPUT_ROLES = ("user", "system", "developer", "assistant")
 # ``include`` values that are answered as they are: a reasoning item always carries
