@@ -18,8 +18,8 @@ from werkzeug.routing import IntegerConverter
 from app.api.openapi import ErrorResponses
 from app.errors import Unprocessable
 from app.schemas import json_text
-from app.schemas.common import JSON_SCHEMA, MAX_ID, PARAMETER_STYLE
 from app.schemas.errors import ErrorOut
+from app.schemas.fields import JSON_SCHEMA, MAX_ID, PARAMETER_STYLE
 
 
 class IdConverter(IntegerConverter):

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from flask import request
 from marshmallow import Schema
 
-from app.schemas.common import METADATA_PARAM, MetadataFilterArgs
+from app.schemas.metadata import METADATA_PARAM, MetadataFilterArgs
 from app.services.pages import Page
 
 LINK_HEADER = {

@@ -13,19 +13,18 @@ from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.v1 import _COMMON_ERRORS, _openai_errors
 from app.exchange.responses_wire import responses_response
-from app.schemas.responses import (
+from app.schemas.openai_conversations import (
     ConversationMetadataUpdate,
     ConversationObjectCreate,
+    ItemsCreate,
+)
+from app.schemas.responses import IncludeArgs, ItemListArgs, ResponseCreate, ResponseGetArgs
+from app.schemas.responses_out import (
     ConversationObjectOut,
     DeletedOut,
-    IncludeArgs,
-    ItemListArgs,
     ItemListOut,
     ItemOut,
-    ItemsCreate,
-    ResponseCreate,
     ResponseEventOut,
-    ResponseGetArgs,
     ResponseOut,
 )
 from app.services import responses

@@ -1,8 +1,5 @@
-"""The search query language: words, "quoted phrases" and -exclusions, parsed once.
-
-Both engines get the parsed terms, never the raw text: nothing a user types can reach
-PostgreSQL's tsquery or SQLite's FTS5 syntax, so a malformed query is a 422, never a 500.
-"""
+"""What a search request says, parsed once: its query (words, "quoted phrases" and
+-exclusions) and its cursor (where the previous page of hits ended)."""
 
 from __future__ import annotations
 
@@ -48,7 +45,11 @@ class SearchQuery:
 
 
 def parse(text: str) -> SearchQuery:
-    """Parse a query; QueryError if it is empty, unbalanced or has nothing to look for."""
+    """Parse a query; QueryError if it is empty, unbalanced or has nothing to look for.
+
+    Both engines get the parsed terms, never the raw text: nothing a user types can reach
+    PostgreSQL's tsquery or SQLite's FTS5 syntax, so a malformed query is a 422, never a 500.
+    """
     if len(text) > QUERY_MAX:
         raise QueryError(f"At most {QUERY_MAX} characters.")
     # Composed form: an accent typed as a combining mark is one character, as stored text
@@ -71,7 +72,7 @@ def parse(text: str) -> SearchQuery:
     return query
 
 
-# The orders of a page of results: best first, or newest first (app/repositories/search.py).
+# The orders of a page of results: best first, or newest first (SearchRepository.hits).
 RANK, RECENT = "rank", "recent"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

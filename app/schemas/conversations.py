@@ -10,17 +10,10 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.schemas.common import (
-    MAX_ID,
-    FastDumpSchema,
-    MetadataFilterArgs,
-    Owner,
-    PageArgs,
-    metadata_field,
-    model_type_field,
-    strict_boolean,
-    title_field,
-)
+from app.schemas.fast_dump import FastDumpSchema
+from app.schemas.fields import MAX_ID, Owner, model_type_field, strict_boolean, title_field
+from app.schemas.metadata import MetadataFilterArgs, metadata_field
+from app.schemas.paging import PageArgs
 
 ORDERS = ("created", "recent")
 

@@ -14,18 +14,18 @@ from app.models import (
     RATINGS,
     REQUEST_ID_MAX,
 )
-from app.schemas.common import (
+from app.schemas.fields import (
     MAX_ID,
     JsonInteger,
     Owner,
     Text,
     UtcDateTime,
     json_values,
-    metadata_field,
     model_type_field,
     strict_boolean,
     title_field,
 )
+from app.schemas.metadata import metadata_field
 
 
 class ExportArgs(Schema):

@@ -9,15 +9,9 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.base import NO_VALUE
 
 from app.models import FEEDBACK_COMMENT_MAX, RATINGS
-from app.schemas.common import (
-    MAX_ID,
-    QUERY_PROMPT_MAX,
-    FastDumpSchema,
-    PageArgs,
-    Text,
-    prompt_field,
-    strict_boolean,
-)
+from app.schemas.fast_dump import FastDumpSchema
+from app.schemas.fields import MAX_ID, QUERY_PROMPT_MAX, Text, prompt_field, strict_boolean
+from app.schemas.paging import PageArgs
 
 
 class MessageCreate(Schema):

@@ -13,13 +13,7 @@ from marshmallow import (
     validate,
 )
 
-from app.schemas.common import (
-    JSON_SCHEMA,
-    MAX_ID,
-    JsonInteger,
-    model_type_field,
-    strict_boolean,
-)
+from app.schemas.fields import JSON_SCHEMA, MAX_ID, JsonInteger, model_type_field, strict_boolean
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 

@@ -1,285 +1,38 @@
-"""OpenAI's Responses and Conversations APIs: requests, checked and put in one stored form.
-
-What cannot be honoured over a Chat Completions upstream is refused by name (a 400 whose
-``param`` is the field), never ignored: built-in and MCP tools, ``background``, stored
-prompts, ``include`` (but ``reasoning.encrypted_content``), ``truncation`` other than
-disabled/auto, input files and audio.
-Items are kept in the form the Responses API returns them (without their ids, which are
-given by position: app/exchange/responses_items.py).
-"""
+"""POST /v1/responses, and the query arguments of stored responses and of item lists."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import (
-    INCLUDE,
-    RAISE,
-    Schema,
-    ValidationError,
-    fields,
-    post_load,
-    validate,
-    validates,
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates
+
+from app.schemas.fields import JSON_SCHEMA, JsonInteger, Text, model_type_field, strict_boolean
+from app.schemas.metadata import metadata_field
+from app.schemas.paging import MAX_PAGE
+from app.schemas.responses_input import (
+    conversation_ref,
+    function_tool,
+    input_items,
+    reasoning_config,
+    text_config,
+    tool_choice,
 )
 
-from app.schemas.common import (
-    JSON_SCHEMA,
-    MAX_PAGE,
-    JsonInteger,
-    Text,
-    metadata_field,
-    model_type_field,
-    strict_boolean,
-)
-
-INPUT_ROLES = ("user", "system", "developer", "assistant")
 # ``include`` values that are answered as they are: a reasoning item always carries
 # ``encrypted_content`` (null: the upstream's reasoning is not encrypted, its text is the
 # item's ``content``). pydantic-ai asks for it with every OpenAI reasoning model's name.
 INCLUDABLE = frozenset({"reasoning.encrypted_content"})
-MAX_CONVERSATION_ITEMS = 20  # per POST /v1/conversations or .../items, as OpenAI allows
-# Tool types and item types the Responses API has that a Chat Completions upstream cannot run.
-_WHY_BUILT_IN = (
-    "is a built-in tool OpenAI runs itself; this service translates to Chat Completions, "
-    "where only function tools exist"
-)
-
-
-def _problem(where: str, message: str) -> ValidationError:
-    return ValidationError(f"{where}: {message}")
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise _problem(where, "must be a string.")
-    if "\x00" in value:
-        raise _problem(where, "must not contain NUL characters.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise _problem(where, "must be valid Unicode text.") from error
-    return value
-
-
-def _object(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _problem(where, "must be an object.")
-    return value
-
-
-def _content_part(part: Any, role: str, where: str) -> dict[str, Any]:
-    part = _object(part, where)
-    kind = part.get("type")
-    if role == "assistant":
-        if kind == "output_text":
-            return {
-                "type": "output_text",
-                "text": _text(part.get("text"), f"{where}.text"),
-                "annotations": [],
-                "logprobs": [],
-            }
-        if kind == "refusal":
-            return {"type": "refusal", "refusal": _text(part.get("refusal"), f"{where}.refusal")}
-        raise _problem(
-            where, f"an assistant message's parts are output_text or refusal, not {kind!r}."
-        )
-    if kind == "input_text":
-        return {"type": "input_text", "text": _text(part.get("text"), f"{where}.text")}
-    if kind == "input_image":
-        if not isinstance(part.get("image_url"), str):
-            raise _problem(
-                where,
-                "input_image needs image_url (a URL or a data: URL); uploaded files (file_id) "
-                "are not supported: this service keeps no files.",
-            )
-        detail = part.get("detail") or "auto"
-        if detail not in ("auto", "low", "high"):
-            raise _problem(f"{where}.detail", "must be auto, low or high.")
-        return {
-            "type": "input_image",
-            "image_url": _text(part["image_url"], f"{where}.image_url"),
-            "detail": detail,
-        }
-    if kind in ("input_file", "input_audio"):
-        raise _problem(where, f"{kind} parts are not supported: the service keeps no files.")
-    raise _problem(where, f"unknown content part type {kind!r}.")
-
-
-def _message(item: Mapping[str, Any], where: str) -> dict[str, Any]:
-    role = item.get("role")
-    if role not in INPUT_ROLES:
-        raise _problem(f"{where}.role", f"must be one of {', '.join(INPUT_ROLES)}.")
-    content = item.get("content")
-    if isinstance(content, str):
-        text = _text(content, f"{where}.content")
-        parts = [
-            {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            if role == "assistant"
-            else {"type": "input_text", "text": text}
-        ]
-    elif isinstance(content, list):
-        parts = [
-            _content_part(part, role, f"{where}.content[{index}]")
-            for index, part in enumerate(content)
-        ]
-    else:
-        raise _problem(f"{where}.content", "must be a string or a list of content parts.")
-    return {"type": "message", "role": role, "content": parts}
-
-
-def input_item(item: Any, where: str) -> dict[str, Any]:
-    """One input item in its stored form; ValidationError naming what is not supported."""
-    item = _object(item, where)
-    kind = item.get("type", "message" if "role" in item or "id" not in item else "item_reference")
-    if kind == "message":
-        return _message(item, where)
-    if kind == "function_call":
-        return {
-            "type": "function_call",
-            "call_id": _text(item.get("call_id"), f"{where}.call_id"),
-            "name": _text(item.get("name"), f"{where}.name"),
-            "arguments": _text(item.get("arguments"), f"{where}.arguments"),
-        }
-    if kind == "function_call_output":
-        output = item.get("output")
-        if isinstance(output, list):
-            stored: Any = [
-                _content_part(part, "user", f"{where}.output[{index}]")
-                for index, part in enumerate(output)
-            ]
-        else:
-            stored = _text(output, f"{where}.output")
-        return {
-            "type": "function_call_output",
-            "call_id": _text(item.get("call_id"), f"{where}.call_id"),
-            "output": stored,
-        }
-    if kind == "reasoning":
-        summary = item.get("summary") or []
-        content = item.get("content") or []
-        if not isinstance(summary, list) or not isinstance(content, list):
-            raise _problem(where, "summary and content must be lists.")
-        return {
-            "type": "reasoning",
-            "summary": [
-                {"type": "summary_text", "text": _text(_object(s, where).get("text"), where)}
-                for s in summary
-            ],
-            "content": [
-                {"type": "reasoning_text", "text": _text(_object(c, where).get("text"), where)}
-                for c in content
-            ],
-        }
-    if kind == "item_reference":
-        # Resolved to the stored item it names (app/services/responses.py).
-        return {"type": "item_reference", "id": _text(item.get("id"), f"{where}.id")}
-    raise _problem(
-        f"{where}.type",
-        f"{kind!r} items are not supported: only message, function_call, "
-        "function_call_output and reasoning items translate to Chat Completions.",
-    )
-
-
-def input_items(value: Any, field: str = "input") -> list[dict[str, Any]]:
-    """``input`` (a string, or a list of items) as a list of stored items."""
-    if isinstance(value, str):
-        return [{"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": _text(value, field)}
-        ]}]  # fmt: skip
-    if not isinstance(value, list):
-        raise ValidationError("Must be a string or a list of input items.")
-    return [input_item(item, f"{field}[{index}]") for index, item in enumerate(value)]
-
-
-def function_tool(tool: Any, where: str) -> dict[str, Any]:
-    tool = _object(tool, where)
-    kind = tool.get("type")
-    if kind != "function":
-        raise _problem(f"{where}.type", f"{kind!r} {_WHY_BUILT_IN}.")
-    parameters = tool.get("parameters")
-    if parameters is not None and not isinstance(parameters, Mapping):
-        raise _problem(f"{where}.parameters", "must be a JSON Schema object.")
-    strict = tool.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise _problem(f"{where}.strict", "must be a boolean.")
-    description = tool.get("description")
-    unknown = set(tool) - {"type", "name", "description", "parameters", "strict"}
-    if unknown:
-        raise _problem(where, f"unknown field(s) {', '.join(sorted(unknown))}.")
-    return {
-        "type": "function",
-        "name": _text(tool.get("name"), f"{where}.name"),
-        "description": None if description is None else _text(description, f"{where}.description"),
-        "parameters": dict(parameters) if parameters is not None else None,
-        "strict": strict,
-    }
-
-
-def _tool_choice(value: Any) -> Any:
-    if value in ("none", "auto", "required"):
-        return value
-    if isinstance(value, Mapping) and value.get("type") == "function":
-        return {"type": "function", "name": _text(value.get("name"), "tool_choice.name")}
-    kind = value.get("type") if isinstance(value, Mapping) else value
-    raise ValidationError(
-        f"{kind!r} is not supported: tool_choice is none, auto, required or "
-        '{"type": "function", "name": ...}.'
-    )
-
-
-def _text_config(value: Any) -> dict[str, Any]:
-    value = _object(value, "text")
-    unknown = set(value) - {"format", "verbosity"}
-    if unknown:
-        raise ValidationError(f"unknown field(s) {', '.join(sorted(unknown))}.")
-    fmt = value.get("format") or {"type": "text"}
-    fmt = _object(fmt, "text.format")
-    kind = fmt.get("type")
-    if kind in ("text", "json_object"):
-        stored: dict[str, Any] = {"type": kind}
-    elif kind == "json_schema":
-        schema = fmt.get("schema")
-        if not isinstance(schema, Mapping):
-            raise ValidationError("text.format.schema: must be a JSON Schema object.")
-        stored = {
-            "type": "json_schema",
-            "name": _text(fmt.get("name"), "text.format.name"),
-            "schema": dict(schema),
-            "description": fmt.get("description"),
-            "strict": fmt.get("strict"),
-        }
-    else:
-        raise ValidationError(
-            f"text.format.type: must be text, json_object or json_schema, not {kind!r}."
-        )
-    verbosity = value.get("verbosity")
-    if verbosity not in (None, "low", "medium", "high"):
-        raise ValidationError("text.verbosity: must be low, medium or high.")
-    return {"format": stored, "verbosity": verbosity}
-
-
-def _reasoning(value: Any) -> dict[str, Any]:
-    value = _object(value, "reasoning")
-    unknown = set(value) - {"effort", "summary", "generate_summary"}
-    if unknown:
-        raise ValidationError(f"unknown field(s) {', '.join(sorted(unknown))}.")
-    effort = value.get("effort")
-    if effort not in (None, "none", "minimal", "low", "medium", "high", "xhigh"):
-        raise ValidationError(
-            "reasoning.effort: must be none, minimal, low, medium, high or xhigh."
-        )
-    if value.get("summary") is not None or value.get("generate_summary") is not None:
-        raise ValidationError(
-            "reasoning.summary is not supported: a Chat Completions upstream streams its "
-            "reasoning whole (returned as the reasoning item's content), never summarised."
-        )
-    return {"effort": effort, "summary": None}
 
 
 class ResponseCreate(Schema):
-    """POST /v1/responses."""
+    """POST /v1/responses.
+
+    What cannot be honoured over a Chat Completions upstream is refused by name (a 400 whose
+    ``param`` is the field), never ignored: built-in and MCP tools, ``background``, stored
+    prompts, ``include`` (but ``reasoning.encrypted_content``), ``truncation`` other than
+    disabled/auto, input files and audio.
+    """
 
     class Meta:
         unknown = RAISE
@@ -396,7 +149,7 @@ class ResponseCreate(Schema):
             data["input"] = []
         raw = data["input"]
         # The ids the client gave its items: replayed output items of a stored response
-        # say which response this one continues (app/services/responses.py).
+        # say which response this one continues (the Responses service).
         data["input_ids"] = [
             item.get("id")
             if isinstance(item, Mapping) and isinstance(item.get("id"), str)
@@ -408,9 +161,9 @@ class ResponseCreate(Schema):
             "tools",
             lambda tools: [function_tool(t, f"tools[{i}]") for i, t in enumerate(tools or [])],
         )
-        check("tool_choice", lambda v: "auto" if v is None else _tool_choice(v))
-        check("text", lambda v: _text_config(v or {}))
-        check("reasoning", lambda v: _reasoning(v or {}))
+        check("tool_choice", lambda v: "auto" if v is None else tool_choice(v))
+        check("text", lambda v: text_config(v or {}))
+        check("reasoning", lambda v: reasoning_config(v or {}))
         check("conversation", conversation_ref)
         if data.get("previous_response_id") is not None and data.get("conversation") is not None:
             errors["conversation"] = [
@@ -432,67 +185,6 @@ class ResponseCreate(Schema):
         for key in ("background", "include", "prompt", "max_tool_calls", "top_logprobs",
                     "stream_options", "prompt_cache_retention"):  # fmt: skip
             data.pop(key, None)
-        return data
-
-
-def conversation_ref(value: Any) -> str | None:
-    """``conversation``: an id, or ``{"id": ...}``."""
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        value = value.get("id")
-    if not isinstance(value, str):
-        raise ValidationError('Must be a conversation id or {"id": ...}.')
-    return value
-
-
-# ------------------------------------------------------------------ conversations
-def _items_field(**kwargs: Any) -> fields.List:
-    return fields.List(
-        fields.Raw(),
-        validate=validate.Length(max=MAX_CONVERSATION_ITEMS),
-        **kwargs,
-        metadata={"description": f"Up to {MAX_CONVERSATION_ITEMS} input items."},
-    )
-
-
-def _field_items(items: list[Any]) -> list[dict[str, Any]]:
-    try:
-        return input_items(items, "items")
-    except ValidationError as error:
-        raise ValidationError({"items": error.messages}) from error
-
-
-class ConversationObjectCreate(Schema):
-    class Meta:
-        unknown = RAISE
-
-    items = _items_field()
-    metadata = metadata_field(allow_none=True)
-
-    @post_load
-    def _normalize(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        data["items"] = _field_items(data.get("items") or [])
-        data["metadata"] = data.get("metadata") or {}
-        return data
-
-
-class ConversationMetadataUpdate(Schema):
-    class Meta:
-        unknown = RAISE
-
-    metadata = metadata_field(required=True)
-
-
-class ItemsCreate(Schema):
-    class Meta:
-        unknown = RAISE
-
-    items = _items_field(required=True)
-
-    @post_load
-    def _normalize(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        data["items"] = _field_items(data["items"])
         return data
 
 
@@ -545,63 +237,3 @@ class ItemListArgs(IncludeArgs):
     after = fields.String(load_default=None)
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE))
     order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
-
-
-# ------------------------------------------------------------------ objects (documentation)
-class ResponseOut(Schema):
-    """OpenAI's Response object (only its outline here; every field is OpenAI's)."""
-
-    class Meta:
-        unknown = INCLUDE  # OpenAI's object: every field it has
-
-    id = fields.String(metadata={"description": "resp_<exchange id>"})
-    object = fields.String()
-    created_at = fields.Integer()
-    status = fields.String()
-    model = fields.String()
-    output = fields.List(fields.Dict())
-    usage = fields.Dict(allow_none=True)
-
-
-class ConversationObjectOut(Schema):
-    class Meta:
-        unknown = INCLUDE  # OpenAI's object: every field it has
-
-    id = fields.String(metadata={"description": "conv_<REST conversation id>"})
-    object = fields.String()
-    created_at = fields.Integer()
-    metadata = fields.Dict()
-
-
-class DeletedOut(Schema):
-    class Meta:
-        unknown = INCLUDE  # OpenAI's object: every field it has
-
-    id = fields.String()
-    object = fields.String()
-    deleted = fields.Boolean()
-
-
-class ItemOut(Schema):
-    class Meta:
-        unknown = INCLUDE  # OpenAI's object: every field it has
-
-    id = fields.String(metadata={"description": "<msg|fc|fco|rs>_<exchange id><i|o><position>"})
-    type = fields.String()
-
-
-class ItemListOut(Schema):
-    class Meta:
-        unknown = INCLUDE  # OpenAI's object: every field it has
-
-    object = fields.String()
-    data = fields.List(fields.Nested(ItemOut))
-    first_id = fields.String(allow_none=True)
-    last_id = fields.String(allow_none=True)
-    has_more = fields.Boolean()
-
-
-class ResponseEventOut(Schema):
-    """One semantic event: ``event: <type>`` and ``data: {type, sequence_number, ...}``."""
-
-    data = fields.String(required=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.repositories.search import RANKED_MAX
+from app.repositories.search_plan import RANKED_MAX
 from app.repositories.search_query import (
     QUERY_MAX,
     RANK,
@@ -17,13 +17,9 @@ from app.repositories.search_query import (
     SearchQuery,
     parse,
 )
-from app.schemas.common import (
-    MAX_PAGE,
-    MetadataFilterArgs,
-    Owner,
-    UtcDateTime,
-    model_type_field,
-)
+from app.schemas.fields import Owner, UtcDateTime, model_type_field
+from app.schemas.metadata import MetadataFilterArgs
+from app.schemas.paging import MAX_PAGE
 
 
 class SearchQueryField(fields.String):

@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 from webargs.fields import DelimitedList
 
-from app.schemas.common import JSON_SCHEMA, Owner
+from app.schemas.fields import JSON_SCHEMA, Owner
 
 USAGE_GROUPS = ("day", "model", "user")
 USAGE_MAX_DAYS = 366

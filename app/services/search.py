@@ -10,7 +10,8 @@ from datetime import datetime
 from flask import current_app
 
 from app.extensions import db
-from app.repositories.search import FIELDS, MARK_END, MARK_START, Filters, SearchRepository
+from app.repositories.search import Filters, SearchRepository
+from app.repositories.search_fields import FIELDS, MARK_END, MARK_START
 from app.repositories.search_query import Cursor, SearchQuery
 from app.services.auth import Principal
 from app.services.conversations import OWNER_ME, list_scope

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from marshmallow import Schema
 
-from app.schemas.common import FastDumpSchema
+from app.schemas.fast_dump import FastDumpSchema
 
 NEW = FastDumpSchema._serialize
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from app.exchange.wire import StreamBroken
 from app.models import Message
-from app.schemas.common import QUERY_PROMPT_MAX
+from app.schemas.fields import QUERY_PROMPT_MAX
 from tests.fake_llm import Behavior
 
 TOKENS = ["Hello", ", ", "wor", "ld", "!"]

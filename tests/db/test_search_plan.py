@@ -3,7 +3,7 @@ every match through the full-text index and sort them (app/repositories/search.p
 
 from __future__ import annotations
 
-from app.repositories.search import Expected
+from app.repositories.search_plan import Expected
 
 TAKE = 21
 MILLION = 1_000_000.0

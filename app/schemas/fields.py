@@ -1,26 +1,17 @@
-"""Fields and argument schemas every API area shares: text, names, pages, owners, metadata."""
+"""Fields and validators every API area shares: storable text, names, UTC times, strict JSON
+numbers and booleans, owners."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
+from marshmallow import ValidationError, fields, validate
 
-from app.models import (
-    METADATA_KEY_MAX,
-    METADATA_MAX_PAIRS,
-    METADATA_VALUE_MAX,
-    MODEL_MAX,
-    TITLE_MAX,
-)
+from app.models import MODEL_MAX, TITLE_MAX
 from app.text import storable
 
-# Bound OFFSET to what a signed 64-bit integer holds: PostgreSQL rejects anything larger.
-MAX_OFFSET = 2**63 - 1
-MAX_PAGE = 100
 MAX_ID = 2**63 - 1
 PROMPT_MAX = 100_000
 # A prompt sent in a query string must leave the whole request line within the 4094 bytes
@@ -157,25 +148,9 @@ def model_type_field(**kwargs: Any) -> Text:
     )
 
 
-class PageArgs(Schema):
-    skip = fields.Integer(
-        load_default=0,
-        validate=validate.Range(min=0, max=MAX_OFFSET),
-        metadata={"description": "Rows to skip."},
-    )
-    take = fields.Integer(
-        load_default=MAX_PAGE,
-        validate=validate.Range(min=1, max=MAX_PAGE),
-        metadata={"description": f"Rows to return (1 to {MAX_PAGE})."},
-    )
-    after = fields.Integer(
-        load_default=None,
-        validate=validate.Range(min=0, max=MAX_ID),
-        metadata={
-            "description": "Only rows with a larger id: pass the last id of the previous page "
-            "(as fast on the millionth row as on the first, unlike skip)."
-        },
-    )
+def prompt_field(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
+    metadata = {"example": "Where should I eat in Lyon?", **kwargs.pop("metadata", {})}
+    return not_blank_text(max_length, required=True, metadata=metadata, **kwargs)
 
 
 _ID_DIGITS = len(str(MAX_ID))
@@ -209,156 +184,3 @@ class Owner(fields.Field):
         ):
             return int(text)
         raise ValidationError("Must be me, all, or a user id.")
-
-
-def metadata_field(
-    *,
-    nullable_values: bool = False,
-    description: str = "",
-    parameter_style: str | None = None,
-    **kwargs: Any,
-) -> fields.Dict:
-    """A metadata object: at most 16 pairs of strings (OpenAI's limits)."""
-    value = Text(validate=validate.Length(max=METADATA_VALUE_MAX), allow_none=nullable_values)
-    description += (
-        f"At most {METADATA_MAX_PAIRS} pairs; keys 1 to {METADATA_KEY_MAX} characters, "
-        f"string values up to {METADATA_VALUE_MAX}."
-    )
-    if nullable_values:
-        description += " Merged into the conversation's; a key set to null is removed."
-    return fields.Dict(
-        keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
-        values=value,
-        validate=_at_most_pairs,
-        data_key="metadata",
-        metadata={
-            "description": description,
-            "maxProperties": METADATA_MAX_PAIRS,
-            **({PARAMETER_STYLE: parameter_style} if parameter_style else {}),
-            JSON_SCHEMA: {
-                "propertyNames": {
-                    "minLength": 1,
-                    "maxLength": METADATA_KEY_MAX,
-                    "pattern": STORABLE_TEXT,
-                }
-            },
-        },
-        **kwargs,
-    )
-
-
-def _at_most_pairs(value: dict[str, Any]) -> None:
-    # Not validate.Length: the document would say maxLength, a string's bound.
-    if len(value) > METADATA_MAX_PAIRS:
-        raise ValidationError(f"At most {METADATA_MAX_PAIRS} pairs.")
-
-
-METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
-
-
-class MetadataFilterArgs(Schema):
-    """Query arguments that take ``metadata[key]=value`` filters (all must match)."""
-
-    meta = metadata_field(
-        load_default=dict,
-        description="Only conversations whose metadata has these pairs: metadata[key]=value. ",
-        parameter_style="deepObject",
-    )
-
-    @pre_load
-    def collect_metadata(self, data: Any, **_kwargs: Any) -> Any:
-        # The filters' keys are the user's own: gather metadata[key] parameters into one dict
-        # for the metadata field to validate (limits as on a conversation).
-        if not hasattr(data, "keys"):
-            return data
-        loaded: dict[str, Any] = {}
-        wanted: dict[str, Any] = {}
-        for key in data:
-            match = METADATA_PARAM.match(key)
-            if match:
-                wanted[match[1]] = data[key]
-            else:
-                loaded[key] = data[key]
-        if wanted:
-            loaded["metadata"] = wanted
-        return loaded
-
-
-def prompt_field(max_length: int = PROMPT_MAX, **kwargs: Any) -> Text:
-    metadata = {"example": "Where should I eat in Lyon?", **kwargs.pop("metadata", {})}
-    return not_blank_text(max_length, required=True, metadata=metadata, **kwargs)
-
-
-def _to_int(value: Any) -> Any:
-    return value if value is None or type(value) is int else int(value)
-
-
-def _to_str(value: Any) -> Any:
-    return value if value is None or type(value) is str else str(value)
-
-
-def _to_bool(value: Any) -> Any:
-    return value if value is None or type(value) is bool else bool(value)
-
-
-def _to_iso(value: Any) -> Any:
-    return None if value is None else value.isoformat()
-
-
-def _field_converter(field: fields.Field) -> Any:
-    """How ``field`` dumps a value, when marshmallow's machinery adds nothing to it."""
-    if field.dump_default is not missing or "." in (field.attribute or ""):
-        return None
-    kind = type(field)
-    if kind is fields.Integer and not field.as_string:
-        return _to_int
-    if kind is fields.String:
-        return _to_str
-    if kind is fields.Boolean:
-        return _to_bool
-    if kind in (fields.AwareDateTime, fields.DateTime) and field.format in (None, "iso"):
-        return _to_iso
-    return None
-
-
-def _read_attribute(obj: Any, attribute: str, default: Any) -> Any:
-    return getattr(obj, attribute, default)
-
-
-class FastDumpSchema(Schema):
-    """A response schema whose plain fields (int, str, bool, ISO datetimes) are read off the
-    object directly; others go through marshmallow. Same output (tests/api/test_fast_dump.py);
-    3.5 % less CPU per page of 20 conversations in-process (bench/ab/fast_dump.py)."""
-
-    def _serialize(self, obj: Any, *, many: bool = False) -> Any:
-        if many and obj is not None:
-            return [self._serialize(item) for item in obj]
-        if isinstance(obj, Mapping):
-            return super()._serialize(obj)
-        plan = self.__dict__.get("_dump_plan")
-        if plan is None:
-            plan = self.__dict__["_dump_plan"] = [
-                (
-                    name,
-                    field.attribute or name,
-                    field.data_key if field.data_key is not None else name,
-                    _field_converter(field),
-                    field,
-                    # An attribute, not an item: marshmallow's accessor tries obj[key]
-                    # first, and a row (a page of conversations is read as rows) raises and
-                    # formats an error for that before getattr answers.
-                    self.get_attribute if "." in (field.attribute or name) else _read_attribute,
-                )
-                for name, field in self.dump_fields.items()
-            ]
-        result = self.dict_class()
-        for name, attribute, key, convert, field, accessor in plan:
-            if convert is not None:
-                value = getattr(obj, attribute, missing)
-                if value is not missing:
-                    result[key] = convert(value)
-                    continue
-            value = field.serialize(name, obj, accessor=accessor)
-            if value is not missing:
-                result[key] = value
-        return result
