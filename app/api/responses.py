@@ -11,7 +11,7 @@ from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.api.v1 import _COMMON_ERRORS, _openai_errors
+from app.api.openai_errors import COMMON_ERRORS, ErrorDoc, openai_errors
 from app.exchange.responses_wire import responses_response
 from app.schemas.openai_conversations import (
     ConversationMetadataUpdate,
@@ -27,7 +27,7 @@ from app.schemas.responses_out import (
     ResponseEventOut,
     ResponseOut,
 )
-from app.services import responses
+from app.services import openai_conversations, responses
 from app.services.gateway import exchange_headers
 
 blp = Blueprint(
@@ -38,13 +38,13 @@ blp = Blueprint(
     "Completions; conv_<id> is REST's conversation <id>. Errors take OpenAI's shape.",
 )
 
-_BODY_ERRORS = (
+_BODY_ERRORS: tuple[ErrorDoc, ...] = (
     (400, "The body is not valid, or asks for what is not supported (named in param).", None),
     (413, "The body is larger than MAX_CONTENT_LENGTH.", None),
     (415, "The body is not JSON.", None),
 )
-_UNKNOWN = (404, "No such response, conversation or item of yours.", None)
-_QUERY_ERRORS = ((400, "A query parameter is not valid.", None),)
+_UNKNOWN: ErrorDoc = (404, "No such response, conversation or item of yours.", None)
+_QUERY_ERRORS: tuple[ErrorDoc, ...] = ((400, "A query parameter is not valid.", None),)
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -64,8 +64,9 @@ class Responses(MethodView):
         content_type="text/event-stream",
         description="With stream: true, OpenAI's semantic events, each with an event: line.",
     )
-    @_openai_errors(
-        *_COMMON_ERRORS,
+    @openai_errors(
+        blp,
+        *COMMON_ERRORS,
         *_BODY_ERRORS,
         (404, "No such previous_response_id or conversation of yours.", None),
         (502, "The upstream failed or could not be reached.", None),
@@ -88,13 +89,13 @@ class Responses(MethodView):
 class ResponseById(MethodView):
     @blp.arguments(ResponseGetArgs, location="query")
     @blp.response(200, ResponseOut)
-    @_openai_errors(*_COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
     def get(self, _args: dict[str, Any], response_id: str) -> Response:
         """A stored response (any exchange of yours reads as one)."""
         return _json(responses.get_response(current_principal(), response_id))
 
     @blp.response(200, DeletedOut)
-    @_openai_errors(*_COMMON_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN)
     def delete(self, response_id: str) -> Response:
         """Delete a response and the responses that continue it."""
         return _json(responses.delete_response(current_principal(), response_id))
@@ -104,7 +105,7 @@ class ResponseById(MethodView):
 class ResponseInputItems(MethodView):
     @blp.arguments(ItemListArgs, location="query")
     @blp.response(200, ItemListOut)
-    @_openai_errors(*_COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
     def get(self, args: dict[str, Any], response_id: str) -> Response:
         """The input items a response added (cursor-paged; newest first by default)."""
         page = responses.input_items(
@@ -117,46 +118,50 @@ class ResponseInputItems(MethodView):
 class Conversations(MethodView):
     @blp.arguments(ConversationObjectCreate, required=False)
     @blp.response(200, ConversationObjectOut)
-    @_openai_errors(*_COMMON_ERRORS, *_BODY_ERRORS)
+    @openai_errors(blp, *COMMON_ERRORS, *_BODY_ERRORS)
     def post(self, body: dict[str, Any]) -> Response:
         """Create a conversation (a REST conversation too), with up to 20 items."""
         return _json(
-            responses.create_conversation(current_principal(), body["items"], body["metadata"])
+            openai_conversations.create_conversation(
+                current_principal(), body["items"], body["metadata"]
+            )
         )
 
 
 @blp.route("/conversations/<string:conversation_id>")
 class ConversationById(MethodView):
     @blp.response(200, ConversationObjectOut)
-    @_openai_errors(*_COMMON_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN)
     def get(self, conversation_id: str) -> Response:
         """A conversation of yours."""
-        return _json(responses.get_conversation(current_principal(), conversation_id))
+        return _json(openai_conversations.get_conversation(current_principal(), conversation_id))
 
     @blp.arguments(ConversationMetadataUpdate)
     @blp.response(200, ConversationObjectOut)
-    @_openai_errors(*_COMMON_ERRORS, *_BODY_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, *_BODY_ERRORS, _UNKNOWN)
     def post(self, body: dict[str, Any], conversation_id: str) -> Response:
         """Replace a conversation's metadata."""
         return _json(
-            responses.update_conversation(current_principal(), conversation_id, body["metadata"])
+            openai_conversations.update_conversation(
+                current_principal(), conversation_id, body["metadata"]
+            )
         )
 
     @blp.response(200, DeletedOut)
-    @_openai_errors(*_COMMON_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN)
     def delete(self, conversation_id: str) -> Response:
         """Delete a conversation and all its exchanges."""
-        return _json(responses.delete_conversation(current_principal(), conversation_id))
+        return _json(openai_conversations.delete_conversation(current_principal(), conversation_id))
 
 
 @blp.route("/conversations/<string:conversation_id>/items")
 class ConversationItems(MethodView):
     @blp.arguments(ItemListArgs, location="query")
     @blp.response(200, ItemListOut)
-    @_openai_errors(*_COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
     def get(self, args: dict[str, Any], conversation_id: str) -> Response:
         """The items of the conversation's current branch (newest first by default)."""
-        page = responses.list_items(
+        page = openai_conversations.list_items(
             current_principal(), conversation_id, args["after"], args["limit"], args["order"]
         )
         return _json(page)
@@ -164,23 +169,27 @@ class ConversationItems(MethodView):
     @blp.arguments(IncludeArgs, location="query")
     @blp.arguments(ItemsCreate)
     @blp.response(200, ItemListOut)
-    @_openai_errors(*_COMMON_ERRORS, *_BODY_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, *_BODY_ERRORS, _UNKNOWN)
     def post(self, _args: dict[str, Any], body: dict[str, Any], conversation_id: str) -> Response:
         """Add up to 20 items after the conversation's current exchange (no answer)."""
-        return _json(responses.add_items(current_principal(), conversation_id, body["items"]))
+        return _json(
+            openai_conversations.add_items(current_principal(), conversation_id, body["items"])
+        )
 
 
 @blp.route("/conversations/<string:conversation_id>/items/<string:item_id>")
 class ConversationItem(MethodView):
     @blp.arguments(IncludeArgs, location="query")
     @blp.response(200, ItemOut)
-    @_openai_errors(*_COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, *_QUERY_ERRORS, _UNKNOWN)
     def get(self, _args: dict[str, Any], conversation_id: str, item_id: str) -> Response:
         """One item of the conversation."""
-        return _json(responses.get_item(current_principal(), conversation_id, item_id))
+        return _json(openai_conversations.get_item(current_principal(), conversation_id, item_id))
 
     @blp.response(200, ConversationObjectOut)
-    @_openai_errors(*_COMMON_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN)
     def delete(self, conversation_id: str, item_id: str) -> Response:
         """Delete one item (the others keep their ids); returns the conversation."""
-        return _json(responses.delete_item(current_principal(), conversation_id, item_id))
+        return _json(
+            openai_conversations.delete_item(current_principal(), conversation_id, item_id)
+        )

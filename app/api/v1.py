@@ -1,15 +1,16 @@
-"""/v1: an OpenAI-compatible gateway; any OpenAI SDK pointed here gets its calls saved."""
+"""/v1/chat/completions and /v1/models: the OpenAI-compatible gateway; any OpenAI SDK pointed
+here gets its calls saved."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Response
 from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
+from app.api.openai_errors import COMMON_ERRORS, ErrorDoc, openai_errors
 from app.exchange.openai_wire import chat_response, json_response
 from app.schemas.openai import (
     ChatCompletionChunkOut,
@@ -17,11 +18,8 @@ from app.schemas.openai import (
     ChatCompletionOut,
     ConversationHeader,
     ModelListOut,
-    OpenAIErrorOut,
 )
 from app.services import gateway
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 blp = Blueprint(
     "v1",
@@ -31,23 +29,11 @@ blp = Blueprint(
     "OpenAI's shape.",
 )
 
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "string"}}}
 _SAVED_AT = {
     "X-Conversation-Id": {"description": "The conversation it is saved in.", "schema": {}},
     "X-Message-Id": {"description": "The exchange's message id.", "schema": {}},
 }
-# (status, when, headers): every error a /v1 operation answers, in OpenAI's shape.
-_COMMON_ERRORS = (
-    (401, "No API key, or an unknown or revoked one.", None),
-    (
-        429,
-        "Over the user's rate limit or daily token budget, or the upstream is rate limiting "
-        "(its Retry-After is passed on).",
-        _RETRY_AFTER,
-    ),
-    (503, "No LLM is configured, or the database is unavailable.", _RETRY_AFTER),
-)
-_CHAT_ERRORS = (
+_CHAT_ERRORS: tuple[ErrorDoc, ...] = (
     (400, "The body is not valid (or the upstream said so).", None),
     (404, "No such conversation of yours (X-Conversation-Id), or no such model.", None),
     (413, "The body is larger than MAX_CONTENT_LENGTH.", None),
@@ -55,17 +41,6 @@ _CHAT_ERRORS = (
     (502, "The upstream failed or could not be reached.", None),
     (504, "The upstream did not answer in time.", None),
 )
-
-
-def _openai_errors(*errors: tuple[int, str, dict[str, Any] | None]) -> Callable[[F], F]:
-    def decorate(view: F) -> F:
-        for status, description, headers in errors:
-            view = blp.alt_response(
-                status, schema=OpenAIErrorOut, description=description, headers=headers
-            )(view)
-        return view
-
-    return decorate
 
 
 @blp.route("/chat/completions")
@@ -86,7 +61,7 @@ class ChatCompletions(MethodView):
         description="With stream: true, the upstream's events as received, then "
         "data: [DONE] (the usage chunk only when stream_options.include_usage asked for it).",
     )
-    @_openai_errors(*_COMMON_ERRORS, *_CHAT_ERRORS)
+    @openai_errors(blp, *COMMON_ERRORS, *_CHAT_ERRORS)
     def post(self, body: dict[str, Any], conversation_id: int | None = None) -> Response:
         """Create a chat completion through the upstream; the call is saved as an exchange."""
         exchange = gateway.chat(current_principal(), body, conversation_id)
@@ -96,7 +71,7 @@ class ChatCompletions(MethodView):
 @blp.route("/models")
 class Models(MethodView):
     @blp.response(200, ModelListOut, description="The upstream's model list as received.")
-    @_openai_errors(*_COMMON_ERRORS, (502, "The upstream failed.", None))
+    @openai_errors(blp, *COMMON_ERRORS, (502, "The upstream failed.", None))
     def get(self) -> Response:
         """List the upstream's models (cached for MODELS_CACHE_SECONDS)."""
         return json_response(gateway.list_models())
