@@ -31,6 +31,8 @@ from app.models import User
 from app.services import users as users_service
 from tests.fake_llm import FakeLLMServer
 
+pytest_plugins = ["tests.clocks"]
+
 BACKENDS = ("sqlite", "postgresql")
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _pg_skip_reason: list[str] = []
