@@ -18,7 +18,7 @@ from app.models import (
 )
 from app.services import users as users_service
 from tests.conftest import disposing, keyed_client, make_app
-from tests.db.test_migrations import drift
+from tests.db.drift import drift
 
 # The revision before this one: the only place to change when revisions are re-chained.
 PREVIOUS = "0004"
