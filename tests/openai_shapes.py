@@ -3,6 +3,7 @@ a Response stream, is validated against openai-python's own models; a mismatch r
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -77,9 +78,11 @@ class EventChecker:
     def __init__(self, where: str) -> None:
         self.where = where
         self._pending = ""
+        # Bytes read off a socket may cut a character in two.
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
 
     def feed(self, chunk: bytes | str) -> None:
-        self._pending += chunk.decode() if isinstance(chunk, bytes) else chunk
+        self._pending += self._decoder.decode(chunk) if isinstance(chunk, bytes) else chunk
         *blocks, self._pending = self._pending.split("\n\n")
         for block in blocks:
             check_event(self.where, block)

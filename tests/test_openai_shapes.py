@@ -20,7 +20,7 @@ EVENT = {"type": "response.output_text.delta", "item_id": "msg_1", "output_index
 
 
 def sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def test_a_body_missing_a_field_of_the_model_is_a_mismatch():
@@ -32,10 +32,11 @@ def test_a_body_missing_a_field_of_the_model_is_a_mismatch():
 
 
 def test_events_are_checked_once_whole_however_the_bytes_are_cut():
-    checker = EventChecker("POST /v1/responses")
-    stream = ": keep-alive\n\n" + sse(EVENT["type"], EVENT)
-    for cut in range(0, len(stream), 7):
-        checker.feed(stream[cut : cut + 7].encode())
+    stream = (": keep-alive\n\n" + sse(EVENT["type"], {**EVENT, "delta": "déjà 🌍"})).encode()
+    for size in (1, 2, 3, 7):  # cuts inside the two- and four-byte characters
+        checker = EventChecker("POST /v1/responses")
+        for cut in range(0, len(stream), size):
+            checker.feed(stream[cut : cut + size])
 
     with pytest.raises(ShapeMismatch, match="delta"):
         checker.feed(sse(EVENT["type"], {**EVENT, "delta": None}))
