@@ -30,6 +30,9 @@ from app.llm.client import LLMClient
 from app.models import User
 from app.services import users as users_service
 from tests.fake_llm import FakeLLMServer
+from tests.openai_shapes import check_response
+
+pytest_plugins = ["tests.clocks"]
 
 BACKENDS = ("sqlite", "postgresql")
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -179,8 +182,11 @@ TEST_SETTINGS = {
 
 
 def make_app(url: str, **config: Any) -> Flask:
-    """An app on ``url`` with test settings (its LLM is the fake server when one runs)."""
-    return create_app({"SQLALCHEMY_DATABASE_URI": url, **TEST_SETTINGS, **config})
+    """An app on ``url`` with test settings (its LLM is the fake server when one runs); its
+    Responses and Conversations answers are validated against openai-python's models."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, **TEST_SETTINGS, **config})
+    app.after_request(check_response)
+    return app
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from datetime import datetime
 
 import pytest
@@ -75,12 +74,14 @@ class TestCreate:
         row = database.get(Conversation, body["id"])
         assert row.title == "Saved"
 
-    def test_timestamps_are_utc_and_per_row(self, client):
+    def test_timestamps_are_utc_and_per_row(self, client, wall_clock):
+        created = wall_clock.now
         first = create(client, title="one")
-        time.sleep(0.01)
+        later = wall_clock.advance(1)
         second = create(client, title="two")
 
-        assert parse_time(first["created_at"]) < parse_time(second["created_at"])
+        assert parse_time(first["created_at"]) == created
+        assert parse_time(second["created_at"]) == later
         assert parse_time(first["created_at"]).utcoffset().total_seconds() == 0
 
     @pytest.mark.parametrize(
@@ -325,15 +326,15 @@ class TestUpdate:
         row = database.get(Conversation, created["id"])
         assert (row.title, row.model_type) == ("New", "m2")
 
-    def test_updated_at_moves(self, client):
+    def test_updated_at_moves(self, client, wall_clock):
         created = create(client, title="Old")
-        time.sleep(0.01)
+        later = wall_clock.advance(1)
 
         updated = client.put(
             f"/conversations/{created['id']}", json={"title": "New", "model_type": "m"}
         ).json
 
-        assert parse_time(updated["updated_at"]) > parse_time(created["updated_at"])
+        assert parse_time(created["updated_at"]) < parse_time(updated["updated_at"]) == later
         assert updated["created_at"] == created["created_at"]
 
     def test_both_fields_are_required(self, client):

@@ -6,16 +6,14 @@ openai client; each test steers it.
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlencode
 
 import pytest
-import sqlalchemy as sa
 
 from app.exchange.wire import StreamBroken
-from app.models import Message
 from app.schemas.fields import QUERY_PROMPT_MAX
 from tests.fake_llm import Behavior
+from tests.generation import only_message, parse_sse, post_stream, stream_text
 
 TOKENS = ["Hello", ", ", "wor", "ld", "!"]
 
@@ -25,51 +23,6 @@ def conversation_id(client):
     return client.post("/conversations", json={"title": "chat", "model_type": "fake-model"}).json[
         "id"
     ]
-
-
-def messages_of(database, conversation_id) -> list[Message]:
-    with database.app.app_context():
-        from app.extensions import db
-
-        query = sa.select(Message).where(Message.conversation_id == conversation_id)
-        return list(db.session.scalars(query.order_by(Message.id)))
-
-
-def only_message(database, conversation_id) -> Message:
-    (message,) = messages_of(database, conversation_id)
-    return message
-
-
-def parse_sse(body: bytes) -> list[tuple[str, dict]]:
-    """(event, data) pairs; comments (keep-alives) are returned as ("comment", {})."""
-    events = []
-    for block in body.decode().split("\n\n"):
-        if not block:
-            continue
-        if block.startswith(":"):
-            events.append(("comment", {}))
-            continue
-        fields = dict(line.split(": ", 1) for line in block.split("\n"))
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
-
-
-# buffered=True: read the whole body and close the response, as a real client and server do
-# (Werkzeug's test client otherwise leaves a streamed body unread and unclosed).
-def stream_text(client, conversation_id, prompt="Say hello", buffered=True):
-    return client.get(
-        "/text/generate/stream",
-        query_string={"prompt": prompt, "conversation_id": conversation_id},
-        buffered=buffered,
-    )
-
-
-def post_stream(client, conversation_id, prompt="Say hello", buffered=True):
-    return client.post(
-        f"/conversations/{conversation_id}/messages",
-        json={"prompt": prompt, "stream": True},
-        buffered=buffered,
-    )
 
 
 class TestPlainTextStream:
@@ -211,6 +164,8 @@ def test_consecutive_exchanges_reuse_one_upstream_connection(
     fake_llm.behavior = Behavior(n_tokens=3)
     before = fake_llm.connections
 
+    # Streams answer 200 as they start; the JSON endpoint answers 201 with the saved message.
+    status = {"text": 200, "sse": 200, "json": 201}[endpoint]
     for prompt in ("one", "two", "three"):
         if endpoint == "text":
             response = stream_text(client, conversation_id, prompt=prompt)
@@ -220,7 +175,7 @@ def test_consecutive_exchanges_reuse_one_upstream_connection(
             response = client.post(
                 f"/conversations/{conversation_id}/messages", json={"prompt": prompt}
             )
-        assert response.status_code in {200, 201}
+        assert response.status_code == status
         response.close()
 
     assert fake_llm.connections - before <= 1

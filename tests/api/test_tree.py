@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.models import Conversation
-from tests.api.test_generation import parse_sse
+from tests.generation import parse_sse
 
 
 @pytest.fixture

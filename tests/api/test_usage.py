@@ -21,9 +21,9 @@ from app.models import (
 )
 from app.services import users as users_service
 from app.services.usage import percentile
-from tests.api.test_generation import parse_sse, post_stream, stream_text
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
+from tests.generation import parse_sse, post_stream, stream_text
 
 OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
 SUMS = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 
 import flask_migrate
 import pytest
@@ -91,14 +90,13 @@ class TestAuthentication:
         assert anonymous.get(path).status_code == 200
 
     def test_a_revoked_key_is_rejected_once_the_cache_bound_has_passed(
-        self, app, client, alice, monkeypatch
+        self, app, client, alice, key_cache_clock
     ):
-        monkeypatch.setattr(app.extensions["api_key_cache"], "ttl", 0.2)
         assert client.get("/conversations").status_code == 200
 
         with app.app_context():
             users_service.revoke_key(alice.key[:12])
-        time.sleep(0.25)
+        key_cache_clock[0] += app.config["AUTH_CACHE_SECONDS"] + 0.001
 
         assert_401(client.get("/conversations"), invalid_token=True)
 

@@ -27,14 +27,6 @@ def assert_401(response, message):
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
-@pytest.fixture
-def fake_clock(app, monkeypatch):
-    """The key cache's clock, moved by the test (seconds)."""
-    now = [1000.0]
-    monkeypatch.setattr(app.extensions["api_key_cache"], "clock", lambda: now[0])
-    return now
-
-
 class TestExpiry:
     def test_keys_create_expires_in_90_days(self, app, anonymous, alice, database):
         result = cli(app, "keys", "create", "alice", "--expires-in", "90d")
@@ -176,16 +168,16 @@ class TestActivation:
         assert "No user is named 'nobody'." in result.output
 
     def test_a_cached_key_of_a_deactivated_user_works_at_most_auth_cache_seconds(
-        self, app, client, alice, fake_clock
+        self, app, client, alice, key_cache_clock
     ):
         ttl = app.config["AUTH_CACHE_SECONDS"]
         assert client.get("/conversations").status_code == 200  # cached at t=0
 
         with app.app_context():
             users_service.set_active("alice", False)
-        fake_clock[0] += ttl - 0.001
+        key_cache_clock[0] += ttl - 0.001
         just_within = client.get("/conversations")
-        fake_clock[0] += 0.002
+        key_cache_clock[0] += 0.002
         just_after = client.get("/conversations")
 
         assert just_within.status_code == 200

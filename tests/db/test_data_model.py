@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import sqlalchemy as sa
 
@@ -36,29 +34,30 @@ def test_a_message_needs_an_existing_conversation(database):
         database.add(Message(conversation_id=424242, prompt_content="orphan"))
 
 
-def test_created_at_is_set_per_row_and_timezone_aware(database, owner_id):
+def test_created_at_is_set_per_row_and_timezone_aware(database, owner_id, wall_clock):
+    created = wall_clock.now
     first_id = database.add(Conversation(title="a", model_type="m", owner_id=owner_id))[0]
-    time.sleep(0.01)
+    later = wall_clock.advance(1)
     second_id = database.add(Conversation(title="b", model_type="m", owner_id=owner_id))[0]
 
     first, second = database.get(Conversation, first_id), database.get(Conversation, second_id)
 
     assert first.created_at.tzinfo is not None
-    assert first.created_at < second.created_at
+    assert (first.created_at, second.created_at) == (created, later)
 
 
-def test_updated_at_moves_on_update_and_created_at_does_not(app, database, owner_id):
+def test_updated_at_moves_on_update_and_created_at_does_not(app, database, owner_id, wall_clock):
     from app.extensions import db
 
     conversation_id = database.add(Conversation(title="a", model_type="m", owner_id=owner_id))[0]
     before = database.get(Conversation, conversation_id)
-    time.sleep(0.01)
+    later = wall_clock.advance(1)
     with app.app_context():
         db.session.get(Conversation, conversation_id).title = "b"
         db.session.commit()
 
     after = database.get(Conversation, conversation_id)
-    assert after.updated_at > before.updated_at
+    assert before.updated_at < after.updated_at == later
     assert after.created_at == before.created_at
 
 

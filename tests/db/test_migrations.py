@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import flask_migrate
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
 from app.extensions import db
-from app.models import FTS_TABLE_PREFIX, include_object
+from app.models import FTS_TABLE_PREFIX
 from app.services.auth import authenticate, generate_key
 from tests.conftest import disposing, make_app
+from tests.db.drift import drift
 
 APP_TABLES = {"api_keys", "conversations", "feedback", "messages", "usage_daily", "users"}
 # The revision before the usage rollups (re-chained at merge: change it here only).
@@ -23,14 +22,6 @@ def tables() -> set[str]:
     # SQLite's FTS5 search tables are checked in tests/db/test_search_migration.py.
     names = set(sa.inspect(db.engine).get_table_names()) - {"alembic_version"}
     return {name for name in names if not name.startswith(FTS_TABLE_PREFIX)}
-
-
-def drift() -> list:
-    with db.engine.connect() as connection:
-        # As migrations/env.py configures autogenerate (`flask db check`).
-        opts = {"compare_type": True, "include_object": include_object}
-        context = MigrationContext.configure(connection, opts=opts)
-        return compare_metadata(context, db.metadata)
 
 
 def test_upgrade_check_downgrade_upgrade(backend, database_factory):

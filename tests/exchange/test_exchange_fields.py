@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from app.exchange.wire import StreamBroken
-from tests.api.test_generation import messages_of, only_message
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
+from tests.generation import messages_of, only_message
 
 REQUEST_ID = "trace-me-1"
 HEADERS = {"X-Request-ID": REQUEST_ID}

@@ -13,9 +13,9 @@ from app.exchange.lifecycle import Exchange
 from app.extensions import db
 from app.models import Message
 from app.services import generation
-from tests.api.test_generation import messages_of, only_message, parse_sse, post_stream, stream_text
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
+from tests.generation import messages_of, only_message, parse_sse, post_stream, stream_text
 
 REPLACEMENT = "\ufffd"
 

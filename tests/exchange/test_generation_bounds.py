@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app.exchange.wire import StreamBroken
-from tests.api.test_generation import only_message, parse_sse, post_stream, stream_text
 from tests.fake_llm import Behavior
+from tests.generation import only_message, parse_sse, post_stream, stream_text
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from app.extensions import db
 from app.models import Message, utcnow
 from app.services.checkpoints import init_live_exchanges, live_exchanges
 from app.services.titles import title_conversation
-from tests.api.test_generation import messages_of, only_message, post_stream, stream_text
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
+from tests.generation import messages_of, only_message, post_stream, stream_text
 
 CHAT = "/v1/chat/completions"
 

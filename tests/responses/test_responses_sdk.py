@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.clients import as_json, chat_requests
 from tests.fake_llm import Behavior
+from tests.openai_shapes import checked_async_http_client, checked_http_client
 from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
 
 MODEL = "fake-model"
@@ -40,6 +41,7 @@ class Service:
             base_url=f"http://127.0.0.1:{self.web.port}/v1",
             api_key=self.keys[user],
             max_retries=0,
+            http_client=checked_http_client(),
         )
 
     def rows(self, sql: str, **params: object) -> list[sa.Row]:
@@ -448,6 +450,7 @@ def test_the_agents_sdk_runs_a_tool_and_continues_by_response_and_by_conversatio
         base_url=f"http://127.0.0.1:{service.web.port}/v1",
         api_key=service.keys["alice"],
         max_retries=0,
+        http_client=checked_async_http_client(),
     )
     agent = Agent(
         name="weather",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tests.fake_llm import Behavior
 from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
-from tests.web.test_metrics import samples, value
+from tests.prometheus import samples, value
 
 STREAMS = 200
 CONVERSATIONS = 10

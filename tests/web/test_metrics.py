@@ -7,28 +7,14 @@ from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fake_llm import Behavior
 from tests.procfile import WebProcess, create_user, deployment_env, release, wait_until
+from tests.prometheus import samples, value
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
 TEXT_ROUTE = "/text/generate/stream"
 MODEL = "metrics-model"  # every conversation's, under gunicorn (DEFAULT_MODEL)
-
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample of an exposition, by name and labels."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(scraped: dict, name: str, **labels: str) -> float:
-    """A sample's value; 0 for a labelled series never incremented (not exposed yet)."""
-    return scraped.get((name, frozenset(labels.items())), 0.0)
 
 
 class TestInProcess:
