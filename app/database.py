@@ -100,6 +100,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers proceed while a writer commits: needed with several workers.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted rows' bytes are zeroed, not left in free pages for anyone with the file to read.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
 from app.database import is_transient
+from app.repositories.conflicts import ConversationGone, WriteConflict
 
 
 class DomainError(Exception):
@@ -130,6 +131,12 @@ def _handle_http_exception(error: HTTPException) -> Response:
     return error_response(error.code or 500, message, errors, headers)
 
 
+def _handle_write_conflict(error: WriteConflict) -> Response:
+    # A conversation deleted under a new exchange reads as any unknown one.
+    status = 404 if isinstance(error, ConversationGone) else 409
+    return error_response(status, error.message)
+
+
 def _handle_database_error(error: sa_exc.DBAPIError) -> Response:
     if _missing_table(error):
         current_app.logger.error("the database schema is not migrated: run `flask db upgrade`")
@@ -185,6 +192,7 @@ def register_error_handlers(app: Flask) -> None:
     """Answer every HTTP and domain error with the JSON error shape (call after Api.init_app)."""
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(DomainError, _handle_domain_error)
+    app.register_error_handler(WriteConflict, _handle_write_conflict)
     app.register_error_handler(sa_exc.DBAPIError, _handle_database_error)
     app.register_error_handler(sa_exc.TimeoutError, _handle_database_unavailable)
     app.register_error_handler(sa_exc.DisconnectionError, _handle_database_unavailable)

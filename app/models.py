@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     false,
     func,
@@ -285,6 +286,9 @@ class Message(TimestampMixin, db.Model):
     # is the columns above); null at a deleted item's position. NULL: the answer reads as one
     # assistant message (other endpoints).
     output_items: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    # When the exchange was deleted as a tombstone: its content erased, its place in the
+    # tree and its accounting kept for the exchanges that continued it. NULL: not deleted.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.
@@ -369,6 +373,21 @@ class UsageDaily(db.Model):
 
     def __repr__(self) -> str:
         return f"<UsageDaily {self.owner_id} {self.day} {self.model!r} {self.kind} {self.outcome}>"
+
+
+class UsageRemoved(db.Model):
+    """What deleted exchanges had added to ``usage_daily``, by the same key and sums: tokens
+    spent stay spent. ``flask usage rebuild`` adds it to what the exchanges left give."""
+
+    __table__ = Table(
+        "usage_removed",
+        db.metadata,
+        *(column._copy() for column in UsageDaily.__table__.columns),
+        CheckConstraint(f"kind IN {USAGE_KINDS!r}", name="kind"),
+    )
+
+    def __repr__(self) -> str:
+        return f"<UsageRemoved {self.owner_id} {self.day} {self.model!r} {self.outcome}>"
 
 
 # ------------------------------------------------- what the migrations create, the models cannot

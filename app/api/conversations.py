@@ -10,7 +10,13 @@ from sqlalchemy.engine import Row
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.api.openapi import CONVERSATION_NOT_FOUND, URL_TOO_LONG, ErrorDoc, documents
+from app.api.openapi import (
+    CONVERSATION_NOT_FOUND,
+    EXCHANGE_IN_PROGRESS,
+    URL_TOO_LONG,
+    ErrorDoc,
+    documents,
+)
 from app.api.paging import LINK_HEADER, cursor_link, next_link
 from app.models import Conversation
 from app.schemas.conversations import (
@@ -82,7 +88,7 @@ class ConversationById(MethodView):
         return service.patch_conversation(current_principal(), conversation_id, **body)
 
     @blp.response(204)
-    @documents(blp, CONVERSATION_NOT_FOUND)
+    @documents(blp, CONVERSATION_NOT_FOUND, EXCHANGE_IN_PROGRESS)
     def delete(self, conversation_id: int) -> None:
         """Delete a conversation and its messages."""
         service.delete_conversation(current_principal(), conversation_id)

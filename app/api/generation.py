@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, documents
+from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, PARENT_DELETED, documents
 from app.exchange.wire import STREAM_HEADERS, text_response
 from app.schemas.messages import GenerateArgs
 from app.services import generation
@@ -28,7 +28,7 @@ class GenerateStream(MethodView):
         description="The answer as text/plain, streamed piece by piece.",
         content_type=TEXT_PLAIN,
     )
-    @documents(blp, CONVERSATION_NOT_FOUND, *GENERATION_ERRORS)
+    @documents(blp, CONVERSATION_NOT_FOUND, PARENT_DELETED, *GENERATION_ERRORS)
     def get(self, args: dict[str, Any]) -> Response:
         """Stream the answer to a prompt in a conversation; the exchange is saved."""
         if request.method == "HEAD":

@@ -9,7 +9,14 @@ from flask.views import MethodView
 
 from app.api import Blueprint
 from app.api.auth import current_principal
-from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, ErrorDoc, documents
+from app.api.openapi import (
+    CONVERSATION_NOT_FOUND,
+    EXCHANGE_IN_PROGRESS,
+    GENERATION_ERRORS,
+    PARENT_DELETED,
+    ErrorDoc,
+    documents,
+)
 from app.api.paging import LINK_HEADER, next_link
 from app.exchange.wire import sse_response
 from app.models import Message
@@ -63,7 +70,7 @@ class Messages(MethodView):
         content_type="text/event-stream",
         description=SSE_DESCRIPTION,
     )
-    @documents(blp, CONVERSATION_NOT_FOUND, NOT_ITS_EXCHANGE, *GENERATION_ERRORS)
+    @documents(blp, CONVERSATION_NOT_FOUND, NOT_ITS_EXCHANGE, PARENT_DELETED, *GENERATION_ERRORS)
     def post(self, body: dict[str, Any], conversation_id: int) -> Message | Response:
         """Send a prompt after the current exchange, or after parent_id (an edit); it
         becomes current, and is saved whatever happens to the stream."""
@@ -80,7 +87,7 @@ class Messages(MethodView):
 @blp.route("/<id:conversation_id>/messages/<id:message_id>")
 class MessageById(MethodView):
     @blp.response(204)
-    @documents(blp, MESSAGE_NOT_FOUND)
+    @documents(blp, MESSAGE_NOT_FOUND, EXCHANGE_IN_PROGRESS)
     def delete(self, conversation_id: int, message_id: int) -> None:
         """Delete an exchange and every exchange below it (its subtree); if the current
         exchange was among them, its parent becomes current."""
@@ -98,7 +105,7 @@ class Regenerate(MethodView):
         content_type="text/event-stream",
         description=SSE_DESCRIPTION,
     )
-    @documents(blp, MESSAGE_NOT_FOUND, *GENERATION_ERRORS)
+    @documents(blp, MESSAGE_NOT_FOUND, PARENT_DELETED, *GENERATION_ERRORS)
     def post(
         self, body: dict[str, Any], conversation_id: int, message_id: int
     ) -> Message | Response:

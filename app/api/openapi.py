@@ -72,6 +72,13 @@ BODY_ERRORS = (
 CONVERSATION_NOT_FOUND = ErrorDoc(
     404, "No such conversation, or it is somebody else's (which is not revealed)."
 )
+# Deletes and new exchanges serialise on their conversation (app/repositories/deletes.py).
+EXCHANGE_IN_PROGRESS = ErrorDoc(
+    409, "An exchange it would delete is in progress (its id in the message): retry once ended."
+)
+PARENT_DELETED = ErrorDoc(
+    409, "The exchange the prompt would follow was deleted meanwhile (its id in the message)."
+)
 # A query parameter an operation does not declare (app/api/__init__.py).
 UNDECLARED_QUERY = ErrorDoc(422, "A query parameter the operation does not declare.")
 # Query strings that can outgrow the request line gunicorn accepts (limit_request_line).

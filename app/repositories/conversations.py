@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
+from app.repositories.deletes import DeleteRepository
 from app.repositories.messages import children_count
 
 
@@ -141,6 +142,12 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
             .limit(take)
         )
         return list(self.session.execute(query))
+
+    def delete(self, uid: int) -> bool:
+        """Delete the conversation (in scope) and all of it, locked first, its usage
+        carried (DeleteRepository); False if there is none. ExchangeInProgress while one of
+        its exchanges is."""
+        return DeleteRepository(self.session, self.owner_id).delete_conversation(uid)
 
     def get_for_update(self, uid: int) -> Conversation | None:
         """The conversation, locked until the transaction ends (read, then write)."""

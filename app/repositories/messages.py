@@ -25,10 +25,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from app.models import Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository
+from app.repositories.conflicts import ConversationGone, ParentGone
 from app.repositories.functions import ms_between
 
 
@@ -49,7 +51,8 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         """Insert one exchange's row, make it its conversation's current exchange (count and
         activity move too) and return its id: prebuilt Core on the session's connection,
         without the ORM's flush and execution layers, which cost more CPU than the
-        statement's round trip (bench/ab/). One statement on PostgreSQL, two on SQLite."""
+        statement's round trip (bench/ab/). One statement on PostgreSQL, two on SQLite.
+        ParentGone or ConversationGone if a delete took either away since it was read."""
         now = utcnow()
         params = dict.fromkeys(INSERTED) | {
             "response_content": "",
@@ -61,7 +64,12 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         connection = self.session.connection()
         dialect = connection.dialect.name
         bound = {f"v_{name}": value for name, value in params.items()}
-        uid = connection.execute(_insert_returning_id(dialect), bound).scalar_one()
+        try:
+            uid = connection.execute(_insert_returning_id(dialect), bound).scalar_one_or_none()
+        except IntegrityError as error:
+            raise self._gone(error, params["conversation_id"], params["parent_id"]) from error
+        if uid is None:  # PostgreSQL: no conversation row was left to lock
+            raise ConversationGone(params["conversation_id"])
         if dialect != "postgresql":
             follow = {
                 "message_id": uid,
@@ -70,6 +78,25 @@ class MessageRepository(SqlAlchemyRepository[Message]):
             }
             connection.execute(_follow_inserted(), follow)
         return uid
+
+    def _gone(
+        self, error: IntegrityError, conversation_id: int, parent_id: int | None
+    ) -> Exception:
+        """What a failed INSERT's foreign key says was deleted under it (PostgreSQL names
+        the constraint; SQLite does not, and its transaction can still read); else
+        ``error`` itself."""
+        constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+        if constraint == PARENT_FOREIGN_KEY and parent_id is not None:
+            return ParentGone(parent_id)
+        if constraint == CONVERSATION_FOREIGN_KEY:
+            return ConversationGone(conversation_id)
+        if constraint is None and "FOREIGN KEY" in str(error.orig):
+            there = select(Conversation.id).where(Conversation.id == conversation_id)
+            if self.session.scalar(there) is None:
+                return ConversationGone(conversation_id)
+            if parent_id is not None:
+                return ParentGone(parent_id)
+        return error
 
     def first_prompt(self, conversation_id: int) -> str | None:
         """The prompt of a conversation's first exchange, or None."""
@@ -284,6 +311,10 @@ def children_count(parent_id: ColumnElement[Any], conversation_id: ColumnElement
     )
 
 
+# The foreign keys a delete can break under a new exchange's INSERT (the naming convention's).
+PARENT_FOREIGN_KEY = "fk_messages_parent_id_messages"
+CONVERSATION_FOREIGN_KEY = "fk_messages_conversation_id_conversations"
+
 # What an exchange's INSERT may set; Python-side defaults are bound explicitly, as a
 # data-modifying CTE would not apply them.
 INSERTED = (
@@ -325,14 +356,24 @@ def estimated_usage(chars_per_token: int) -> dict[str, Any]:
 def _insert_returning_id(dialect: str) -> Executable:
     """A new exchange's INSERT, returning its id; on PostgreSQL, with its conversation's
     UPDATE in the same statement (data-modifying CTEs): the exchange becomes current, the
-    count and the activity move. Bind parameters: INSERTED, each prefixed v_."""
+    count and the activity move. Bind parameters: INSERTED, each prefixed v_.
+
+    On PostgreSQL the statement locks the conversation's row before it inserts, as every
+    delete does first (app/repositories/deletes.py): a delete never runs between this
+    INSERT's foreign-key checks and its commit. No row to lock (the conversation is gone):
+    nothing is inserted and nothing returned. SQLite's write transaction serialises both."""
     table, conversations = Message.__table__, Conversation.__table__
-    inserted = insert(table).values(
-        # Not named after the columns: such names are reserved for the VALUES clause.
-        {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in INSERTED}
-    )
+    # Not named after the columns: such names are reserved for the VALUES clause.
+    values = {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in INSERTED}
     if dialect != "postgresql":
-        return inserted.returning(table.c.id)
+        return insert(table).values(values).returning(table.c.id)
+    locked = (
+        select(conversations.c.id)
+        .where(conversations.c.id == values["conversation_id"])
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: the lock its UPDATE takes
+        .cte("locked")
+    )
+    inserted = insert(table).from_select(list(values), select(*values.values()).select_from(locked))
     new = inserted.returning(table.c.id, table.c.conversation_id, table.c.created_at).cte("new")
     moved = _follow(conversations, new.c.id, new.c.created_at).where(
         conversations.c.id == new.c.conversation_id

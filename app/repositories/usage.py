@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Table,
     and_,
     bindparam,
     case,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +34,7 @@ from app.models import (
     Conversation,
     Message,
     UsageDaily,
+    UsageRemoved,
     latency_columns,
     utcnow,
 )
@@ -121,15 +124,17 @@ def _exchanges_by_key(
     )
 
 
-def _insert(dialect: str, rows: Select[Any]) -> Any:
+def _insert(dialect: str, rows: Select[Any], into: Table = UsageDaily.__table__) -> Any:
     insert_of = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # The Table, not the mapped class: with parameters, an ORM insert is a bulk insert.
-    return insert_of(UsageDaily.__table__).from_select([*KEY, *SUMS], rows)
+    return insert_of(into).from_select([*KEY, *SUMS], rows)
 
 
-def _upsert(dialect: str, rows: Select[Any], sign: int) -> Insert:
-    statement = _insert(dialect, rows)
-    table = UsageDaily.__table__.c
+def _upsert(
+    dialect: str, rows: Select[Any], sign: int, into: Table = UsageDaily.__table__
+) -> Insert:
+    statement = _insert(dialect, rows, into)
+    table = into.c
     operator = (lambda a, b: a + b) if sign > 0 else (lambda a, b: a - b)
     return statement.on_conflict_do_update(
         index_elements=list(KEY),
@@ -227,6 +232,13 @@ class UsageRepository:
             )
         )
 
+    def carry_removed(self, deleted: ColumnElement[bool]) -> None:
+        """Add what the ended exchanges matching ``deleted`` count in the rollups to
+        ``usage_removed``, before they are deleted in the same transaction: the rollups
+        keep them, and ``rebuild_exchanges`` adds them back."""
+        carried = _exchanges_by_key([deleted])
+        self.session.execute(_upsert(self.dialect, carried, 1, UsageRemoved.__table__))
+
     def add_title(
         self,
         conversation_id: int,
@@ -249,10 +261,15 @@ class UsageRepository:
         return int(self.session.scalar(query) or 0)
 
     def rebuild_exchanges(self) -> int:
-        """Recompute every exchange rollup from the messages; returns the rows written.
-        Title rows stay: their calls are recorded nowhere else."""
+        """Recompute every exchange rollup from the messages and what deleted exchanges
+        carried (``usage_removed``); returns the rows written. Title rows stay: their calls
+        are recorded nowhere else."""
         self.session.execute(delete(UsageDaily).where(UsageDaily.kind == "exchange"))
         self.session.execute(_insert(self.dialect, _exchanges_by_key([])))
+        removed = UsageRemoved.__table__.c
+        # WHERE: SQLite reads an INSERT ... SELECT's ON CONFLICT as a join's ON without one.
+        carried = select(*(removed[name] for name in (*KEY, *SUMS))).where(true())
+        self.session.execute(_upsert(self.dialect, carried, 1))
         # Counted, not rowcount: drivers report -1 for some INSERT ... SELECT.
         exchanges = select(func.count()).where(UsageDaily.kind == "exchange")
         return self.session.scalar(exchanges) or 0

@@ -17,6 +17,7 @@ from app.errors import Forbidden, NotFound, Unprocessable
 from app.extensions import db
 from app.models import METADATA_MAX_PAIRS, Conversation, Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
+from app.repositories.deletes import DeleteRepository
 from app.services.auth import Principal
 from app.services.pages import Page
 from app.services.unit_of_work import unit_of_work
@@ -168,7 +169,8 @@ def patch_conversation(actor: Principal, conversation_id: int, **changes: Any) -
 
 
 def delete_conversation(actor: Principal, conversation_id: int) -> None:
-    """Delete a conversation; the database deletes its messages with it."""
+    """Delete a conversation; the database deletes its messages with it. Conflict
+    (ExchangeInProgress) while one of its exchanges is in progress."""
     with unit_of_work() as session:
         if not ConversationRepository(session, actor.scope).delete(conversation_id):
             raise _not_found(conversation_id)
@@ -209,12 +211,11 @@ def list_messages(
 
 def delete_message(actor: Principal, conversation_id: int, message_id: int) -> None:
     """Delete an exchange and every exchange below it; the current exchange moves to its
-    parent if it was among them. NotFound unless it is one of the actor's."""
+    parent if it was among them. NotFound unless it is one of the actor's; Conflict
+    (ExchangeInProgress) while one of them is in progress."""
     with unit_of_work() as session:
-        messages = MessageRepository(session)
-        found = messages.in_conversation(conversation_id, message_id, actor.scope)
-        if found is None:
+        deleted = DeleteRepository(session, actor.scope).delete_subtree(conversation_id, message_id)
+        if deleted is None:
             raise NotFound(
                 f"Message {message_id} does not exist in conversation {conversation_id}."
             )
-        messages.delete_subtree(conversation_id, message_id, parent_id=found[1])

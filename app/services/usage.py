@@ -187,6 +187,7 @@ def usage_report(
 
 
 def rebuild_usage() -> int:
-    """Recompute the exchange rollups from the messages; returns the rollup rows written."""
+    """Recompute the exchange rollups from the messages and the usage deleted ones carried;
+    returns the rollup rows written."""
     with unit_of_work() as session:
         return UsageRepository(session).rebuild_exchanges()

@@ -366,7 +366,7 @@ class TestDelete:
 
     def test_takes_the_messages_with_it(self, client, database):
         created = create(client, title="Bye")
-        database.add(Message(conversation_id=created["id"], prompt_content="hi"))
+        database.add(Message(conversation_id=created["id"], prompt_content="hi", is_success=True))
 
         client.delete(f"/conversations/{created['id']}")
 

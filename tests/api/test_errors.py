@@ -83,15 +83,18 @@ def test_openapi_lists_each_error_an_operation_can_answer(anonymous):
         "202 400 401 404 413 414 415 422 429 503"
     )
     assert (
-        documented[("DELETE", "/conversations/{conversation_id}")] == "204 401 404 414 422 429 503"
+        documented[("DELETE", "/conversations/{conversation_id}")]
+        == "204 401 404 409 414 422 429 503"
     )
     assert documented[("GET", "/conversations/{conversation_id}/messages")] == (
         "200 401 404 414 422 429 503"
     )
     assert documented[("POST", "/conversations/{conversation_id}/messages")] == (
-        "200 201 400 401 404 413 414 415 422 429 502 503 504"
+        "200 201 400 401 404 409 413 414 415 422 429 502 503 504"
     )
-    assert documented[("GET", "/text/generate/stream")] == "200 401 404 414 422 429 502 503 504"
+    assert documented[("GET", "/text/generate/stream")] == (
+        "200 401 404 409 414 422 429 502 503 504"
+    )
     assert documented[("GET", "/healthz")] == "200 414"
     assert documented[("GET", "/readyz")] == "200 414 503"
 

@@ -9,10 +9,15 @@ from app.models import Conversation, Feedback, Message
 
 @pytest.fixture
 def exchange(database, owner_id) -> tuple[int, int]:
-    """(conversation id, message id) of one of alice's exchanges."""
+    """(conversation id, message id) of one of alice's exchanges, ended."""
     (conversation_id,) = database.add(Conversation(title="t", model_type="m", owner_id=owner_id))
     (message_id,) = database.add(
-        Message(conversation_id=conversation_id, prompt_content="q", response_content="a")
+        Message(
+            conversation_id=conversation_id,
+            prompt_content="q",
+            response_content="a",
+            is_success=True,
+        )
     )
     return conversation_id, message_id
 

@@ -18,7 +18,8 @@ NEXT = re.compile(r'^<([^>]+)>; rel="next"$')
 
 @pytest.fixture
 def add(database, owner_id):
-    """Add a conversation with exchanges (prompt, answer): returns (its id, message ids)."""
+    """Add a conversation with ended exchanges (prompt, answer): returns (its id, message
+    ids)."""
 
     def make(title=None, *exchanges, owner=None, model="m", meta=None, at=None):
         extra = {} if at is None else {"created_at": at, "updated_at": at}
@@ -33,6 +34,7 @@ def add(database, owner_id):
                     conversation_id=conversation_id,
                     prompt_content=prompt,
                     response_content=answer,
+                    is_success=True,
                     **extra,
                 )
                 for prompt, answer in exchanges

@@ -278,13 +278,16 @@ class TestDeletingASubtree:
         from app.extensions import db
         from app.models import Message
 
-        (first,) = database.add(Message(conversation_id=conversation_id, prompt_content="p0"))
+        # Ended exchanges: one in progress would refuse the delete.
+        (first,) = database.add(
+            Message(conversation_id=conversation_id, prompt_content="p0", is_success=True)
+        )
         rows = [
             {"id": first + n, "parent_id": first + n - 1, "conversation_id": conversation_id}
             for n in range(1, 1100)
         ]
         with database.app.app_context():
-            db.session.execute(sa.insert(Message).values(prompt_content="p"), rows)
+            db.session.execute(sa.insert(Message).values(prompt_content="p", is_success=True), rows)
             db.session.commit()
 
         assert client.delete(f"/conversations/{conversation_id}").status_code == 204

@@ -11,7 +11,15 @@ from app.services.auth import authenticate, generate_key
 from tests.conftest import disposing, make_app
 from tests.db.drift import drift
 
-APP_TABLES = {"api_keys", "conversations", "feedback", "messages", "usage_daily", "users"}
+APP_TABLES = {
+    "api_keys",
+    "conversations",
+    "feedback",
+    "messages",
+    "usage_daily",
+    "usage_removed",
+    "users",
+}
 # The revision before the usage rollups (re-chained at merge: change it here only).
 BEFORE_USAGE = "0005"
 # The revision before api key expiry (0004); the one place to change when revisions re-chain.
@@ -736,4 +744,86 @@ def test_the_search_by_recency_revision_indexes_existing_rows_and_downgrades(
                 ).scalars().all()
             )  # fmt: skip
         # The full-text index still follows the table (its triggers, on SQLite).
+        assert found == [1, 2]
+
+
+# The revision before tombstones and the usage ledger (re-chained at merge: change it here).
+BEFORE_TOMBSTONES = "0014_search_by_recency"
+
+
+def test_the_tombstones_revision_keeps_exchanges_undeleted_and_downgrades(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_TOMBSTONES)
+        with db.engine.begin() as connection:
+            run = connection.execute
+            run(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, created_at, updated_at)"
+                    " VALUES ('u', 'user', true, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, last_activity_at,"
+                    " created_at, updated_at) VALUES (1, 't', 'm', :t, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " is_success, outcome, total_tokens, created_at, updated_at)"
+                    " VALUES (1, 'zebra', 'okapi', true, 'complete', 9, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            row = connection.execute(
+                sa.text("SELECT prompt_content, total_tokens, deleted_at FROM messages")
+            ).one()
+            carried = connection.execute(sa.text("SELECT count(*) FROM usage_removed")).scalar()
+        assert tuple(row) == ("zebra", 9, None)
+        assert carried == 0
+        assert drift() == []
+        with db.engine.begin() as connection:
+            # The ledger takes usage_daily's rows as they are.
+            connection.execute(
+                sa.text(
+                    "INSERT INTO usage_removed (owner_id, day, model, kind, outcome, shard,"
+                    " calls, total_tokens) VALUES (1, '2026-01-01', 'm', 'exchange',"
+                    " 'complete', 3, 1, 9)"
+                )
+            )
+
+        flask_migrate.downgrade(revision=BEFORE_TOMBSTONES)
+
+        assert "usage_removed" not in tables()
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("messages")}
+        assert "deleted_at" not in columns
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " created_at, updated_at) VALUES (1, 'giraffe', 'r', :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            found = (
+                connection.execute(
+                    sa.text("SELECT rowid FROM fts_message_prompts WHERE fts_message_prompts"
+                            " MATCH 'zebra OR giraffe' ORDER BY rowid")
+                ).scalars().all()
+                if backend == "sqlite"
+                else connection.execute(
+                    sa.text("SELECT id FROM messages WHERE prompt_search @@ "
+                            "to_tsquery('simple', 'zebra | giraffe') ORDER BY id")
+                ).scalars().all()
+            )  # fmt: skip
+        # The rebuilt table keeps its rows, its ids and its full-text index (SQLite's triggers).
         assert found == [1, 2]

@@ -16,7 +16,8 @@ def seed(database, owner_id: int, conversations: int, messages_each: int) -> int
     )
     database.add(
         *[
-            Message(conversation_id=cid, prompt_content="p")
+            # Ended: a delete is refused while an exchange is in progress.
+            Message(conversation_id=cid, prompt_content="p", is_success=True)
             for cid in ids
             for _ in range(messages_each)
         ]
@@ -45,14 +46,18 @@ ENDPOINTS = [
     ("get", "/conversations/{id}/messages?after=1", {}, 2),
     ("post", "/conversations", {"json": {"title": "t"}}, 1),
     ("put", "/conversations/{id}", {"json": {"title": "t", "model_type": "m"}}, 1),
-    ("delete", "/conversations/{id}", {}, 1),
+    # Lock the conversation, look for an exchange in progress, carry the usage, delete;
+    # SQLite then compacts its three full-text indexes.
+    ("delete", "/conversations/{id}", {}, {"postgresql": 4, "sqlite": 7}),
 ]
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "expected"), ENDPOINTS)
 def test_statement_count_is_constant_as_rows_grow(
-    client, database, owner_id, method, path, kwargs, expected
+    client, database, owner_id, backend, method, path, kwargs, expected
 ):
+    if isinstance(expected, dict):
+        expected = expected[backend]
     small_id = seed(database, owner_id, conversations=1, messages_each=1)
     small = statements_for(client, database, method, path.format(id=small_id), **kwargs)
 

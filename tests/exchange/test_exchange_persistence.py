@@ -50,19 +50,22 @@ def test_no_pooled_connection_is_held_while_streaming(pooled_app, fake_llm, stre
         assert (message.is_success, message.response_content) == (True, "tok0 tok1 tok2 tok3 ")
 
 
-def test_a_conversation_deleted_mid_stream_does_not_break_the_stream(client, fake_llm):
+def test_deleting_a_conversation_mid_stream_is_refused_and_the_stream_is_saved(client, fake_llm):
     fake_llm.behavior = Behavior(n_tokens=4, delay=0.02)
     conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
     response = client.get(f"/text/generate/stream?prompt=hi&conversation_id={conversation_id}")
     pieces = iter(response.response)
     first = next(pieces)
 
-    client.delete(f"/conversations/{conversation_id}")
+    refused = client.delete(f"/conversations/{conversation_id}")
     rest = list(pieces)
     response.close()
 
+    (message,) = client.get(f"/conversations/{conversation_id}/messages").json
+    assert refused.status_code == 409
+    assert refused.json["message"].startswith(f"Exchange {message['id']} is in progress")
     assert first + b"".join(rest) == b"tok0 tok1 tok2 tok3 "
-    assert client.get(f"/conversations/{conversation_id}/messages").status_code == 404
+    assert (message["is_success"], message["response_content"]) == (True, "tok0 tok1 tok2 tok3 ")
 
 
 class TestSaveWithRetry:
@@ -315,28 +318,31 @@ class TestReaper:
         assert database.scalar("SELECT count(*) FROM messages WHERE is_success IS NULL") == 0
 
 
-def test_a_conversation_deleted_during_a_non_streaming_reply_is_404(pooled_app, fake_llm):
+def test_deleting_a_conversation_during_a_non_streaming_reply_is_refused(pooled_app, fake_llm):
     fake_llm.behavior = Behavior(n_tokens=5, delay=0.1)
     client = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
     other = keyed_client(pooled_app, pooled_app.config["TEST_KEY"])
     conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    refusals = []
 
     def delete_once_answering():
         assert fake_llm.wait_for(lambda server: server.active_streams == 1)
-        assert other.delete(f"/conversations/{conversation_id}").status_code == 204
+        refusals.append(other.delete(f"/conversations/{conversation_id}"))
 
     deleter = threading.Thread(target=delete_once_answering)
     deleter.start()
     response = client.post(f"/conversations/{conversation_id}/messages", json={"prompt": "hi"})
     deleter.join()
 
-    assert response.status_code == 404
-    assert response.json["message"] == (
-        f"Conversation {conversation_id} was deleted while its answer was being written."
-    )
+    assert response.status_code == 201
+    assert refusals[0].status_code == 409
+    assert refusals[0].json["message"].startswith(f"Exchange {response.json['id']} is in progress")
 
 
-def test_sse_for_a_conversation_deleted_mid_stream_ends_with_an_error_event(client, fake_llm):
+def test_sse_for_a_conversation_deleted_mid_stream_ends_with_an_error_event(
+    client, fake_llm, database
+):
+    # Outside the API, which refuses the delete while the exchange is in progress.
     fake_llm.behavior = Behavior(n_tokens=4, delay=0.02)
     conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
     response = client.post(
@@ -347,7 +353,7 @@ def test_sse_for_a_conversation_deleted_mid_stream_ends_with_an_error_event(clie
     pieces = iter(response.response)
     first = next(pieces)
 
-    client.delete(f"/conversations/{conversation_id}")
+    database.execute("DELETE FROM conversations WHERE id = :id", id=conversation_id)
     last = list(pieces)[-1]
     response.close()
 
