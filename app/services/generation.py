@@ -84,7 +84,7 @@ def begin_exchange(
     request_id = current_request_id()
     session = db.session
     # Generation happens in the caller's own conversations only, admins included: the
-    # caller is the one charged and checked (README, "Limits and budgets").
+    # caller is the one charged and checked against their limits and budget.
     context = ConversationRepository(session, actor.user_id).generation_context(
         conversation_id, config["HISTORY_MAX_MESSAGES"], parent_id
     )
