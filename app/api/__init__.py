@@ -6,6 +6,7 @@ May import services, schemas, models (for types), errors and app.web; never repo
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any, NoReturn
 
 import flask_smorest
@@ -64,7 +65,7 @@ class ArgumentsParser(FlaskParser):
     ) -> NoReturn:
         if isinstance(error, json_text.UnsupportedJSON):
             message = f"Invalid JSON body: {error.reason}"
-            abort(400, exc=error, message=message, messages={"json": [message]})
+            abort(HTTPStatus.BAD_REQUEST, exc=error, message=message, messages={"json": [message]})
         super()._handle_invalid_json_error(error, req, *args, **kwargs)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy import (
@@ -103,7 +104,9 @@ def _exchanges_by_key(
             m.outcome,
             shard,
             func.count(),
-            func.sum(case((m.status_code == _sql(429), _sql(1)), else_=_sql(0))),
+            func.sum(
+                case((m.status_code == _sql(HTTPStatus.TOO_MANY_REQUESTS), _sql(1)), else_=_sql(0))
+            ),
             func.coalesce(func.sum(m.prompt_tokens), _sql(0)),
             func.coalesce(func.sum(m.response_tokens), _sql(0)),
             func.coalesce(func.sum(m.total_tokens), _sql(0)),
