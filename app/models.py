@@ -197,6 +197,10 @@ class Conversation(TimestampMixin, db.Model):
         return f"<Conversation {self.id} {self.title!r}>"
 
 
+# A parent_id that stands for the conversation's current exchange (the default place of a new one).
+CURRENT_EXCHANGE = -1
+
+
 class Message(TimestampMixin, db.Model):
     """One exchange: a prompt and its answer. Its lifecycle is app/exchange/lifecycle.py's."""
 

@@ -13,8 +13,7 @@ from app.api.auth import current_principal
 from app.api.openapi import CONVERSATION_NOT_FOUND, GENERATION_ERRORS, ErrorDoc, documents
 from app.api.paging import LINK_HEADER, next_link
 from app.exchange.wire import sse_response
-from app.models import Message
-from app.repositories.conversations import CURRENT
+from app.models import CURRENT_EXCHANGE, Message
 from app.schemas.messages import (
     MessageCreate,
     MessageListArgs,
@@ -70,7 +69,7 @@ class Messages(MethodView):
     def post(self, body: dict[str, Any], conversation_id: int) -> Message | Response:
         """Send a prompt after the current exchange, or after parent_id (an edit); it
         becomes current, and is saved whatever happens to the stream."""
-        parent_id = body.get("parent_id", CURRENT)
+        parent_id = body.get("parent_id", CURRENT_EXCHANGE)
         if body["stream"]:
             return sse_response(
                 generation.stream_reply(

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from app.models import Conversation, Message, utcnow
+from app.models import CURRENT_EXCHANGE, Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
 from app.repositories.messages import children_count
 
@@ -50,10 +50,6 @@ def metadata_matches(session: Session, pairs: Mapping[str, str]) -> ColumnElemen
             for key, value in pairs.items()
         )
     )
-
-
-# ``generation_context``'s parent: the conversation's current exchange (the default).
-CURRENT = -1
 
 
 @dataclass(frozen=True)
@@ -153,17 +149,17 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         return bool(self.session.scalar(select(condition)))
 
     def generation_context(
-        self, uid: int, history_limit: int, parent_id: int | None = CURRENT
+        self, uid: int, history_limit: int, parent_id: int | None = CURRENT_EXCHANGE
     ) -> GenerationContext | None:
         """The conversation (in scope) and the recent history of the branch a new exchange
         continues, in one statement, or None. ``parent_id``: the exchange it follows (None:
-        it starts a branch; CURRENT: the conversation's current exchange)."""
+        it starts a branch; CURRENT_EXCHANGE: the conversation's current exchange)."""
         params = {
             "uid": uid,
             "history_limit": history_limit,
             "owner_id": self.owner_id,
-            "follow_current": parent_id == CURRENT,
-            "parent_id": None if parent_id == CURRENT else parent_id,
+            "follow_current": parent_id == CURRENT_EXCHANGE,
+            "parent_id": None if parent_id == CURRENT_EXCHANGE else parent_id,
         }
         statement = _generation_context(self.owner_id is not None)
         rows = self.session.connection().execute(statement, params).all()
