@@ -1,6 +1,7 @@
 """HTTP layer: Blueprints that parse, call one service function, and serialize (+ limits.py).
 
-May import services, schemas, models (for types), errors and app.web; never repositories.
+May import services, exchange (the wire formats), schemas, models (for types), web and the
+leaf modules; never repositories (pyproject.toml's import-linter contracts).
 """
 
 from __future__ import annotations
