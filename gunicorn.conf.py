@@ -52,20 +52,18 @@ bind = os.environ.get("GUNICORN_BIND") or (
 
 # gevent: one process per core, each holding many concurrent requests (long LLM streams
 # included) on cooperative greenlets. psycopg 3 and httpx yield to the loop when gevent has
-# patched the standard library, so a waiting stream costs a greenlet, not a thread.
-# Measured on 2 cores (docs/benchmarks.md, 1 s streams): sync serves one stream per process, so
-# 50 simultaneous streams took 25 s to drain; gthread with 100 threads a worker queues what
-# exceeds its threads and doubled gevent's time to first token (200 streams: 338 ms against
-# 49 ms p50); gevent held 1,000 concurrent streams with no error and every exchange saved.
-# The default is gunicorn's gevent worker made fair (app/web/worker.py): connections take
-# turns and new ones spread evenly over the workers; GUNICORN_WORKER_CLASS=gevent is gunicorn's.
+# patched the standard library, so a waiting stream costs a greenlet, not a thread. The
+# sync worker serves one stream per process, and gthread queues, out of sight, what exceeds
+# its threads; gevent holds every concurrent stream up to worker_connections. The default
+# is gunicorn's gevent worker made fair (app/web/worker.py): connections take turns and new
+# ones spread evenly over the workers; GUNICORN_WORKER_CLASS=gevent is gunicorn's.
 worker_class = (
     os.environ.get("GUNICORN_WORKER_CLASS")
     or _module("app/web/worker.py", "convstore_worker").FairGeventWorker
 )
 workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count(), minimum=1)
 worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
-# Only for the gthread worker class (kept for comparisons: see docs/benchmarks.md).
+# Only for the gthread worker class (kept to compare worker classes).
 threads = _int("GUNICORN_THREADS", 1, minimum=1)
 
 # timeout is the heartbeat deadline of a worker's arbiter loop; gevent workers keep
@@ -125,8 +123,7 @@ class _Logger(glogging.Logger):
     """gunicorn's logger, minus the access line nobody reads.
 
     gunicorn counts its access log as on whenever a logging config is given, as the JSON
-    one above is: it then formatted every request's line for a logger without a handler
-    (1 % of a worker's CPU in a burst of streams, py-spy).
+    one above is: it would then format every request's line for a logger without a handler.
     """
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
@@ -244,5 +241,5 @@ def post_worker_init(worker: object) -> None:
     if live is not None:
         live.start()
     # The app's modules, its engine and clients are loaded and live as long as the worker:
-    # out of the collector's reach, each full collection no longer walks them all again.
+    # frozen out of the collector's reach, so that full collections skip them.
     gc.freeze()

@@ -202,7 +202,7 @@ def engine_options(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **hidden,
         # First come first served: the stock queue lets a newcomer take the connection a
-        # waiter was woken for, and some requests then waited seconds (app/database.py).
+        # waiter was woken for, so a request can wait seconds under load (app/database.py).
         "poolclass": FairQueuePool,
         # No pool_pre_ping: a restarted database's dead connections are caught at checkout
         # without a round trip (app/database.py).
@@ -221,9 +221,9 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
     default_db = f"sqlite:///{Path(instance_path) / 'convstore.db'}"
     settings: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": _database_url(env, "DATABASE_URL", default_db),
-        # A fixed pool: an overflow connection is closed when it comes back, so bursts used to
-        # pay a connection (a server process forked) every few streams (BENCHMARKS.md). Ten:
-        # five slowed 200 concurrent streams' first token by half (README, "PostgreSQL").
+        # A fixed pool: an overflow connection is closed when it comes back, so a burst would
+        # pay for a new connection (a server process forked) every few streams. Ten: a smaller
+        # pool delays the first token of many concurrent streams.
         "DB_POOL_SIZE": _int(env, "DB_POOL_SIZE", 10, minimum=1),
         "DB_MAX_OVERFLOW": _int(env, "DB_MAX_OVERFLOW", 0),
         "DB_POOL_TIMEOUT": _float(env, "DB_POOL_TIMEOUT", 10.0),
@@ -246,7 +246,7 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "OPENAI_READ_TIMEOUT": _float(env, "OPENAI_READ_TIMEOUT", 60.0),
         "OPENAI_MAX_RETRIES": _int(env, "OPENAI_MAX_RETRIES", 2),
         # /v1 relays the upstream's error at once: its clients retry themselves (every SDK
-        # does, twice by default), and retrying here too multiplied their attempts.
+        # does, twice by default), and retrying here too would multiply their attempts.
         "GATEWAY_MAX_RETRIES": _int(env, "GATEWAY_MAX_RETRIES", 0),
         "OPENAI_MAX_CONNECTIONS": _int(env, "OPENAI_MAX_CONNECTIONS", 1000, minimum=1),
         "OPENAI_STREAM_USAGE": _bool(env, "OPENAI_STREAM_USAGE", True),

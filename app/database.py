@@ -39,7 +39,7 @@ class FairQueue(Queue[ConnectionPoolEntry]):
 
     The stock queue notifies a waiter and lets it race for the connection; under load the
     woken greenlet usually loses to one that just arrived, waits again, and can lose until
-    its pool time-out (wrk -c32: 20 requests over 2 s at a 35 ms median, BENCHMARKS.md).
+    its pool time-out.
     """
 
     def _init(self, maxsize: int) -> None:
@@ -145,10 +145,10 @@ def _without_row_values(context: Any) -> None:
 
 
 # psycopg turns a statement's %(name)s placeholders into $n with a regex unless the statement
-# is in its LRU cache, which skips statements over 4 KB. A stream's save (its UPDATE and the
-# usage rollup's 62 histogram buckets: 14 KB) was parsed again on every stream: 40 us, under
-# 1 % of a stream's CPU (bench/ab/statement_cache.py). This service's statements are a fixed,
-# prebuilt set, so longer ones are worth caching; the cache's 128 entries bound its memory.
+# is in its LRU cache, which skips statements over 4 KB: a stream's save (its UPDATE and the
+# usage rollup's histogram buckets) is longer, and would be parsed again on every stream.
+# This service's statements are a fixed, prebuilt set, so longer ones are worth caching; the
+# cache's 128 entries bound its memory.
 STATEMENT_CACHE_LENGTH = 32_768
 
 

@@ -10,14 +10,14 @@ from flask import Flask, Response, current_app, has_request_context, jsonify, re
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
+from app.conflicts import ConversationGone, WriteConflict
 from app.database import is_transient
-from app.repositories.conflicts import ConversationGone, WriteConflict
 
 
 class DomainError(Exception):
     """A failure a service reports; ``errors.py`` turns it into an HTTP response."""
 
-    status_code = 500
+    status_code: int = HTTPStatus.INTERNAL_SERVER_ERROR
     errors: dict[str, Any] | None = None
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
@@ -27,13 +27,13 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    status_code = 404
+    status_code = HTTPStatus.NOT_FOUND
 
 
 class Unauthorized(DomainError):
     """No valid API key: the client must authenticate (RFC 6750's Bearer scheme)."""
 
-    status_code = 401
+    status_code = HTTPStatus.UNAUTHORIZED
 
     def __init__(self, message: str, *, invalid_token: bool = False) -> None:
         challenge = 'Bearer realm="convstore"'
@@ -43,17 +43,17 @@ class Unauthorized(DomainError):
 
 
 class Forbidden(DomainError):
-    status_code = 403
+    status_code = HTTPStatus.FORBIDDEN
 
 
 class Conflict(DomainError):
-    status_code = 409
+    status_code = HTTPStatus.CONFLICT
 
 
 class Unprocessable(DomainError):
     """Well-formed input a rule refuses (422), with the fields at fault as validation does."""
 
-    status_code = 422
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
 
     def __init__(self, message: str, errors: dict[str, Any]) -> None:
         super().__init__(message)
@@ -63,7 +63,7 @@ class Unprocessable(DomainError):
 class Unavailable(DomainError):
     """Something the service depends on is down; the client may retry (503)."""
 
-    status_code = 503
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})
@@ -126,9 +126,9 @@ def _handle_http_exception(error: HTTPException) -> Response:
         "The request is invalid; see errors." if errors else error.description
     )
     headers = dict(data.get("headers") or {})
-    if error.code == 405 and getattr(error, "valid_methods", None):
+    if error.code == HTTPStatus.METHOD_NOT_ALLOWED and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
-    return error_response(error.code or 500, message, errors, headers)
+    return error_response(error.code or HTTPStatus.INTERNAL_SERVER_ERROR, message, errors, headers)
 
 
 def _handle_write_conflict(error: WriteConflict) -> Response:
@@ -141,13 +141,17 @@ def _handle_database_error(error: sa_exc.DBAPIError) -> Response:
     if _missing_table(error):
         current_app.logger.error("the database schema is not migrated: run `flask db upgrade`")
         return error_response(
-            503, "The database is not ready; try again shortly.", headers={"Retry-After": "1"}
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The database is not ready; try again shortly.",
+            headers={"Retry-After": "1"},
         )
     if is_transient(error):
         # The database is down, restarting or saturated: the client may retry, so say 503.
         current_app.logger.error("database unavailable: %s", error.__class__.__name__)
         return error_response(
-            503, "The database is unavailable; try again shortly.", headers={"Retry-After": "1"}
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The database is unavailable; try again shortly.",
+            headers={"Retry-After": "1"},
         )
     raise error  # a bug: the generic handler answers 500 and logs the traceback
 
@@ -155,7 +159,9 @@ def _handle_database_error(error: sa_exc.DBAPIError) -> Response:
 def _handle_database_unavailable(error: sa_exc.TimeoutError) -> Response:
     current_app.logger.error("database pool exhausted: %s", error)
     return error_response(
-        503, "The database is unavailable; try again shortly.", headers={"Retry-After": "1"}
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The database is unavailable; try again shortly.",
+        headers={"Retry-After": "1"},
     )
 
 

@@ -135,7 +135,7 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # NULL: the key never expires (every key made before expiry existed).
+    # NULL: the key never expires.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="api_keys")
@@ -196,6 +196,10 @@ class Conversation(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<Conversation {self.id} {self.title!r}>"
+
+
+# A parent_id that stands for the conversation's current exchange (the default place of a new one).
+CURRENT_EXCHANGE = -1
 
 
 class Message(TimestampMixin, db.Model):
@@ -316,14 +320,14 @@ class Feedback(TimestampMixin, db.Model):
 
 # Upper bounds (ms) of the fixed latency histogram buckets of the usage rollups; one more
 # bucket holds everything above the last. Neighbouring bounds differ by at most 1.5x from
-# 100 ms to 60 s (the percentile precision README.md states). Changing them takes a
+# 100 ms to 60 s, which bounds the error of the percentiles reported. Changing them takes a
 # migration and `flask usage rebuild`.
 LATENCY_BUCKETS_MS = (
     10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000,
     7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000, 300000, 600000,
 )  # fmt: skip
 USAGE_KINDS = ("exchange", "title")
-# Each rollup is split in this many rows (by exchange id): 1,000 streams ending at once for
+# Each rollup is split in this many rows (by exchange id): many streams ending at once for
 # one user and model would otherwise queue on one row's lock, each save holding it from its
 # upsert to its commit. Reports sum the shards.
 USAGE_SHARDS = 16

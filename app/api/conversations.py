@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask import url_for
@@ -31,13 +32,15 @@ from app.services import conversations as service
 
 blp = Blueprint("conversations", __name__, url_prefix="/conversations", description="Conversations")
 
-OTHERS_FORBIDDEN = ErrorDoc(403, "Only an admin can list other users' conversations (owner).")
+OTHERS_FORBIDDEN = ErrorDoc(
+    HTTPStatus.FORBIDDEN, "Only an admin can list other users' conversations (owner)."
+)
 
 
 @blp.route("")
 class Conversations(MethodView):
     @blp.arguments(ConversationListArgs, location="query")
-    @blp.response(200, ConversationOut(many=True), headers=LINK_HEADER)
+    @blp.response(HTTPStatus.OK, ConversationOut(many=True), headers=LINK_HEADER)
     @documents(blp, OTHERS_FORBIDDEN, URL_TOO_LONG)
     def get(self, args: dict[str, Any]) -> tuple[list[Row[Any]], dict[str, str]]:
         """List your conversations (admins: anyone's), oldest first, or with order=recent
@@ -51,7 +54,9 @@ class Conversations(MethodView):
         return page.items, next_link(page, ConversationListArgs)
 
     @blp.arguments(ConversationCreate, required=False)
-    @blp.response(201, ConversationOut, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.response(
+        HTTPStatus.CREATED, ConversationOut, headers={"Location": {"schema": {"type": "string"}}}
+    )
     def post(self, body: dict[str, Any]) -> tuple[Conversation, dict[str, str]]:
         """Create a conversation."""
         conversation = service.create_conversation(current_principal(), **body)
@@ -65,21 +70,21 @@ def _recent_cursor(conversation: Row[Any]) -> str:
 
 @blp.route("/<id:conversation_id>")
 class ConversationById(MethodView):
-    @blp.response(200, ConversationOut)
+    @blp.response(HTTPStatus.OK, ConversationOut)
     @documents(blp, CONVERSATION_NOT_FOUND)
     def get(self, conversation_id: int) -> Conversation:
         """Read a conversation."""
         return service.get_conversation(current_principal(), conversation_id)
 
     @blp.arguments(ConversationUpdate)
-    @blp.response(202, ConversationOut)
+    @blp.response(HTTPStatus.ACCEPTED, ConversationOut)
     @documents(blp, CONVERSATION_NOT_FOUND)
     def put(self, body: dict[str, Any], conversation_id: int) -> Conversation:
         """Replace a conversation's title, model and metadata (omitted: emptied)."""
         return service.update_conversation(current_principal(), conversation_id, **body)
 
     @blp.arguments(ConversationPatch, required=False)
-    @blp.response(200, ConversationOut)
+    @blp.response(HTTPStatus.OK, ConversationOut)
     @documents(blp, CONVERSATION_NOT_FOUND)
     def patch(self, body: dict[str, Any], conversation_id: int) -> Conversation:
         """Change some of a conversation's fields; metadata is merged (null removes a key).
@@ -87,7 +92,7 @@ class ConversationById(MethodView):
         current_message_id switches branches; archived and pinned file it in the lists."""
         return service.patch_conversation(current_principal(), conversation_id, **body)
 
-    @blp.response(204)
+    @blp.response(HTTPStatus.NO_CONTENT)
     @documents(blp, CONVERSATION_NOT_FOUND, EXCHANGE_IN_PROGRESS)
     def delete(self, conversation_id: int) -> None:
         """Delete a conversation and its messages."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask import Response
@@ -68,7 +69,7 @@ class ConversationExport(MethodView):
 class ExportAll(MethodView):
     @blp.arguments(ExportAllArgs, location="query")
     @blp.response(
-        200,
+        HTTPStatus.OK,
         schema={"type": "string"},
         description="NDJSON: each conversation ({type: conversation, ...}), then each of its "
         "messages ({type: message, ...}), a JSON object a line; streamed, however many.",
@@ -84,7 +85,7 @@ class ExportAll(MethodView):
 @blp.route("/import")
 class Import(MethodView):
     @blp.arguments(ExportDocument)
-    @blp.response(201, ImportOut)
+    @blp.response(HTTPStatus.CREATED, ImportOut)
     def post(self, document: dict[str, Any]) -> dict[str, list[Imported]]:
         """Import a JSON export as your own conversations: new ids, the same timestamps."""
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask.views import MethodView
@@ -16,7 +17,7 @@ from app.services import feedback as service
 blp = Blueprint("feedback", __name__, url_prefix="/conversations", description="Feedback")
 
 MESSAGE_NOT_FOUND = ErrorDoc(
-    404,
+    HTTPStatus.NOT_FOUND,
     "No such conversation, no such message in it, or it is somebody else's (not revealed).",
 )
 
@@ -24,13 +25,13 @@ MESSAGE_NOT_FOUND = ErrorDoc(
 @blp.route("/<id:conversation_id>/messages/<id:message_id>/feedback")
 class MessageFeedback(MethodView):
     @blp.arguments(FeedbackIn)
-    @blp.response(200, FeedbackOut)
+    @blp.response(HTTPStatus.OK, FeedbackOut)
     @documents(blp, MESSAGE_NOT_FOUND)
     def put(self, body: dict[str, Any], conversation_id: int, message_id: int) -> Feedback:
         """Rate an exchange: 1 or -1, with an optional comment (replaces earlier feedback)."""
         return service.set_feedback(current_principal(), conversation_id, message_id, **body)
 
-    @blp.response(204)
+    @blp.response(HTTPStatus.NO_CONTENT)
     @documents(blp, MESSAGE_NOT_FOUND)
     def delete(self, conversation_id: int, message_id: int) -> None:
         """Remove an exchange's feedback (204 also when it had none)."""

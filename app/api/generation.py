@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask import Response, request
@@ -23,7 +24,7 @@ TEXT_PLAIN = "text/plain; charset=utf-8"
 class GenerateStream(MethodView):
     @blp.arguments(GenerateArgs, location="query")
     @blp.response(
-        200,
+        HTTPStatus.OK,
         schema={"type": "string"},
         description="The answer as text/plain, streamed piece by piece.",
         content_type=TEXT_PLAIN,
@@ -35,7 +36,7 @@ class GenerateStream(MethodView):
             # Flask answers HEAD with the GET view: say what a GET would, without calling
             # (and paying for) the LLM or recording an exchange nobody will read.
             generation.check_conversation(current_principal(), args["conversation_id"])
-            return Response(status=200, content_type=TEXT_PLAIN, headers=STREAM_HEADERS)
+            return Response(status=HTTPStatus.OK, content_type=TEXT_PLAIN, headers=STREAM_HEADERS)
         return text_response(
             generation.stream_reply(
                 current_principal(),

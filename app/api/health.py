@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from flask.views import MethodView
 
 from app.api import Blueprint
@@ -14,7 +16,7 @@ blp = Blueprint("health", __name__, description="Probes")
 @blp.route("/healthz")
 class Liveness(MethodView):
     @blp.doc(security=[])
-    @blp.response(200, HealthOut)
+    @blp.response(HTTPStatus.OK, HealthOut)
     def get(self) -> dict[str, str]:
         """The process is up and serving."""
         return {"status": "ok"}
@@ -23,9 +25,9 @@ class Liveness(MethodView):
 @blp.route("/readyz")
 class Readiness(MethodView):
     @blp.doc(security=[])
-    @blp.response(200, HealthOut)
-    @blp.alt_response(503, schema=HealthOut, description="Not ready")
+    @blp.response(HTTPStatus.OK, HealthOut)
+    @blp.alt_response(HTTPStatus.SERVICE_UNAVAILABLE, schema=HealthOut, description="Not ready")
     def get(self) -> tuple[dict[str, str], int]:
         """The database is reachable and its schema is at the latest migration."""
         report = service.readiness()
-        return report, 200 if report["status"] == "ok" else 503
+        return report, HTTPStatus.OK if report["status"] == "ok" else HTTPStatus.SERVICE_UNAVAILABLE

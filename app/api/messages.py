@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask import Response
@@ -19,8 +20,7 @@ from app.api.openapi import (
 )
 from app.api.paging import LINK_HEADER, next_link
 from app.exchange.wire import sse_response
-from app.models import Message
-from app.repositories.conversations import CURRENT
+from app.models import CURRENT_EXCHANGE, Message
 from app.schemas.messages import (
     MessageCreate,
     MessageListArgs,
@@ -41,9 +41,11 @@ SSE_DESCRIPTION = (
 )
 
 
-NOT_ITS_EXCHANGE = ErrorDoc(422, "parent_id, leaf or the exchange is not one of its exchanges.")
+NOT_ITS_EXCHANGE = ErrorDoc(
+    HTTPStatus.UNPROCESSABLE_ENTITY, "parent_id, leaf or the exchange is not one of its exchanges."
+)
 MESSAGE_NOT_FOUND = ErrorDoc(
-    404,
+    HTTPStatus.NOT_FOUND,
     "No such conversation, no such message in it, or it is somebody else's (not revealed).",
 )
 
@@ -51,7 +53,7 @@ MESSAGE_NOT_FOUND = ErrorDoc(
 @blp.route("/<id:conversation_id>/messages")
 class Messages(MethodView):
     @blp.arguments(MessageListArgs, location="query")
-    @blp.response(200, MessageOut(many=True), headers=LINK_HEADER)
+    @blp.response(HTTPStatus.OK, MessageOut(many=True), headers=LINK_HEADER)
     @documents(blp, CONVERSATION_NOT_FOUND, NOT_ITS_EXCHANGE)
     def get(
         self, args: dict[str, Any], conversation_id: int
@@ -62,9 +64,9 @@ class Messages(MethodView):
         return page.items, next_link(page, MessageListArgs)
 
     @blp.arguments(MessageCreate)
-    @blp.response(201, MessageOut)
+    @blp.response(HTTPStatus.CREATED, MessageOut)
     @blp.alt_response(
-        200,
+        HTTPStatus.OK,
         success=True,
         schema=SseEventOut,
         content_type="text/event-stream",
@@ -74,7 +76,7 @@ class Messages(MethodView):
     def post(self, body: dict[str, Any], conversation_id: int) -> Message | Response:
         """Send a prompt after the current exchange, or after parent_id (an edit); it
         becomes current, and is saved whatever happens to the stream."""
-        parent_id = body.get("parent_id", CURRENT)
+        parent_id = body.get("parent_id", CURRENT_EXCHANGE)
         if body["stream"]:
             return sse_response(
                 generation.stream_reply(
@@ -86,7 +88,7 @@ class Messages(MethodView):
 
 @blp.route("/<id:conversation_id>/messages/<id:message_id>")
 class MessageById(MethodView):
-    @blp.response(204)
+    @blp.response(HTTPStatus.NO_CONTENT)
     @documents(blp, MESSAGE_NOT_FOUND, EXCHANGE_IN_PROGRESS)
     def delete(self, conversation_id: int, message_id: int) -> None:
         """Delete an exchange and every exchange below it (its subtree); if the current
@@ -97,9 +99,9 @@ class MessageById(MethodView):
 @blp.route("/<id:conversation_id>/messages/<id:message_id>/regenerate")
 class Regenerate(MethodView):
     @blp.arguments(RegenerateIn, required=False)
-    @blp.response(201, MessageOut)
+    @blp.response(HTTPStatus.CREATED, MessageOut)
     @blp.alt_response(
-        200,
+        HTTPStatus.OK,
         success=True,
         schema=SseEventOut,
         content_type="text/event-stream",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from apispec import APISpec, BasePlugin
@@ -18,7 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ErrorDoc:
     """An error response an operation documents: its status, when it happens, its headers."""
 
-    status: int
+    status: HTTPStatus
     description: str
     headers: dict[str, Any] = field(default_factory=dict)
 
@@ -45,12 +46,12 @@ RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying.")}
 # bearer-key check (app/api/auth.py), the JSON body checks (app/errors.py, the arguments
 # parser) and the database handler (app/errors.py). ErrorResponses documents them.
 UNAUTHORIZED = ErrorDoc(
-    401,
+    HTTPStatus.UNAUTHORIZED,
     "No API key, a malformed one, or an unknown, revoked or expired one.",
     {"WWW-Authenticate": _header('The scheme to use: Bearer realm="convstore".')},
 )
 RATE_LIMITED = ErrorDoc(
-    429,
+    HTTPStatus.TOO_MANY_REQUESTS,
     "Over the user's rate limit (README: Limits and budgets): retry after Retry-After.",
     {
         **RETRY_AFTER,
@@ -60,17 +61,21 @@ RATE_LIMITED = ErrorDoc(
     },
 )
 DATABASE_UNAVAILABLE = ErrorDoc(
-    503, "The database is unavailable; retry shortly.", headers=RETRY_AFTER
+    HTTPStatus.SERVICE_UNAVAILABLE,
+    "The database is unavailable; retry shortly.",
+    headers=RETRY_AFTER,
 )
 BODY_ERRORS = (
-    ErrorDoc(400, "The body is not well-formed JSON."),
-    ErrorDoc(413, "The body is larger than MAX_CONTENT_LENGTH."),
-    ErrorDoc(415, "The body is not JSON (Content-Type: application/json)."),
+    ErrorDoc(HTTPStatus.BAD_REQUEST, "The body is not well-formed JSON."),
+    ErrorDoc(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "The body is larger than MAX_CONTENT_LENGTH."),
+    ErrorDoc(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "The body is not JSON (Content-Type: application/json)."
+    ),
 )
 
 # Errors the views document where they can happen.
 CONVERSATION_NOT_FOUND = ErrorDoc(
-    404, "No such conversation, or it is somebody else's (which is not revealed)."
+    HTTPStatus.NOT_FOUND, "No such conversation, or it is somebody else's (which is not revealed)."
 )
 # Deletes and new exchanges serialise on their conversation (app/repositories/deletes.py).
 EXCHANGE_IN_PROGRESS = ErrorDoc(
@@ -80,19 +85,29 @@ PARENT_DELETED = ErrorDoc(
     409, "The exchange the prompt would follow was deleted meanwhile (its id in the message)."
 )
 # A query parameter an operation does not declare (app/api/__init__.py).
-UNDECLARED_QUERY = ErrorDoc(422, "A query parameter the operation does not declare.")
+UNDECLARED_QUERY = ErrorDoc(
+    HTTPStatus.UNPROCESSABLE_ENTITY, "A query parameter the operation does not declare."
+)
 # Query strings that can outgrow the request line gunicorn accepts (limit_request_line).
-URL_TOO_LONG = ErrorDoc(414, "The URL is longer than the server accepts (4094 bytes).")
+URL_TOO_LONG = ErrorDoc(
+    HTTPStatus.REQUEST_URI_TOO_LONG, "The URL is longer than the server accepts (4094 bytes)."
+)
 GENERATION_ERRORS = (
     ErrorDoc(
-        429,
+        HTTPStatus.TOO_MANY_REQUESTS,
         "Over the user's rate limit or daily token budget, or the LLM provider is rate "
         "limiting (its Retry-After is passed on when it sent one).",
         headers=RETRY_AFTER,
     ),
-    ErrorDoc(502, "The LLM provider failed, could not be reached, or broke off."),
-    ErrorDoc(503, "No LLM is configured, or the database is unavailable.", headers=RETRY_AFTER),
-    ErrorDoc(504, "The LLM provider did not answer in time."),
+    ErrorDoc(
+        HTTPStatus.BAD_GATEWAY, "The LLM provider failed, could not be reached, or broke off."
+    ),
+    ErrorDoc(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "No LLM is configured, or the database is unavailable.",
+        headers=RETRY_AFTER,
+    ),
+    ErrorDoc(HTTPStatus.GATEWAY_TIMEOUT, "The LLM provider did not answer in time."),
 )
 
 

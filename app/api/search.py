@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask.views import MethodView
@@ -21,7 +22,7 @@ blp = Blueprint("search", __name__, url_prefix="/search", description="Search")
 @blp.route("")
 class Search(MethodView):
     @blp.arguments(SearchArgs, location="query")
-    @blp.response(200, SearchPageOut, headers=LINK_HEADER)
+    @blp.response(HTTPStatus.OK, SearchPageOut, headers=LINK_HEADER)
     @documents(blp, OTHERS_FORBIDDEN, URL_TOO_LONG)
     def get(self, args: dict[str, Any]) -> tuple[SearchPage, dict[str, str]]:
         """Search titles, prompts and answers: best first; filter by metadata[key]=value."""

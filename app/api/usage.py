@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask.views import MethodView
@@ -14,13 +15,15 @@ from app.services import usage as service
 
 blp = Blueprint("usage", __name__, url_prefix="/usage", description="Usage")
 
-OTHERS_FORBIDDEN = ErrorDoc(403, "Only an admin can see other users' usage (owner).")
+OTHERS_FORBIDDEN = ErrorDoc(
+    HTTPStatus.FORBIDDEN, "Only an admin can see other users' usage (owner)."
+)
 
 
 @blp.route("")
 class Usage(MethodView):
     @blp.arguments(UsageArgs, location="query")
-    @blp.response(200, UsageOut)
+    @blp.response(HTTPStatus.OK, UsageOut)
     @documents(blp, OTHERS_FORBIDDEN)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Usage over a range of UTC days, grouped by any of day, model and user."""

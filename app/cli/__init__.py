@@ -1,6 +1,8 @@
 """The ``flask`` commands beyond Flask-Migrate's ``flask db``, one module per group.
 
-Commands parse their arguments and call services; they may import services and models.
+Commands parse their arguments and call services; they may import services, schemas, models
+and the leaf modules, and only the app factory imports them (pyproject.toml's import-linter
+contracts).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Conversations."""
+"""Data access for conversations: one or a page of them, and what a new exchange needs of one."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from app.models import Conversation, Message, utcnow
+from app.models import CURRENT_EXCHANGE, Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository, keyset
 from app.repositories.deletes import DeleteRepository
 from app.repositories.messages import children_count
@@ -51,10 +51,6 @@ def metadata_matches(session: Session, pairs: Mapping[str, str]) -> ColumnElemen
             for key, value in pairs.items()
         )
     )
-
-
-# ``generation_context``'s parent: the conversation's current exchange (the default).
-CURRENT = -1
 
 
 @dataclass(frozen=True)
@@ -160,17 +156,17 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         return bool(self.session.scalar(select(condition)))
 
     def generation_context(
-        self, uid: int, history_limit: int, parent_id: int | None = CURRENT
+        self, uid: int, history_limit: int, parent_id: int | None = CURRENT_EXCHANGE
     ) -> GenerationContext | None:
         """The conversation (in scope) and the recent history of the branch a new exchange
         continues, in one statement, or None. ``parent_id``: the exchange it follows (None:
-        it starts a branch; CURRENT: the conversation's current exchange)."""
+        it starts a branch; CURRENT_EXCHANGE: the conversation's current exchange)."""
         params = {
             "uid": uid,
             "history_limit": history_limit,
             "owner_id": self.owner_id,
-            "follow_current": parent_id == CURRENT,
-            "parent_id": None if parent_id == CURRENT else parent_id,
+            "follow_current": parent_id == CURRENT_EXCHANGE,
+            "parent_id": None if parent_id == CURRENT_EXCHANGE else parent_id,
         }
         statement = _generation_context(self.owner_id is not None)
         rows = self.session.connection().execute(statement, params).all()
@@ -202,8 +198,8 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
 
 @functools.cache
 def _generation_context(scoped: bool) -> Select[Any]:
-    """``generation_context``'s statement, built once and in Core: building it per call
-    cost as much CPU as running it, and so did the ORM's execution layer (bench/ab/).
+    """``generation_context``'s statement, built once and in Core: building it per call,
+    like the ORM's execution layer, costs about as much CPU as running it.
     Bind parameters uid, history_limit, follow_current, parent_id and, scoped, owner_id.
 
     The history is the path from the new exchange's parent up to the root, walked by a
@@ -274,8 +270,8 @@ def _generation_context(scoped: bool) -> Select[Any]:
 @functools.cache
 def _listed_columns() -> tuple[Any, ...]:
     """A listed conversation's columns, each named as Conversation's attribute: a page is
-    read as rows, which the response schema reads as it reads objects (a page of 20 ORM
-    objects cost 4 % more CPU, bench/ab/listed_rows.py)."""
+    read as rows, which the response schema reads as it reads objects, and which cost less
+    CPU to load than ORM objects."""
     # Labelled: run in Core (the prebuilt page) a column is named as in the table, so
     # ``meta`` would come back as ``metadata`` and the schema would find no ``meta``.
     return tuple(

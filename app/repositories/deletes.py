@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from app.conflicts import ExchangeInProgress
 from app.models import Conversation, Message
-from app.repositories.conflicts import ExchangeInProgress
 from app.repositories.erasure import compact_search_index
 from app.repositories.messages import descendants
 from app.repositories.usage import UsageRepository

@@ -1,4 +1,4 @@
-"""Feedback: one rating per message."""
+"""Data access for feedback: one rating per message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Messages: one prompt and its answer each."""
+"""Data access for exchanges: insert, list a branch, delete a subtree, checkpoint, end, reap."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from app.conflicts import ConversationGone, ParentGone
 from app.models import Conversation, Message, utcnow
 from app.repositories.base import SqlAlchemyRepository
-from app.repositories.conflicts import ConversationGone, ParentGone
 from app.repositories.functions import ms_between
 
 
@@ -51,7 +51,7 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         """Insert one exchange's row, make it its conversation's current exchange (count and
         activity move too) and return its id: prebuilt Core on the session's connection,
         without the ORM's flush and execution layers, which cost more CPU than the
-        statement's round trip (bench/ab/). One statement on PostgreSQL, two on SQLite.
+        statement's round trip. One statement on PostgreSQL, two on SQLite.
         ParentGone or ConversationGone if a delete took either away since it was read."""
         now = utcnow()
         params = dict.fromkeys(INSERTED) | {
@@ -231,8 +231,8 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         last_heard = func.coalesce(Message.heartbeat_at, Message.updated_at)
         result = self.session.execute(
             update(Message)
-            # A row without a heartbeat was written by a worker of an earlier release (a
-            # rolling deploy): its last update stands in for one.
+            # A row without a heartbeat comes from a worker of an earlier release (a rolling
+            # deploy): its last update stands in for one.
             .where(
                 Message.is_success.is_(None),
                 last_heard < cutoff,
@@ -251,9 +251,9 @@ class MessageRepository(SqlAlchemyRepository[Message]):
 
 @functools.cache
 def _listed(with_after: bool, with_leaf: bool) -> Select[Any]:
-    """``list_for_conversation``'s statement, built once per shape: building it per call
-    (the recursive CTE, the sibling counts, the joined feedback) cost a tenth of a branch
-    read's CPU. Bind parameters cid, skip, take, and after and leaf when used."""
+    """``list_for_conversation``'s statement, built once per shape: the recursive CTE, the
+    sibling counts and the joined feedback are costly to build per call. Bind parameters
+    cid, skip, take, and after and leaf when used."""
     siblings = (children_count(Message.parent_id, Message.conversation_id) - 1).label("siblings")
     where = [Message.conversation_id == bindparam("cid")]
     if with_after:

@@ -99,7 +99,7 @@ class ResponseRepository(SqlAlchemyRepository[Message]):
 @functools.cache
 def _branch(scoped: bool, bounded: bool) -> Select[Any]:
     """``branch``'s statement, built once per shape, in Core (the ORM's load of a long branch
-    cost more CPU than the relay of a whole answer). Bind parameters leaf, and rows if
+    costs more CPU than the relay of a whole answer). Bind parameters leaf, and rows if
     bounded, owner_id if scoped."""
     messages, conversations = Message.__table__, Conversation.__table__
     leaf = bindparam("leaf", type_=messages.c.id.type)

@@ -28,7 +28,7 @@ class ThreadRepository(ConversationRepository):
     (``messages.history_fingerprint``); a request continues the exchange whose fingerprint
     is that of its history up to its last assistant turn. Reads are prebuilt Core
     statements on the session's connection: they run in every /v1 call, where building
-    them and the ORM's execution layer cost more CPU than their round trip (bench/ab/)."""
+    them and the ORM's execution layer cost more CPU than their round trip."""
 
     def find(self, uid: int, fingerprint: str | None) -> Thread | None:
         """The owner's conversation with this id, or None. Its new exchange follows the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy import (
@@ -106,7 +107,9 @@ def _exchanges_by_key(
             m.outcome,
             shard,
             func.count(),
-            func.sum(case((m.status_code == _sql(429), _sql(1)), else_=_sql(0))),
+            func.sum(
+                case((m.status_code == _sql(HTTPStatus.TOO_MANY_REQUESTS), _sql(1)), else_=_sql(0))
+            ),
             func.coalesce(func.sum(m.prompt_tokens), _sql(0)),
             func.coalesce(func.sum(m.response_tokens), _sql(0)),
             func.coalesce(func.sum(m.total_tokens), _sql(0)),
@@ -143,7 +146,7 @@ def _upsert(
 
 
 # Built once per engine and sign, as the report's statement is: the exchange fold runs in
-# every exchange's save, where building it anew cost more CPU than the rest of the save.
+# every exchange's save, where building it anew costs more CPU than the rest of the save.
 @functools.lru_cache(maxsize=8)
 def _fold(dialect: str, sign: int) -> Insert:
     ids = bindparam("ids", expanding=True)
@@ -206,8 +209,8 @@ class UsageRepository:
         ``whole``: a Message holding only its id."""
         params = {**values, "updated_at": utcnow(), "uid": message_id}
         statement = _end_and_fold(tuple(sorted(params.keys() - {"uid"})), whole)
-        # Core on the session's connection: the ORM's execution layer cost more CPU than
-        # the statement's own round trip (bench/ab/). The row comes back as a plain Message.
+        # Core on the session's connection: the ORM's execution layer costs more CPU than
+        # the statement's own round trip. The row comes back as a plain Message.
         row = self.session.connection().execute(statement, params).one_or_none()
         if row is None:
             return None
@@ -287,7 +290,7 @@ class UsageRepository:
 @functools.lru_cache(maxsize=16)
 def _report_query(group_by: tuple[str, ...], one_owner: bool) -> Select[Any]:
     """The report's statement for one shape, built once: with 70 aggregates, building it
-    and computing its cache key cost several times what the database takes to answer."""
+    and computing its cache key costs several times what the database takes to answer."""
     t = UsageDaily.__table__.c
     keys = [t[GROUPS[name]].label(name) for name in group_by]
     # Constants as SQL literals, not bound parameters: fewer values to bind per execution.

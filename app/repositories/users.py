@@ -1,4 +1,4 @@
-"""Users and their API keys."""
+"""Data access for users and their API keys."""
 
 from __future__ import annotations
 

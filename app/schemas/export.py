@@ -58,7 +58,7 @@ _COUNT = validate.Range(min=0, max=2**31 - 1)
 OUTCOMES = ("complete", "failed", "client_closed", "interrupted")
 
 
-def storable_json(value: Any) -> None:
+def reject_unstorable_strings(value: Any) -> None:
     """Reject a JSON value no database can store: a string (or key) with a NUL or a lone
     surrogate (NaN and infinities never get past the body's parser, app/schemas/json_text.py)."""
     for item in json_values(value):
@@ -129,15 +129,17 @@ class ExportedMessage(Schema):
     finish_reason = _bounded(FINISH_REASON_MAX)
     ttft_ms = _optional(JsonInteger, validate=_COUNT)
     duration_ms = _optional(JsonInteger, validate=_COUNT)
-    tool_calls = _optional(fields.List, fields.Dict(), validate=storable_json)
-    request_params = _optional(fields.Dict, validate=storable_json)
+    tool_calls = _optional(fields.List, fields.Dict(), validate=reject_unstorable_strings)
+    request_params = _optional(fields.Dict, validate=reject_unstorable_strings)
     system_prompt = _optional(Text)
     usage_estimated = strict_boolean(
         load_default=False,
         metadata={"description": "Its tokens are the service's estimate (README, Usage)."},
     )
     # null where an item was deleted through the Conversations API
-    input_items = _optional(fields.List, fields.Dict(allow_none=True), validate=storable_json)
+    input_items = _optional(
+        fields.List, fields.Dict(allow_none=True), validate=reject_unstorable_strings
+    )
     # Absent from documents older than these fields: no refusal, details not reported.
     refusal_content = _optional(Text)
     cached_tokens = _count()

@@ -107,8 +107,8 @@ class LoadedOnly(fields.Nested):
         if state is None:
             return super().get_value(obj, attr, accessor, default)
         # What state.attrs[attr].loaded_value reads, without building an AttributeState for
-        # every attribute of the row first (state.attrs does, on each access: 15 % of a
-        # 37-row branch read's CPU).
+        # every attribute of the row first (state.attrs does, on each access: a large share
+        # of a branch read's CPU).
         value = state.dict.get(attr, NO_VALUE)
         return None if value is NO_VALUE else value
 

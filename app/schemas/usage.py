@@ -102,8 +102,8 @@ class UsageRowOut(Schema):
 
 class Prebuilt(fields.Nested):
     """Documented as its nested schema; dumped as given, the service having built it field
-    by field (marshmallow's dump of a month of day-by-model rows, 16 values each with
-    nesting, cost several times the query)."""
+    by field (marshmallow's dump of a long report, nested values and all, costs several times
+    its query)."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return value

@@ -173,10 +173,10 @@ class KeyCache:
     def resolve(self, digest: str, look_up: Callable[[], ResolvedKey | str]) -> ResolvedKey | str:
         """The cached resolution, or ``look_up()``'s, run by one caller at a time per key.
 
-        When the entry lapsed under load (every TTL) or the process is new, every request in
-        flight with that key missed at once: a hundred in a burst of streams each read the
-        key, queued for the pool's connections ahead of the work. The others now wait for
-        the first one's answer; if it fails, each tries on its own.
+        When an entry lapses under load (every TTL) or the process is new, every request in
+        flight with that key misses at once; rather than each reading the key, queued for the
+        pool's connections ahead of the work, the others wait for the first one's answer. If
+        it fails, each tries on its own.
         """
         cached = self.get(digest)
         if cached is not None:

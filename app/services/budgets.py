@@ -9,6 +9,7 @@ are not in it yet, so a user can overshoot by what their exchanges in flight spe
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -21,7 +22,7 @@ from app.services.auth import Principal
 class BudgetExhausted(DomainError):
     """The user's tokens for today are spent (429 until the next UTC midnight)."""
 
-    status_code = 429
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
 
 
 def check_budget(session: Session, actor: Principal, now: datetime | None = None) -> None:

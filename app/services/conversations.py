@@ -190,7 +190,7 @@ def list_messages(
     branch all, every exchange in creation order), or NotFound. Two statements.
 
     A conversation without a current exchange whose exchanges were written outside the
-    API (no tree) lists them all, in creation order, as before the tree."""
+    API (no tree) lists them all, in creation order."""
     found = ConversationRepository(db.session, actor.scope).current_message_id(conversation_id)
     if found is None:
         raise _not_found(conversation_id)

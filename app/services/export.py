@@ -3,7 +3,7 @@
 The chunks are produced after the request has ended: each page is read with keyset paging
 in its own short app context (its own session, its connection returned at once), and only
 plain values leave it. Memory stays flat whatever the size; nothing holds a connection
-between pages (DESIGN.md: no ORM objects in a streaming generator).
+between pages, and no ORM object outlives its page's session.
 """
 
 from __future__ import annotations

@@ -170,11 +170,13 @@ def _begin(
                 "heartbeat_at": asked,
                 "prompt_tokens": estimate,  # until the upstream reports (lifecycle.py)
                 "usage_estimated": True,
-                "request_params": storable_json({k: v for k, v in body.items() if k != "messages"}),
+                "request_params": with_storable_strings(
+                    {k: v for k, v in body.items() if k != "messages"}
+                ),
                 "system_prompt": system_text(messages),
                 # What this call adds to the conversation: what follows the history it
                 # continues (all of it on a first turn), as sent.
-                "input_items": storable_json(messages[len(prefix) if prefix else 0 :]),
+                "input_items": with_storable_strings(messages[len(prefix) if prefix else 0 :]),
             }
         )
     return PendingExchange(
@@ -263,14 +265,15 @@ def system_text(messages: Sequence[Any]) -> str | None:
     return "\n\n".join(texts) if texts else None
 
 
-def storable_json(value: Any) -> Any:
-    """``value`` with every string made storable (JSON columns hold strings too)."""
+def with_storable_strings(value: Any) -> Any:
+    """A copy of the JSON ``value`` with every string and key made storable (``storable``):
+    JSON columns hold strings too."""
     if isinstance(value, str):
         return storable(value)
     if isinstance(value, Mapping):
-        return {storable(str(k)): storable_json(v) for k, v in value.items()}
+        return {storable(str(k)): with_storable_strings(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [storable_json(v) for v in value]
+        return [with_storable_strings(v) for v in value]
     return value
 
 
@@ -278,7 +281,7 @@ def storable_json(value: Any) -> Any:
 def canonical_message(message: Any) -> dict[str, Any]:
     """What of a message identifies a history, in one form whichever SDK resent it."""
     if not isinstance(message, Mapping):
-        return {"role": None, "content": storable_json(message)}
+        return {"role": None, "content": with_storable_strings(message)}
     canonical: dict[str, Any] = {
         "role": message.get("role"),
         "content": _canonical_content(message.get("content")),
@@ -305,7 +308,7 @@ def _canonical_content(content: Any) -> Any:
         isinstance(part, Mapping) and part.get("type") == "text" for part in content
     ):
         return "".join(storable(str(part.get("text") or "")) for part in content)
-    return storable_json(content)
+    return with_storable_strings(content)
 
 
 def _canonical_call(call: Any) -> dict[str, Any]:

@@ -22,9 +22,8 @@ from app.extensions import db
 from app.llm.client import get_llm
 from app.llm.errors import map_error
 from app.llm.events import ChatMessage, ChatStream
-from app.models import Message, utcnow
+from app.models import CURRENT_EXCHANGE, Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
-from app.repositories.conversations import CURRENT
 from app.services.auth import Principal
 from app.services.budgets import check_budget
 from app.services.checkpoints import live_exchanges
@@ -69,12 +68,12 @@ def begin_exchange(
     conversation_id: int,
     prompt: str,
     endpoint: str,
-    parent_id: int | None = CURRENT,
+    parent_id: int | None = CURRENT_EXCHANGE,
     wants_saved_row: bool = True,
 ) -> PendingExchange:
     """Commit the prompt as an exchange in progress, after ``parent_id`` (None: a first
-    exchange; CURRENT: the current one), and gather the context to send: the history of
-    the branch it continues. It becomes the conversation's current exchange.
+    exchange; CURRENT_EXCHANGE: the current one), and gather the context to send: the
+    history of the branch it continues. It becomes the conversation's current exchange.
 
     Every generation endpoint generates only in the caller's own conversations (admins
     included: another user's is a 404), so the caller is the one charged and checked.
@@ -85,13 +84,13 @@ def begin_exchange(
     request_id = current_request_id()
     session = db.session
     # Generation happens in the caller's own conversations only, admins included: the
-    # caller is the one charged and checked (README, "Limits and budgets").
+    # caller is the one charged and checked against their limits and budget.
     context = ConversationRepository(session, actor.user_id).generation_context(
         conversation_id, config["HISTORY_MAX_MESSAGES"], parent_id
     )
     if context is None:
         raise NotFound(f"Conversation {conversation_id} does not exist.")
-    if parent_id not in (None, CURRENT) and context.parent_id is None:
+    if parent_id not in (None, CURRENT_EXCHANGE) and context.parent_id is None:
         raise Unprocessable(
             f"Message {parent_id} is not an exchange of conversation {conversation_id}.",
             {"json": {"parent_id": ["Not an exchange of this conversation."]}},
@@ -213,7 +212,7 @@ def stream_reply(
     conversation_id: int,
     prompt: str,
     endpoint: str,
-    parent_id: int | None = CURRENT,
+    parent_id: int | None = CURRENT_EXCHANGE,
     wants_saved_row: bool = True,
 ) -> Exchange:
     """Start an exchange after ``parent_id`` and return it, ready to relay; it records
@@ -224,7 +223,7 @@ def stream_reply(
 
 
 def reply(
-    actor: Principal, conversation_id: int, prompt: str, parent_id: int | None = CURRENT
+    actor: Principal, conversation_id: int, prompt: str, parent_id: int | None = CURRENT_EXCHANGE
 ) -> Message:
     """Run a whole exchange and return the saved message; raises what went wrong."""
     return finish(stream_reply(actor, conversation_id, prompt, "messages", parent_id))

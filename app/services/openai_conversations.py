@@ -19,7 +19,7 @@ from app.models import Conversation, Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
 from app.repositories.responses import ResponseRepository
 from app.services.auth import Principal
-from app.services.gateway import storable_json
+from app.services.gateway import with_storable_strings
 from app.services.response_lookup import (
     Deleted,
     ItemList,
@@ -86,7 +86,7 @@ def _add_items(session: Any, conversation: Conversation, items: list[dict[str, A
             "endpoint": ITEMS_ENDPOINT,
             "request_id": current_request_id(),
             "created_at": now,
-            "input_items": storable_json(items),
+            "input_items": with_storable_strings(items),
         }
     )
     # Ended as it is made: a success with no outcome, so no usage rollup counts it.

@@ -33,7 +33,7 @@ from app.services.gateway import (
     cap_output,
     ended_fingerprint,
     sent_characters,
-    storable_json,
+    with_storable_strings,
 )
 from app.services.generation import open_exchange
 from app.services.response_context import ResponseContext, resolve_context
@@ -216,9 +216,11 @@ def _record_in_progress(
                 "request_id": request_id,
                 "heartbeat_at": created_at,
                 "created_at": created_at,
-                "request_params": storable_json(upstream.params if stored else {"store": False}),
+                "request_params": with_storable_strings(
+                    upstream.params if stored else {"store": False}
+                ),
                 "system_prompt": system_text(request) if stored else None,
-                "input_items": storable_json(new_input) if stored else [],
+                "input_items": with_storable_strings(new_input) if stored else [],
                 "prompt_tokens": upstream.estimate,  # until the upstream reports its usage
                 "usage_estimated": True,
             }

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -137,7 +138,8 @@ def _log_request(response: Response) -> Response:
 
     def write() -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        level = logging.WARNING if fields["status"] >= 500 else logging.INFO
+        server_error = fields["status"] >= HTTPStatus.INTERNAL_SERVER_ERROR
+        level = logging.WARNING if server_error else logging.INFO
         route = fields["route"] or "(no route)"
         logger.log(
             level,

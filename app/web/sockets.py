@@ -44,7 +44,7 @@ def probe_idle_http_connections_directly() -> None:
     Each time a request starts or ends, httpcore's pool probes every idle connection (is
     its socket readable?) with a zero-timeout poll. Under gevent's patched select that poll
     is a trip through the event loop (a watcher, epoll_ctl, epoll_wait, a greenlet switch)
-    per idle connection, so the LLM client's CPU grew with its pool. Same answer, one
+    per idle connection, so the LLM client's CPU would grow with its pool. Same answer, one
     poll() each. httpcore2 is the fork openai's httpx uses; without it nothing changes.
     """
     try:

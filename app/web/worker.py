@@ -17,7 +17,7 @@ from gunicorn.workers import ggevent
 
 # A worker may hold a few connections more than the least loaded live sibling; past that it
 # leaves new connections to the others, unless none of them has taken one for this long.
-# One, not four, made each burst wait for the workers' turns again (BENCHMARKS.md).
+# A margin of one would make each burst wait for the workers' turns again.
 ACCEPT_MARGIN = 4
 ACCEPT_DEFERRAL_SECONDS = 0.002
 # Connections taken per wake of the listening socket (gevent's default).
@@ -93,8 +93,8 @@ class BalancedServer(StreamServer):
 
     gunicorn sets ``max_accept = 1`` when it runs several workers, so that one worker does
     not take a whole burst; a burst of N connections then waits N turns of the loop, each
-    as long as the worker's busy connections make it (64 new connections: up to 0.9 s to
-    the last one's first request, BENCHMARKS.md). The balance is kept per connection here.
+    as long as the worker's busy connections make it. The balance is kept per connection
+    here.
     """
 
     _deferred_since: float | None = None
@@ -130,9 +130,9 @@ class FairGeventWorker(ggevent.GeventWorker):
 
     In gunicorn's, a greenlet whose client has sent its next request by the time the
     response is written reads and serves it without yielding to the loop, so a few busy
-    connections take the worker in turn while the others' requests wait (wrk -c64 on
-    /healthz: p50 0.7 ms, p99 0.9 to 1.4 s). Here each greenlet yields once after each
-    response, behind the connections whose requests are ready.
+    connections take the worker in turn while the others' requests wait, some for seconds.
+    Here each greenlet yields once after each response, behind the connections whose
+    requests are ready.
     """
 
     def init_process(self) -> None:

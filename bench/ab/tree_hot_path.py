@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, insert, select, true
 
-from app.models import Conversation, Message, utcnow
-from app.repositories.conversations import CURRENT, ConversationRepository, GenerationContext
+from app.models import CURRENT_EXCHANGE, Conversation, Message, utcnow
+from app.repositories.conversations import ConversationRepository, GenerationContext
 from app.repositories.messages import INSERTED, MessageRepository
 
 NEW_CONTEXT = ConversationRepository.generation_context
@@ -50,7 +50,7 @@ def _old_context(scoped: bool) -> Select[Any]:
 
 
 def old_context(
-    self: ConversationRepository, uid: int, history_limit: int, parent_id: Any = CURRENT
+    self: ConversationRepository, uid: int, history_limit: int, parent_id: Any = CURRENT_EXCHANGE
 ) -> GenerationContext | None:
     params = {"uid": uid, "history_limit": history_limit, "owner_id": self.owner_id}
     rows = self.session.connection().execute(_old_context(self.owner_id is not None), params)
