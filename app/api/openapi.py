@@ -52,7 +52,7 @@ UNAUTHORIZED = ErrorDoc(
 )
 RATE_LIMITED = ErrorDoc(
     HTTPStatus.TOO_MANY_REQUESTS,
-    "Over the user's rate limit (README: Limits and budgets): retry after Retry-After.",
+    "Over the user's rate limit (docs: operations, limits and budgets): retry after Retry-After.",
     {
         **RETRY_AFTER,
         "X-RateLimit-Limit": _header("Requests allowed in the window."),

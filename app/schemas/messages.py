@@ -142,7 +142,7 @@ class MessageOut(FastDumpSchema):
     usage_estimated = fields.Boolean(
         metadata={
             "description": "The tokens are an estimate: the LLM's usage was not received "
-            "(README: Every exchange is saved)."
+            "(docs: architecture, the exchange lifecycle)."
         }
     )
     is_success = fields.Boolean(

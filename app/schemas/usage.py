@@ -73,7 +73,7 @@ class EstimatedUsage(Schema):
         metadata={"description": "Exchanges charged an estimate: the LLM's usage never came."}
     )
     total_tokens = fields.Integer(
-        metadata={"description": "Their tokens (part of total_tokens): see README."}
+        metadata={"description": "Their tokens (part of total_tokens)."}
     )
 
 
@@ -95,7 +95,7 @@ class UsageRowOut(Schema):
     title_tokens = fields.Integer(metadata={"description": "Spent on title calls."})
     estimated = fields.Nested(EstimatedUsage)
     ttft_ms = fields.Nested(
-        Percentiles, metadata={"description": "Histogram percentiles: see README precision."}
+        Percentiles, metadata={"description": "Histogram percentiles: each the upper bound of its latency bucket (docs: API guide, usage)."}
     )
     duration_ms = fields.Nested(Percentiles)
 
