@@ -134,7 +134,10 @@ class ExportedMessage(Schema):
     system_prompt = _optional(Text)
     usage_estimated = strict_boolean(
         load_default=False,
-        metadata={"description": "Its tokens are the service's estimate (the LLM's usage was not received)."},
+        metadata={
+            "description": "Its tokens are the service's estimate (the LLM's usage was not "
+            "received)."
+        },
     )
     # null where an item was deleted through the Conversations API
     input_items = _optional(

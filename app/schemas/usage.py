@@ -95,7 +95,11 @@ class UsageRowOut(Schema):
     title_tokens = fields.Integer(metadata={"description": "Spent on title calls."})
     estimated = fields.Nested(EstimatedUsage)
     ttft_ms = fields.Nested(
-        Percentiles, metadata={"description": "Histogram percentiles: each the upper bound of its latency bucket (docs: API guide, usage)."}
+        Percentiles,
+        metadata={
+            "description": "Histogram percentiles: each the upper bound of its latency bucket "
+            "(docs: API guide, usage)."
+        },
     )
     duration_ms = fields.Nested(Percentiles)
 
