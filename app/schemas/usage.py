@@ -72,9 +72,7 @@ class EstimatedUsage(Schema):
     exchanges = fields.Integer(
         metadata={"description": "Exchanges charged an estimate: the LLM's usage never came."}
     )
-    total_tokens = fields.Integer(
-        metadata={"description": "Their tokens (part of total_tokens)."}
-    )
+    total_tokens = fields.Integer(metadata={"description": "Their tokens (part of total_tokens)."})
 
 
 class UsageRowOut(Schema):
