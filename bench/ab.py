@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import create_bench_conversation, create_database, drop_database, start_fake_llm  # noqa: E402
+from bench.ab_targets import TARGETS, ab_env, create_target_data, drain, request_functions  # noqa: E402
+from bench.common import create_database, drop_database, start_fake_llm  # noqa: E402
 from tests.procfile import create_user, free_port, release  # noqa: E402
 
 
@@ -36,94 +37,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("swap_file")
     parser.add_argument("--requests", type=int, default=400, help="per version")
     parser.add_argument("--tokens", type=int, default=3)
-    parser.add_argument(
-        "--target",
-        choices=["text", "v1", "responses", "responses_unstored", "get", "list"],
-        default="text",
-    )
+    parser.add_argument("--target", choices=TARGETS, default="text")
     args = parser.parse_args(argv)
 
     llm_port = free_port()
     llm = start_fake_llm(llm_port, args.tokens, 0)
     url = create_database("postgresql")
-    env = {
-        "DATABASE_URL": url,
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-        "OPENAI_API_KEY": "bench",
-        "LOG_LEVEL": "WARNING",
-        "RATELIMIT_ENABLED": "false",
-    }
+    env = ab_env(url, llm_port)
     release(env)
     key = create_user(env, "bench")
     os.environ.update(env)
-    conversation_id = create_bench_conversation(url)
-    if args.target == "list":
-        for _ in range(19):  # a full page of 20
-            create_bench_conversation(url)
+    conversation_id = create_target_data(url, args.target)
 
     from app import create_app
 
     client = create_app().test_client()
-    headers = {"Authorization": f"Bearer {key}"}
-
-    def text(n: int) -> object:
-        query = {"prompt": f"p{n}", "conversation_id": conversation_id}
-        return client.get(
-            "/text/generate/stream", query_string=query, headers=headers, buffered=False
-        )
-
-    def v1(n: int) -> object:
-        body = {
-            "model": "bench",
-            "stream": True,
-            "messages": [{"role": "user", "content": f"p{n}"}],
-        }
-        return client.post(
-            "/v1/chat/completions",
-            json=body,
-            buffered=False,
-            headers={**headers, "X-Conversation-Id": str(conversation_id)},
-        )
-
-    def responses(n: int) -> object:
-        """Into the bench conversation, after its last 20 exchanges (truncation: auto)."""
-        body = {
-            "model": "bench",
-            "stream": True,
-            "input": f"p{n}",
-            "conversation": f"conv_{conversation_id}",
-            "truncation": "auto",
-        }
-        return client.post("/v1/responses", json=body, buffered=False, headers=headers)
-
-    def responses_unstored(n: int) -> object:
-        """No context (store: false), as the /v1 call sends none: the translation alone."""
-        body = {"model": "bench", "stream": True, "input": f"p{n}", "store": False}
-        return client.post("/v1/responses", json=body, buffered=False, headers=headers)
-
-    def get(n: int) -> object:
-        return client.get(f"/conversations/{conversation_id}", headers=headers)
-
-    def page(n: int) -> object:
-        return client.get("/conversations?take=20", headers=headers)
-
-    sends = {
-        "text": text,
-        "v1": v1,
-        "responses": responses,
-        "responses_unstored": responses_unstored,
-        "get": get,
-        "list": page,
-    }
+    sends = request_functions(client, key, conversation_id)
     swaps = runpy.run_path(args.swap_file)
     targets = {v: sends[swaps.get(f"TARGET_{v}", args.target)] for v in "AB"}
     version = "A"
 
     def one(n: int) -> None:
-        response = targets[version](n)
-        for _ in response.response:  # type: ignore[attr-defined]
-            pass
-        response.close()  # type: ignore[attr-defined]
+        drain(targets[version](n))
 
     swap_a: Callable[[], None] = swaps["swap_a"]
     swap_b: Callable[[], None] = swaps["swap_b"]
