@@ -231,15 +231,17 @@ def _write_json_error(sock: object, status_int: int, reason: str, mesg: str) -> 
 
 def post_worker_init(worker: object) -> None:
     """In each worker: answer gunicorn's own parse errors in JSON (see _write_json_error), and
-    start the ticker that checkpoints live exchanges and reaps those of dead workers: a
-    worker booted to replace a killed one reaps its rows even if no request comes."""
+    start the ticker that checkpoints live exchanges and reaps those of dead workers (a
+    worker booted to replace a killed one reaps its rows even if no request comes) and the
+    one that purges expired conversations."""
     from gunicorn import util
 
     util.write_error = _write_json_error
     app = worker.wsgi  # type: ignore[attr-defined]
-    live = getattr(app, "extensions", {}).get("live_exchanges")
-    if live is not None:
-        live.start()
+    extensions = getattr(app, "extensions", {})
+    for ticker in ("live_exchanges", "purge_ticker"):
+        if ticker in extensions:
+            extensions[ticker].start()
     # The app's modules, its engine and clients are loaded and live as long as the worker:
     # frozen out of the collector's reach, so that full collections skip them.
     gc.freeze()

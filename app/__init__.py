@@ -17,6 +17,7 @@ from app.extensions import db, migrate
 from app.llm.client import init_llm
 from app.services.auth import init_key_cache
 from app.services.checkpoints import init_live_exchanges
+from app.services.purge_ticker import init_purge_ticker
 from app.web.cors import init_cors
 from app.web.logs import init_request_log
 from app.web.metrics import init_metrics
@@ -52,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_llm(app)
     init_key_cache(app)
     init_live_exchanges(app)
+    init_purge_ticker(app)
     init_metrics(app)
 
     from app.api import register_api

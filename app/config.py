@@ -18,6 +18,10 @@ from app.database import FairQueuePool
 
 _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Retention: a hundred years is "forever" as far as any timestamp arithmetic needs.
+RETENTION_DAYS_MAX = 36500
+TEMPORARY_RETENTION_HOURS_MAX = 8760
+PURGE_INTERVAL_MAX = 86400.0
 
 
 def normalize_database_url(url: str) -> str:
@@ -91,6 +95,25 @@ def _float(
         raise SettingsError(name, raw, expected)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise SettingsError(name, raw, expected)
+    return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int, maximum: int) -> int | None:
+    """An integer in range, or None when unset (a setting whose absence means "no limit")."""
+    if _raw(env, name) is None:
+        return None
+    return _int(env, name, minimum, minimum=minimum, maximum=maximum)
+
+
+def _interval(env: Mapping[str, str], name: str, default: float, *, maximum: float) -> float:
+    """Seconds between periodic runs: 0 (off), or from 1 to ``maximum``."""
+    expected = f"0 (off) or a number from 1 to {maximum:g}"
+    try:
+        value = _float(env, name, default, minimum=0.0, maximum=maximum)
+    except SettingsError:
+        raise SettingsError(name, str(_raw(env, name)), expected) from None
+    if 0 < value < 1:
+        raise SettingsError(name, str(_raw(env, name)), expected)
     return value
 
 
@@ -280,6 +303,23 @@ def settings_from_env(instance_path: str, env: Mapping[str, str] | None = None) 
         "CHECKPOINT_SECONDS": _float(env, "CHECKPOINT_SECONDS", 2.0),
         "REAP_AFTER_SECONDS": _float(env, "REAP_AFTER_SECONDS", 15.0, minimum=1.0),
         "REAP_INTERVAL_SECONDS": _float(env, "REAP_INTERVAL_SECONDS", 5.0, minimum=0.1),
+        # Retention (app/services/purge.py): a conversation inactive for RETENTION_DAYS is
+        # deleted (unset: kept forever; a user's own setting overrides it), a temporary one
+        # TEMPORARY_RETENTION_HOURS after its last activity; every worker purges them every
+        # PURGE_INTERVAL_SECONDS (0: only `flask conversations purge` does).
+        "RETENTION_DAYS": _optional_int(
+            env, "RETENTION_DAYS", minimum=1, maximum=RETENTION_DAYS_MAX
+        ),
+        "TEMPORARY_RETENTION_HOURS": _int(
+            env,
+            "TEMPORARY_RETENTION_HOURS",
+            24,
+            minimum=1,
+            maximum=TEMPORARY_RETENTION_HOURS_MAX,
+        ),
+        "PURGE_INTERVAL_SECONDS": _interval(
+            env, "PURGE_INTERVAL_SECONDS", 300.0, maximum=PURGE_INTERVAL_MAX
+        ),
         # Not from the environment: the test suite turns the ticker off and ticks by hand.
         "LIVE_TICKER": True,
         # Authentication: how long a process trusts what a key resolved to (revocation delay).

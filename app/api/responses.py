@@ -13,6 +13,7 @@ from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.openai_errors import COMMON_ERRORS, ErrorDoc, openai_errors
 from app.exchange.responses_wire import responses_response
+from app.schemas.openai import TemporaryHeader
 from app.schemas.openai_conversations import (
     ConversationMetadataUpdate,
     ConversationObjectCreate,
@@ -55,6 +56,7 @@ def _json(value: Any, status: int = 200) -> Response:
 
 @blp.route("/responses")
 class Responses(MethodView):
+    @blp.arguments(TemporaryHeader, location="headers", as_kwargs=True)
     @blp.arguments(ResponseCreate)
     @blp.response(200, ResponseOut, description="The Response, once the exchange has ended.")
     @blp.alt_response(
@@ -72,9 +74,9 @@ class Responses(MethodView):
         (502, "The upstream failed or could not be reached.", None),
         (504, "The upstream did not answer in time.", None),
     )
-    def post(self, body: dict[str, Any]) -> Response:
+    def post(self, body: dict[str, Any], temporary: bool = False) -> Response:
         """Create a response through the upstream; it is saved as an exchange."""
-        started = responses.create_response(current_principal(), body)
+        started = responses.create_response(current_principal(), body, temporary=temporary)
         return responses_response(
             started.exchange,
             started.items,
@@ -116,14 +118,15 @@ class ResponseInputItems(MethodView):
 
 @blp.route("/conversations")
 class Conversations(MethodView):
+    @blp.arguments(TemporaryHeader, location="headers", as_kwargs=True)
     @blp.arguments(ConversationObjectCreate, required=False)
     @blp.response(200, ConversationObjectOut)
     @openai_errors(blp, *COMMON_ERRORS, *_BODY_ERRORS)
-    def post(self, body: dict[str, Any]) -> Response:
+    def post(self, body: dict[str, Any], temporary: bool = False) -> Response:
         """Create a conversation (a REST conversation too), with up to 20 items."""
         return _json(
             openai_conversations.create_conversation(
-                current_principal(), body["items"], body["metadata"]
+                current_principal(), body["items"], body["metadata"], temporary=temporary
             )
         )
 

@@ -62,9 +62,11 @@ class ChatCompletions(MethodView):
         "data: [DONE] (the usage chunk only when stream_options.include_usage asked for it).",
     )
     @openai_errors(blp, *COMMON_ERRORS, *_CHAT_ERRORS)
-    def post(self, body: dict[str, Any], conversation_id: int | None = None) -> Response:
+    def post(
+        self, body: dict[str, Any], conversation_id: int | None = None, temporary: bool = False
+    ) -> Response:
         """Create a chat completion through the upstream; the call is saved as an exchange."""
-        exchange = gateway.chat(current_principal(), body, conversation_id)
+        exchange = gateway.chat(current_principal(), body, conversation_id, temporary=temporary)
         return chat_response(exchange, gateway.exchange_headers(exchange.pending), body["stream"])
 
 

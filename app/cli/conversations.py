@@ -1,4 +1,4 @@
-"""``flask conversations``: move conversations between instances."""
+"""``flask conversations``: move conversations between instances, purge expired ones."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from app.errors import DomainError
 from app.schemas import json_text
 from app.schemas.export import ExportDocument
 from app.services import imports
+from app.services.purge import purge_expired
 
-conversations = AppGroup("conversations", help="Import conversations.")
+conversations = AppGroup("conversations", help="Import conversations, purge expired ones.")
 
 
 def read_export(file: IO[str]) -> Any:
@@ -66,3 +67,22 @@ def import_conversations(file: IO[str], user: str) -> None:
         raise click.ClickException(error.message) from error
     messages = sum(item.messages for item in done)
     click.echo(f"imported {len(done)} conversation(s) and {messages} message(s) for {user}")
+
+
+@conversations.command("purge")
+@click.option("--dry-run", is_flag=True, help="Only list what a pass would delete.")
+def purge(dry_run: bool) -> None:
+    """Delete every expired conversation now (the workers do it every
+    PURGE_INTERVAL_SECONDS): one line per conversation (its id, owner, exchanges and the
+    rule that expired it; never its title), then the counts."""
+    report = purge_expired(dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for item in report.deleted:
+        click.echo(
+            f"{verb} conversation {item.conversation_id} (owner {item.owner_id}, "
+            f"{item.exchanges} exchange(s), expired by {item.rule})"
+        )
+    skip = "would skip" if dry_run else "skipped"
+    for uid in report.in_progress:
+        click.echo(f"{skip} conversation {uid}: an exchange of it is in progress")
+    click.echo(report.summary())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
 from app.cli.common import check_name, print_key, run_service
+from app.config import RETENTION_DAYS_MAX
 from app.services import users as users_service
 
 users = AppGroup("users", help="Manage users.")
@@ -24,12 +27,14 @@ def create_user(name: str, admin: bool) -> None:
 
 @users.command("list")
 def list_users() -> None:
-    """List users, their role, the prefixes of their unrevoked keys, and their limits."""
+    """List users, their role, the prefixes of their unrevoked keys, how long their
+    conversations are kept, and their limits."""
     for user in users_service.list_users():
         state = "" if user.is_active else " (inactive)"
         prefixes = ", ".join(user.key_prefixes) or "no keys"
+        retention = _retention_text(user.retention_days)
         limits = _limits_text(user.rpm_limit, user.daily_token_budget)
-        click.echo(f"{user.name}\t{user.role}{state}\t{prefixes}\t{limits}")
+        click.echo(f"{user.name}\t{user.role}{state}\t{prefixes}\t{retention}\t{limits}")
 
 
 def _limits_text(rpm: int | None, tokens_per_day: int | None) -> str:
@@ -40,20 +45,75 @@ def _limits_text(rpm: int | None, tokens_per_day: int | None) -> str:
     return f"generation {rpm_text}, {budget_text}{'' if tokens_per_day else ' (default)'}"
 
 
+def _retention_text(days: int | None) -> str:
+    if days is not None:
+        return f"conversations kept {days} days"
+    default = current_app.config["RETENTION_DAYS"]
+    kept = f"{default} days" if default else "forever"
+    return f"conversations kept {kept} (default)"
+
+
+class RetentionDays(click.ParamType):
+    """Days a user's inactive conversations are kept, or ``none`` (the setting applies)."""
+
+    name = "days|none"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | users_service.Keep | None:
+        if value is None or isinstance(value, int | users_service.Keep):
+            return value
+        if str(value).strip().lower() == "none":
+            return None
+        try:
+            days = int(value)
+        except ValueError:
+            days = 0
+        if not 1 <= days <= RETENTION_DAYS_MAX:
+            maximum = RETENTION_DAYS_MAX
+            self.fail(f"{value!r} is not a number of days from 1 to {maximum}, or none")
+        return days
+
+
 @users.command("limits")
 @click.argument("name", callback=check_name)
 @click.option("--rpm", type=click.IntRange(min=1), help="Generation requests a minute.")
 @click.option("--tokens-per-day", type=click.IntRange(min=1), help="Daily token budget.")
+@click.option(
+    "--retention-days",
+    type=RetentionDays(),
+    default=users_service.Keep.KEEP,
+    help="Days their inactive conversations are kept (RETENTION_DAYS for them); none: the "
+    "setting applies.",
+)
 @click.option("--clear", is_flag=True, help="Back to the service-wide settings first.")
-def set_limits(name: str, rpm: int | None, tokens_per_day: int | None, clear: bool) -> None:
-    """Set user NAME's own rate limit and daily token budget (or --clear them)."""
-    if rpm is None and tokens_per_day is None and not clear:
-        raise click.UsageError("give --rpm, --tokens-per-day or --clear")
+def set_limits(
+    name: str,
+    rpm: int | None,
+    tokens_per_day: int | None,
+    retention_days: int | users_service.Keep | None,
+    clear: bool,
+) -> None:
+    """Set user NAME's own rate limit, daily token budget and retention (or --clear them)."""
+    keep = retention_days is users_service.Keep.KEEP
+    if rpm is None and tokens_per_day is None and keep and not clear:
+        raise click.UsageError("give --rpm, --tokens-per-day, --retention-days or --clear")
     now = run_service(
-        lambda: users_service.set_limits(name, rpm=rpm, tokens_per_day=tokens_per_day, clear=clear)
+        lambda: users_service.set_limits(
+            name,
+            rpm=rpm,
+            tokens_per_day=tokens_per_day,
+            clear=clear,
+            retention_days=retention_days,
+        )
     )
     seconds = current_app.config["AUTH_CACHE_SECONDS"]
-    click.echo(f"{name}: {_limits_text(*now)}; running servers apply it within {seconds:g}s")
+    rpm_now, budget_now, retention_now = now
+    click.echo(
+        f"{name}: {_limits_text(rpm_now, budget_now)}; {_retention_text(retention_now)}; "
+        f"running servers apply the limits within {seconds:g}s, the retention at the next "
+        "purge"
+    )
 
 
 @users.command("create-first")

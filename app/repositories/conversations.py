@@ -94,18 +94,26 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         after: int | None = None,
         metadata: Mapping[str, str] | None = None,
         archived: bool = False,
+        temporary: bool = False,
     ) -> list[Row[Any]]:
         """Like ``list``, only those whose metadata holds every pair of ``metadata``, and
-        archived ones or the others, as rows (``_listed_columns``). Without ``metadata``,
-        one prebuilt statement (the commonest read: a page of one's conversations)."""
+        archived ones or the others, temporary ones or the others, as rows
+        (``_listed_columns``). Without ``metadata``, one prebuilt statement (the commonest
+        read: a page of one's conversations)."""
         if not metadata:
-            params = {"owner_id": self.owner_id, "archived": archived, "after": after}
+            params = {
+                "owner_id": self.owner_id,
+                "archived": archived,
+                "temporary": temporary,
+                "after": after,
+            }
             statement = _listed(self.owner_id is not None, after is not None)
             connection = self.session.connection()
             return list(connection.execute(statement, {**params, "skip": skip, "take": take}))
         query = select(*_listed_columns()).where(
             *self._scope(),
             Conversation.archived == archived,
+            Conversation.temporary == temporary,
             *keyset(Conversation.id, after),
             metadata_matches(self.session, metadata),
         )
@@ -119,12 +127,17 @@ class ConversationRepository(SqlAlchemyRepository[Conversation]):
         before: tuple[bool, datetime, int] | None = None,
         metadata: Mapping[str, str] | None = None,
         archived: bool = False,
+        temporary: bool = False,
     ) -> list[Row[Any]]:
         """Pinned ones first, then most recently active first (ties: newest id), past the
         (pinned, last_activity_at, id) of ``before``: in scope, one backward range scan of
         ix_conversations_recent. Rows, as ``list_matching``'s."""
         order = (Conversation.pinned, Conversation.last_activity_at, Conversation.id)
-        where = [*self._scope(), Conversation.archived == archived]
+        where = [
+            *self._scope(),
+            Conversation.archived == archived,
+            Conversation.temporary == temporary,
+        ]
         if before is not None:
             bound = [
                 literal(value, column.type) for value, column in zip(before, order, strict=True)
@@ -283,12 +296,17 @@ def _listed_columns() -> tuple[Any, ...]:
 @functools.cache
 def _listed(scoped: bool, paged: bool) -> Select[Any]:
     """``list_matching``'s statement without metadata, built once per shape: bind parameters
-    archived, skip, take, and owner_id if scoped, after if paged."""
+    archived, temporary, skip, take, and owner_id if scoped, after if paged."""
     scope = [Conversation.owner_id == bindparam("owner_id")] if scoped else []
     after = [Conversation.id > bindparam("after")] if paged else []
     return (
         select(*_listed_columns())
-        .where(*scope, Conversation.archived == bindparam("archived"), *after)
+        .where(
+            *scope,
+            Conversation.archived == bindparam("archived"),
+            Conversation.temporary == bindparam("temporary"),
+            *after,
+        )
         .order_by(Conversation.id)
         .offset(bindparam("skip", type_=Integer))
         .limit(bindparam("take", type_=Integer))

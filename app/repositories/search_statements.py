@@ -14,6 +14,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    false,
     func,
     literal,
     null,
@@ -154,7 +155,8 @@ def _selects(shape: Shape, *, ranked: bool = True) -> list[Select[Any]]:
 
 
 def _conditions(shape: Shape, created_at: Any) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
+    # Temporary conversations are never found: they are meant to leave no trace.
+    conditions: list[ColumnElement[bool]] = [Conversation.temporary == false()]
     if shape.owner:
         conditions.append(Conversation.owner_id == bindparam("owner_id", type_=BigInteger))
     if shape.model:

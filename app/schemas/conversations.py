@@ -10,8 +10,16 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app.models import utcnow
 from app.schemas.fast_dump import FastDumpSchema
-from app.schemas.fields import MAX_ID, Owner, model_type_field, strict_boolean, title_field
+from app.schemas.fields import (
+    MAX_ID,
+    Owner,
+    UtcDateTime,
+    model_type_field,
+    strict_boolean,
+    title_field,
+)
 from app.schemas.metadata import MetadataFilterArgs, metadata_field
 from app.schemas.paging import PageArgs
 
@@ -46,6 +54,23 @@ class RecentCursor(fields.String):
         return bool(pinned), moment, uid
 
 
+def in_the_future(moment: datetime) -> None:
+    if moment <= utcnow():
+        raise ValidationError("Must be in the future.")
+
+
+def expires_at_field(**kwargs: Any) -> UtcDateTime:
+    return UtcDateTime(
+        validate=in_the_future,
+        metadata={
+            "description": "When the conversation is deleted (ISO 8601 with an offset, in "
+            "the future), pinned or not; null: the retention policy decides.",
+            "example": "2027-01-31T00:00:00Z",
+        },
+        **kwargs,
+    )
+
+
 class ConversationListArgs(PageArgs, MetadataFilterArgs):
     owner = Owner()
     order = fields.String(
@@ -67,6 +92,12 @@ class ConversationListArgs(PageArgs, MetadataFilterArgs):
         load_default=False,
         metadata={"description": "true: only archived conversations; false (default): the others."},
     )
+    temporary = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "true: only temporary conversations; false (default): the others."
+        },
+    )
 
 
 class ConversationCreate(Schema):
@@ -79,6 +110,14 @@ class ConversationCreate(Schema):
         metadata={"description": "The model name sent to the LLM; DEFAULT_MODEL if omitted."},
     )
     meta = metadata_field(load_default=dict)
+    expires_at = expires_at_field(load_default=None, allow_none=True)
+    temporary = strict_boolean(
+        load_default=False,
+        metadata={
+            "description": "true: it expires TEMPORARY_RETENTION_HOURS after its last "
+            "activity, and lists and search leave it out."
+        },
+    )
 
 
 class ConversationUpdate(Schema):
@@ -96,7 +135,13 @@ class ConversationPatch(Schema):
     archived = strict_boolean(
         metadata={"description": "Archived conversations leave the lists (see archived=)."}
     )
-    pinned = strict_boolean(metadata={"description": "Pinned ones come first in order=recent."})
+    pinned = strict_boolean(
+        metadata={
+            "description": "Pinned ones come first in order=recent, and the retention "
+            "policy leaves them alone."
+        }
+    )
+    expires_at = expires_at_field(allow_none=True)
     current_message_id = fields.Integer(
         validate=validate.Range(min=1, max=MAX_ID),
         metadata={
@@ -123,6 +168,16 @@ class ConversationOut(FastDumpSchema):
     message_count = fields.Integer(metadata={"description": "Exchanges, in every branch."})
     archived = fields.Boolean()
     pinned = fields.Boolean()
+    expires_at = fields.AwareDateTime(
+        allow_none=True,
+        metadata={
+            "description": "Its own lifetime: when it is deleted; null: the retention "
+            "policy decides (docs: retention)."
+        },
+    )
+    temporary = fields.Boolean(
+        metadata={"description": "Expires TEMPORARY_RETENTION_HOURS after its last activity."}
+    )
     current_message_id = fields.Integer(
         allow_none=True,
         metadata={

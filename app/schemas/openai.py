@@ -61,10 +61,27 @@ class ChatCompletionCreate(Schema):
     max_completion_tokens = _token_limit()
 
 
-class ConversationHeader(Schema):
+# The request header that makes a conversation a /v1 call creates temporary (an SDK's
+# default_headers sends it with every call).
+TEMPORARY_HEADER = "X-Conversation-Temporary"
+
+
+class TemporaryHeader(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    temporary = fields.Boolean(
+        data_key=TEMPORARY_HEADER,
+        load_default=False,
+        metadata={
+            "description": "true: a conversation this call creates is temporary (it expires "
+            "TEMPORARY_RETENTION_HOURS after its last activity; lists and search leave it "
+            "out). Calls that continue a conversation leave it as it is."
+        },
+    )
+
+
+class ConversationHeader(TemporaryHeader):
     conversation_id = fields.Integer(
         data_key="X-Conversation-Id",
         load_default=None,

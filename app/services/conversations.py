@@ -55,11 +55,13 @@ def list_conversations(
     order: str = "created",
     cursor: tuple[bool, datetime, int] | None = None,
     archived: bool = False,
+    temporary: bool = False,
 ) -> Page[Row[Any]]:
     """Conversations, oldest first (order created) or pinned, then most recently active
     first (order recent): the actor's own, or (admins) anyone's or everyone's; archived
-    ones, or (the default) the others. ``meta`` keeps only those whose metadata holds each
-    of its pairs. Rows, their columns named as Conversation's attributes."""
+    ones, or (the default) the others; temporary ones, or (the default) the others. ``meta``
+    keeps only those whose metadata holds each of its pairs. Rows, their columns named as
+    Conversation's attributes."""
     paging = {"recent": ("after", after), "created": ("cursor", cursor)}[order]
     if paging[1] is not None:
         raise Unprocessable(
@@ -69,11 +71,21 @@ def list_conversations(
     repository = ConversationRepository(db.session, owner_id=list_scope(actor, owner))
     if order == "recent":
         rows = repository.list_recent(
-            skip=skip, take=take + 1, before=cursor, metadata=meta, archived=archived
+            skip=skip,
+            take=take + 1,
+            before=cursor,
+            metadata=meta,
+            archived=archived,
+            temporary=temporary,
         )
     else:
         rows = repository.list_matching(
-            skip=skip, take=take + 1, after=after, metadata=meta, archived=archived
+            skip=skip,
+            take=take + 1,
+            after=after,
+            metadata=meta,
+            archived=archived,
+            temporary=temporary,
         )
     return Page.of(rows, take)
 
@@ -92,13 +104,22 @@ def create_conversation(
     title: str | None,
     model_type: str | None,
     meta: Mapping[str, str] | None = None,
+    expires_at: datetime | None = None,
+    temporary: bool = False,
 ) -> Conversation:
-    """A new conversation owned by the actor; without a model it uses DEFAULT_MODEL."""
+    """A new conversation owned by the actor; without a model it uses DEFAULT_MODEL.
+    ``expires_at``: its own lifetime; ``temporary``: it expires TEMPORARY_RETENTION_HOURS
+    after its last activity and is left out of lists and search."""
     model = model_type or current_app.config["DEFAULT_MODEL"]
     with unit_of_work() as session:
         return ConversationRepository(session).create(
             Conversation(
-                title=title, model_type=model, owner_id=actor.user_id, meta=dict(meta or {})
+                title=title,
+                model_type=model,
+                owner_id=actor.user_id,
+                meta=dict(meta or {}),
+                expires_at=expires_at,
+                temporary=temporary,
             )
         )
 

@@ -59,12 +59,15 @@ SYSTEM_ROLES = frozenset({"system", "developer"})
 _PART_NOTES = {"image_url": "[image]", "input_audio": "[audio]", "file": "[file]"}
 
 
-def chat(actor: Principal, body: dict[str, Any], conversation_id: int | None) -> Exchange:
+def chat(
+    actor: Principal, body: dict[str, Any], conversation_id: int | None, *, temporary: bool = False
+) -> Exchange:
     """Record a chat completion call as an exchange in its conversation and call the
-    upstream (streamed or not, as the body says); returns the exchange, ready to relay."""
+    upstream (streamed or not, as the body says); returns the exchange, ready to relay. A
+    conversation it creates is ``temporary`` if asked."""
     capped = cap_output(body)
     headers = {} if capped is None else {"X-Max-Output-Tokens": str(capped)}
-    pending = _begin(actor, body, conversation_id, headers)
+    pending = _begin(actor, body, conversation_id, headers, temporary)
     llm = get_llm()
 
     def open_upstream() -> ChatStream:
@@ -127,6 +130,7 @@ def _begin(
     body: dict[str, Any],
     conversation_id: int | None,
     response_headers: dict[str, str],
+    temporary: bool = False,
 ) -> PendingExchange:
     messages: list[Any] = body["messages"]
     model: str = body["model"]
@@ -153,7 +157,9 @@ def _begin(
     with one_statement() if thread is not None else unit_of_work() as session:
         if thread is None:
             created = ThreadRepository(session, actor.user_id).create(
-                Conversation(title=None, model_type=model, owner_id=actor.user_id)
+                Conversation(
+                    title=None, model_type=model, owner_id=actor.user_id, temporary=temporary
+                )
             )
             thread = Thread(created.id, untitled=True)
         message_id = MessageRepository(

@@ -99,9 +99,14 @@ def _add_items(session: Any, conversation: Conversation, items: list[dict[str, A
 
 # ------------------------------------------------------------------------ conversations
 def create_conversation(
-    actor: Principal, items: list[dict[str, Any]], metadata: Mapping[str, str]
+    actor: Principal,
+    items: list[dict[str, Any]],
+    metadata: Mapping[str, str],
+    *,
+    temporary: bool = False,
 ) -> ConversationObject:
-    """Create a conversation (a REST conversation too), its items added as one exchange."""
+    """Create a conversation (a REST conversation too), its items added as one exchange;
+    ``temporary`` if asked."""
     with unit_of_work() as session:
         conversation = ConversationRepository(session).create(
             Conversation(
@@ -109,6 +114,7 @@ def create_conversation(
                 model_type=current_app.config["DEFAULT_MODEL"],
                 owner_id=actor.user_id,
                 meta=dict(metadata),
+                temporary=temporary,
             )
         )
         if items:

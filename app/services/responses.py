@@ -132,9 +132,12 @@ class Recorded:
 
 
 # ------------------------------------------------------------------------ create
-def create_response(actor: Principal, request: dict[str, Any]) -> Started:
+def create_response(
+    actor: Principal, request: dict[str, Any], *, temporary: bool = False
+) -> Started:
     """Record a Responses request as an exchange in its place in the tree and call the
-    upstream with its context; returns it, ready to relay."""
+    upstream with its context; returns it, ready to relay. A conversation it creates is
+    ``temporary`` if asked."""
     stored = request["store"] is not False
     # Generation happens in the caller's own conversations only, admins included: the
     # caller is the one charged and checked.
@@ -146,7 +149,7 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     check_budget(db.session, actor, created_at)
     request_id = current_request_id()
     recorded = _record_in_progress(
-        actor, request, context, upstream, stored, created_at, request_id
+        actor, request, context, upstream, stored, created_at, request_id, temporary
     )
     started = Started(
         exchange=None,  # type: ignore[arg-type]  # set once the upstream is open
@@ -190,6 +193,7 @@ def _record_in_progress(
     stored: bool,
     created_at: datetime,
     request_id: str | None,
+    temporary: bool = False,
 ) -> Recorded:
     """Commit the response's exchange row, in progress, in its place in the tree."""
     parent, conversation = context.parent, context.conversation
@@ -198,7 +202,12 @@ def _record_in_progress(
         if not joins:
             # store: false never joins a tree: it is a record of use, not of content.
             created = ConversationRepository(session).create(
-                Conversation(title=None, model_type=request["model"], owner_id=actor.user_id)
+                Conversation(
+                    title=None,
+                    model_type=request["model"],
+                    owner_id=actor.user_id,
+                    temporary=temporary,
+                )
             )
             thread_id, untitled, parent_id = created.id, True, None
         else:

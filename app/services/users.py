@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,12 @@ from app.services.unit_of_work import read_only, unit_of_work
 DEV_USER = "dev"
 
 
+class Keep(Enum):
+    """An argument not given: the value stays as it is (where None is a value to set)."""
+
+    KEEP = "keep"
+
+
 @dataclass(frozen=True)
 class UserSummary:
     name: str
@@ -25,6 +32,7 @@ class UserSummary:
     key_prefixes: tuple[str, ...]
     rpm_limit: int | None = None
     daily_token_budget: int | None = None
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ def list_users() -> list[UserSummary]:
             tuple(prefixes.get(user.id, ())),
             user.rpm_limit,
             user.daily_token_budget,
+            user.retention_days,
         )
         for user in users
     ]
@@ -143,18 +152,23 @@ def set_limits(
     rpm: int | None = None,
     tokens_per_day: int | None = None,
     clear: bool = False,
-) -> tuple[int | None, int | None]:
-    """Set (or with ``clear``, remove) a user's own limits; returns them as they now stand.
-    Running servers apply them once the user's cached key expires (AUTH_CACHE_SECONDS)."""
+    retention_days: int | Keep | None = Keep.KEEP,
+) -> tuple[int | None, int | None, int | None]:
+    """Set (or with ``clear``, remove) a user's own limits and retention; returns them as
+    they now stand. ``retention_days``: the days their inactive conversations are kept
+    (None: RETENTION_DAYS applies). Running servers apply the limits once the user's
+    cached key expires (AUTH_CACHE_SECONDS); the retention, at the next purge."""
     with unit_of_work() as session:
         user = _user(UserRepository(session), name)
         if clear:
-            user.rpm_limit = user.daily_token_budget = None
+            user.rpm_limit = user.daily_token_budget = user.retention_days = None
         if rpm is not None:
             user.rpm_limit = rpm
         if tokens_per_day is not None:
             user.daily_token_budget = tokens_per_day
-        return user.rpm_limit, user.daily_token_budget
+        if retention_days is not Keep.KEEP:
+            user.retention_days = retention_days
+        return user.rpm_limit, user.daily_token_budget, user.retention_days
 
 
 def create_first_user() -> NewKey | None:

@@ -6,7 +6,13 @@ from flask import Flask
 from flask_cors import CORS
 
 # What a browser client sends beyond the CORS-safelisted headers.
-ALLOWED_HEADERS = ("Authorization", "Content-Type", "X-Request-ID", "X-Conversation-Id")
+ALLOWED_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "X-Request-ID",
+    "X-Conversation-Id",
+    "X-Conversation-Temporary",
+)
 # Response headers a script may read: where a new resource is, paging, retrying and rate
 # limits, request tracing, and the streaming headers.
 EXPOSED_HEADERS = (

@@ -94,6 +94,31 @@ EXCHANGES_LOST = Counter(
     "Exchange endings not saved after every retry (spooled for `flask messages recover`); "
     "must stay 0.",
 )
+PURGE_PASSES = Counter(
+    "convstore_purge_passes",
+    "Purge passes run by this process (the workers' and `flask conversations purge`'s).",
+)
+CONVERSATIONS_PURGED = Counter(
+    "convstore_conversations_purged",
+    "Expired conversations the purge deleted, by the rule that expired them (expires_at, "
+    "temporary, policy).",
+    ["rule"],
+)
+EXCHANGES_PURGED = Counter(
+    "convstore_exchanges_purged",
+    "Exchanges deleted with the conversations the purge deleted.",
+)
+PURGE_SKIPPED = Counter(
+    "convstore_purge_skipped",
+    "Expired conversations a purge pass left for a later one, by reason: in_progress (an "
+    "exchange of it was), taken (another purge had it, or it was active again).",
+    ["reason"],
+)
+PURGE_DURATION = Histogram(
+    "convstore_purge_duration_seconds",
+    "How long a purge pass took.",
+    buckets=LATENCY_BUCKETS,
+)
 
 
 def multiprocess_dir() -> str | None:
@@ -165,6 +190,20 @@ def save_retried() -> None:
 
 def exchange_lost() -> None:
     EXCHANGES_LOST.inc()
+
+
+# ---------------------------------------------------------------------- purge
+def purge_pass(
+    by_rule: Mapping[str, int], exchanges: int, in_progress: int, taken: int, seconds: float
+) -> None:
+    """Count one purge pass: what it deleted, by rule, and what it left."""
+    PURGE_PASSES.inc()
+    for rule, count in by_rule.items():
+        CONVERSATIONS_PURGED.labels(rule).inc(count)
+    EXCHANGES_PURGED.inc(exchanges)
+    PURGE_SKIPPED.labels("in_progress").inc(in_progress)
+    PURGE_SKIPPED.labels("taken").inc(taken)
+    PURGE_DURATION.observe(seconds)
 
 
 # ----------------------------------------------------------------------- HTTP

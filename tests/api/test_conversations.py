@@ -54,10 +54,13 @@ class TestCreate:
             "message_count",
             "archived",
             "pinned",
+            "expires_at",
+            "temporary",
             "current_message_id",
         }
         assert body["metadata"] == {}
         assert (body["message_count"], body["archived"], body["pinned"]) == (0, False, False)
+        assert (body["expires_at"], body["temporary"]) == (None, False)
         assert body["current_message_id"] is None
         assert response.headers["Location"] == f"/conversations/{body['id']}"
         assert client.get(response.headers["Location"]).json == body

@@ -298,7 +298,7 @@ class TestOwnLimits:
         result = limited_app.test_cli_runner().invoke(args=["users", "limits", "carol"])
 
         assert result.exit_code == 2
-        assert "give --rpm, --tokens-per-day or --clear" in result.output
+        assert "give --rpm, --tokens-per-day, --retention-days or --clear" in result.output
 
     def test_an_unknown_user_is_one_line(self, limited_app):
         result = limited_app.test_cli_runner().invoke(
