@@ -160,21 +160,24 @@ class Conversation(TimestampMixin, db.Model):
         ),
         # A broad search's title matches, newest first (app/repositories/search.py).
         Index("ix_conversations_owner_id_created_at_id", "owner_id", "created_at", "id"),
-        # The purge's scans (app/repositories/retention.py): own lifetimes, temporary ones,
-        # and the retention policy's, each a range of one index up to its cutoff.
+        # The purge's walks (app/repositories/retention.py), oldest first and from where it
+        # left off: own lifetimes, temporary ones, and the retention policy's, each a range
+        # of one index up to its cutoff.
         Index(
-            "ix_conversations_expires_at",
+            "ix_conversations_expires_at_id",
             "expires_at",
+            "id",
             postgresql_where=text("expires_at IS NOT NULL"),
             sqlite_where=text("expires_at IS NOT NULL"),
         ),
         Index(
-            "ix_conversations_temporary_last_activity_at",
+            "ix_conversations_temporary_last_activity_at_id",
             "last_activity_at",
+            "id",
             postgresql_where=text("temporary"),
             sqlite_where=text("temporary"),
         ),
-        Index("ix_conversations_last_activity_at", "last_activity_at"),
+        Index("ix_conversations_last_activity_at_id", "last_activity_at", "id"),
         _NO_ID_REUSE,
     )
 

@@ -53,7 +53,7 @@ class DeleteRepository:
         messages, conversations = Message.__table__, Conversation.__table__
         of_conversation = messages.c.conversation_id == conversation_id
         self.refuse_in_progress(of_conversation)
-        UsageRepository(self.session).carry_removed(of_conversation)
+        UsageRepository(self.session).carry_removed_conversation(conversation_id)
         # Its exchanges, their feedback and their full-text entries go by ON DELETE CASCADE.
         self.session.execute(delete(conversations).where(conversations.c.id == conversation_id))
         compact_search_index(self.session)

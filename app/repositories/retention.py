@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.models import Conversation, Message, User
@@ -16,6 +16,9 @@ EXPIRES_AT = "expires_at"
 TEMPORARY = "temporary"
 POLICY = "policy"
 RULES = (EXPIRES_AT, TEMPORARY, POLICY)
+
+# Where a purge's walk of one rule left off: the rule's column and the id of the last row.
+Position = tuple[datetime, int]
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Expired:
 @dataclass(frozen=True)
 class Rule:
     """One way to expire: its name, which conversations it expires, and the column its
-    scan walks oldest first (an index of its own)."""
+    walk follows oldest first (with the id: an index of its own)."""
 
     name: str
     where: ColumnElement[bool]
@@ -94,24 +97,6 @@ class RetentionRepository:
         self._rules = rules
         return rules
 
-    def candidates(self, take: int, exclude: set[int]) -> list[Expired]:
-        """Up to ``take`` expired conversations not in ``exclude``, each rule's oldest
-        first (read without a lock: ``claim`` takes each one's)."""
-        found: list[Expired] = []
-        for rule in self.rules():
-            if len(found) >= take:
-                break
-            query = (
-                select(Conversation.id, Conversation.owner_id, Conversation.message_count)
-                .where(rule.where)
-                .order_by(rule.oldest_first, Conversation.id)
-                .limit(take - len(found))
-            )
-            if exclude:
-                query = query.where(Conversation.id.not_in(exclude))
-            found.extend(Expired(*row, rule.name) for row in self.session.execute(query))
-        return found
-
     def everything_expired(self) -> list[tuple[Expired, bool]]:
         """Every expired conversation, by id, and whether one of its exchanges is in
         progress (a purge would skip it): what a dry run reports."""
@@ -132,14 +117,24 @@ class RetentionRepository:
             )
         return sorted(found, key=lambda pair: pair[0].conversation_id)
 
-    def claim(self, conversation_id: int) -> bool:
-        """Lock the conversation's row if it is still expired and no one else holds it
-        (PostgreSQL: SKIP LOCKED, so purges on other workers never wait on each other or
-        on a request writing to it); False otherwise. SQLite's write transaction holds the
-        whole database already."""
-        query = (
-            select(Conversation.id)
-            .where(Conversation.id == conversation_id, or_(*(r.where for r in self.rules())))
-            .with_for_update(skip_locked=True, of=Conversation)
-        )
-        return self.session.execute(query).first() is not None
+    def claim_next(self, rule: Rule, after: Position | None) -> tuple[Expired, Position] | None:
+        """The oldest conversation ``rule`` expires past ``after`` (where the walk left off),
+        locked until the transaction ends, and its position; None when there is none left.
+
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` passes over rows another purge or a request
+        holds, so purges on other workers and instances never wait on each other or take
+        the same conversation, and the lock re-checks the rule on the row as it now is (one
+        active again is passed over). SQLite's write transaction holds the whole database.
+        """
+        c = Conversation
+        position = (rule.oldest_first, c.id)
+        query = select(c.id, c.owner_id, c.message_count, rule.oldest_first).where(rule.where)
+        if after is not None:
+            bound = (literal(after[0], rule.oldest_first.type), literal(after[1], c.id.type))
+            query = query.where(tuple_(*position) > tuple_(*bound))
+        query = query.order_by(*position).limit(1).with_for_update(skip_locked=True, of=c)
+        row = self.session.execute(query).one_or_none()
+        if row is None:
+            return None
+        uid, owner_id, exchanges, at = row
+        return Expired(uid, owner_id, exchanges, rule.name), (at, uid)

@@ -153,6 +153,15 @@ def _fold(dialect: str, sign: int) -> Insert:
     return _upsert(dialect, _exchanges_by_key([Message.__table__.c.id.in_(ids)]), sign)
 
 
+@functools.lru_cache(maxsize=4)
+def _carry_conversation(dialect: str) -> Insert:
+    """``carry_removed`` of one conversation's exchanges, built once per engine: purges
+    delete conversations by the thousand, and building this statement costs several times
+    what running it does."""
+    of_conversation = Message.__table__.c.conversation_id == bindparam("conversation_id")
+    return _upsert(dialect, _exchanges_by_key([of_conversation]), 1, UsageRemoved.__table__)
+
+
 @functools.lru_cache(maxsize=32)
 def _end_and_fold(columns: tuple[str, ...], whole: bool) -> Select[Any]:
     """PostgreSQL: end an exchange in progress and fold it into its rollup in one statement
@@ -241,6 +250,11 @@ class UsageRepository:
         keep them, and ``rebuild_exchanges`` adds them back."""
         carried = _exchanges_by_key([deleted])
         self.session.execute(_upsert(self.dialect, carried, 1, UsageRemoved.__table__))
+
+    def carry_removed_conversation(self, conversation_id: int) -> None:
+        """``carry_removed`` of every exchange of one conversation (a prebuilt statement)."""
+        params = {"conversation_id": conversation_id}
+        self.session.execute(_carry_conversation(self.dialect), params)
 
     def add_title(
         self,

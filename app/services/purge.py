@@ -1,13 +1,14 @@
 """The purge: expired conversations deleted completely, each in its own transaction.
 
-A pass reads a batch of candidates (app/repositories/retention.py), then deletes each one
-through the conversation delete of the deletion model (locked, its usage carried, SQLite's
-full-text index compacted) in a transaction of its own: a crash leaves no conversation half
-deleted, and no request waits behind more than one conversation's delete. Before deleting,
-a pass claims the row with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so purges on any number
-of workers and instances share the work without deleting one twice or waiting on each
-other. A conversation with an exchange in progress is skipped (the delete refuses it) and
-left for a later pass.
+A pass walks each retention rule's expired conversations oldest first
+(app/repositories/retention.py). Each one is claimed and deleted in a transaction of its
+own: the claim locks the next expired row with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (so
+purges on any number of workers and instances share the work, never take the same
+conversation and never wait on each other), then the conversation delete of the deletion
+model removes it (locked, its usage carried, SQLite's full-text index compacted). A crash
+leaves no conversation half deleted, and no request waits behind more than one
+conversation's delete. A conversation with an exchange in progress is skipped (the delete
+refuses it) and left for a later pass.
 """
 
 from __future__ import annotations
@@ -26,16 +27,15 @@ from app.repositories.deletes import DeleteRepository
 from app.repositories.retention import (
     RULES,
     Expired,
+    Position,
     RetentionPolicy,
     RetentionRepository,
+    Rule,
 )
 from app.services.unit_of_work import read_only, unit_of_work
 from app.web import metrics
 
 log = logging.getLogger(__name__)
-
-# Candidates read per query; each is still deleted in a transaction of its own.
-BATCH = 100
 
 
 @dataclass
@@ -45,8 +45,6 @@ class PurgeReport:
     dry_run: bool = False
     deleted: list[Expired] = field(default_factory=list)
     in_progress: list[int] = field(default_factory=list)
-    # Claimed by another purge, or active again, by the time this pass reached them.
-    taken: int = 0
     seconds: float = 0.0
 
     @property
@@ -66,8 +64,7 @@ class PurgeReport:
         return (
             f"purge {verb} {len(self.deleted)} conversation(s) and {self.exchanges} "
             f"exchange(s) ({rules}); skipped {len(self.in_progress)} with an exchange in "
-            f"progress, {self.taken} taken by another purge or active again; "
-            f"{self.seconds:.2f}s"
+            f"progress; {self.seconds:.2f}s"
         )
 
 
@@ -75,7 +72,7 @@ def retention_policy(config: Any) -> RetentionPolicy:
     return RetentionPolicy(config["RETENTION_DAYS"], config["TEMPORARY_RETENTION_HOURS"])
 
 
-def purge_expired(*, dry_run: bool = False, batch: int = BATCH) -> PurgeReport:
+def purge_expired(*, dry_run: bool = False) -> PurgeReport:
     """Delete every conversation expired when the pass begins (or, ``dry_run``, only list
     them); logs one line of counts and counts them in the metrics (not for a dry run)."""
     started = time.perf_counter()
@@ -93,40 +90,38 @@ def purge_expired(*, dry_run: bool = False, batch: int = BATCH) -> PurgeReport:
     # The scoped session serves every transaction of the pass, so the rules (which read
     # the users' own retention) are read once.
     retention = RetentionRepository(db.session(), policy, now)
-    # Left behind by this pass (in progress, or someone else's): never read again by it.
-    passed: set[int] = set()
-    while True:
-        with read_only():
-            candidates = retention.candidates(batch, passed)
-        if not candidates:
-            break
-        for expired in candidates:
-            uid = expired.conversation_id
-            try:
-                purged = _purge_one(retention, uid)
-            except ExchangeInProgress:
-                report.in_progress.append(uid)
-                passed.add(uid)
-                continue
+    with read_only():
+        rules = retention.rules()
+    for rule in rules:
+        after: Position | None = None
+        while (claimed := _purge_next(retention, rule, after)) is not None:
+            expired, after, purged = claimed
             if purged:
                 report.deleted.append(expired)
             else:
-                report.taken += 1
-                passed.add(uid)
+                report.in_progress.append(expired.conversation_id)
     report.seconds = time.perf_counter() - started
     level = logging.INFO if report.deleted or report.in_progress else logging.DEBUG
     log.log(level, report.summary())
-    metrics.purge_pass(
-        report.by_rule(), report.exchanges, len(report.in_progress), report.taken, report.seconds
-    )
+    metrics.purge_pass(report.by_rule(), report.exchanges, len(report.in_progress), report.seconds)
     return report
 
 
-def _purge_one(retention: RetentionRepository, conversation_id: int) -> bool:
-    """Delete one expired conversation in a transaction of its own; False if another purge
-    holds it or it is no longer expired. ExchangeInProgress (rolled back) if one of its
-    exchanges is in progress."""
-    with unit_of_work() as session:
-        if not retention.claim(conversation_id):
-            return False
-        return DeleteRepository(session).delete_conversation(conversation_id)
+def _purge_next(
+    retention: RetentionRepository, rule: Rule, after: Position | None
+) -> tuple[Expired, Position, bool] | None:
+    """Claim the next conversation ``rule`` expires past ``after`` and delete it, in a
+    transaction of its own: the conversation, its position, and whether it was deleted
+    (False: one of its exchanges is in progress, and it is left as it was); None when the
+    rule has no more."""
+    claimed = None
+    try:
+        with unit_of_work() as session:
+            claimed = retention.claim_next(rule, after)
+            if claimed is None:
+                return None
+            DeleteRepository(session).delete_conversation(claimed[0].conversation_id)
+    except ExchangeInProgress:
+        assert claimed is not None
+        return (*claimed, False)
+    return (*claimed, True)

@@ -36,6 +36,10 @@ class PurgeTicker:
                 )
                 self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop after the current pass (it is a daemon: exiting stops it too)."""
         self._stopped.set()

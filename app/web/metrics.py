@@ -110,9 +110,8 @@ EXCHANGES_PURGED = Counter(
 )
 PURGE_SKIPPED = Counter(
     "convstore_purge_skipped",
-    "Expired conversations a purge pass left for a later one, by reason: in_progress (an "
-    "exchange of it was), taken (another purge had it, or it was active again).",
-    ["reason"],
+    "Expired conversations a purge pass left for a later one because an exchange of theirs "
+    "was in progress.",
 )
 PURGE_DURATION = Histogram(
     "convstore_purge_duration_seconds",
@@ -194,15 +193,14 @@ def exchange_lost() -> None:
 
 # ---------------------------------------------------------------------- purge
 def purge_pass(
-    by_rule: Mapping[str, int], exchanges: int, in_progress: int, taken: int, seconds: float
+    by_rule: Mapping[str, int], exchanges: int, in_progress: int, seconds: float
 ) -> None:
     """Count one purge pass: what it deleted, by rule, and what it left."""
     PURGE_PASSES.inc()
     for rule, count in by_rule.items():
         CONVERSATIONS_PURGED.labels(rule).inc(count)
     EXCHANGES_PURGED.inc(exchanges)
-    PURGE_SKIPPED.labels("in_progress").inc(in_progress)
-    PURGE_SKIPPED.labels("taken").inc(taken)
+    PURGE_SKIPPED.inc(in_progress)
     PURGE_DURATION.observe(seconds)
 
 

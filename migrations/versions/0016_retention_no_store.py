@@ -10,9 +10,9 @@ Backfill: existing conversations have no lifetime of their own and are not tempo
 existing users follow the setting, existing keys store text: NULL, false, NULL, false, which
 is what the service did before this revision (with RETENTION_DAYS unset, nothing expires).
 
-Indexes for the purge's three scans: conversations with a lifetime of their own (partial, on
-expires_at), temporary ones by last activity (partial), and all by last activity (the
-policy's). Downgrading drops them and the columns: lifetimes, the temporary flag, the
+Indexes for the purge's three walks, oldest first and by id from where it left off:
+conversations with a lifetime of their own (partial, on expires_at), temporary ones by last
+activity (partial), and all by last activity (the policy's). Downgrading drops them and the columns: lifetimes, the temporary flag, the
 overrides and the keys' no-store flag are lost.
 
 Revision ID: 0016_retention_no_store
@@ -50,30 +50,33 @@ def upgrade():
     )
     op.add_column('users', sa.Column('retention_days', sa.Integer(), nullable=True))
     op.create_index(
-        'ix_conversations_expires_at',
+        'ix_conversations_expires_at_id',
         'conversations',
-        ['expires_at'],
+        ['expires_at', 'id'],
         unique=False,
         postgresql_where=sa.text('expires_at IS NOT NULL'),
         sqlite_where=sa.text('expires_at IS NOT NULL'),
     )
     op.create_index(
-        'ix_conversations_temporary_last_activity_at',
+        'ix_conversations_temporary_last_activity_at_id',
         'conversations',
-        ['last_activity_at'],
+        ['last_activity_at', 'id'],
         unique=False,
         postgresql_where=sa.text('temporary'),
         sqlite_where=sa.text('temporary'),
     )
     op.create_index(
-        'ix_conversations_last_activity_at', 'conversations', ['last_activity_at'], unique=False
+        'ix_conversations_last_activity_at_id',
+        'conversations',
+        ['last_activity_at', 'id'],
+        unique=False,
     )
 
 
 def downgrade():
-    op.drop_index('ix_conversations_last_activity_at', table_name='conversations')
-    op.drop_index('ix_conversations_temporary_last_activity_at', table_name='conversations')
-    op.drop_index('ix_conversations_expires_at', table_name='conversations')
+    op.drop_index('ix_conversations_last_activity_at_id', table_name='conversations')
+    op.drop_index('ix_conversations_temporary_last_activity_at_id', table_name='conversations')
+    op.drop_index('ix_conversations_expires_at_id', table_name='conversations')
 
     with op.batch_alter_table('users', schema=None, table_kwargs=KEEP_AUTOINCREMENT) as batch_op:
         batch_op.drop_column('retention_days')

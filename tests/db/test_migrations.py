@@ -832,9 +832,9 @@ def test_the_tombstones_revision_keeps_exchanges_undeleted_and_downgrades(
 # The revision before retention and no-store keys (re-chained at merge: change it here).
 BEFORE_RETENTION = "0015_tombstones_usage_removed"
 RETENTION_INDEXES = {
-    "ix_conversations_expires_at": ["expires_at"],
-    "ix_conversations_temporary_last_activity_at": ["last_activity_at"],
-    "ix_conversations_last_activity_at": ["last_activity_at"],
+    "ix_conversations_expires_at_id": ["expires_at", "id"],
+    "ix_conversations_temporary_last_activity_at_id": ["last_activity_at", "id"],
+    "ix_conversations_last_activity_at_id": ["last_activity_at", "id"],
 }
 
 

@@ -13,9 +13,9 @@ DAY = 86400.0
 HOUR = 3600.0
 
 
-def purge(app: Flask, *, dry_run: bool = False, batch: int = 100) -> PurgeReport:
+def purge(app: Flask, *, dry_run: bool = False) -> PurgeReport:
     with app.app_context():
-        return purge_expired(dry_run=dry_run, batch=batch)
+        return purge_expired(dry_run=dry_run)
 
 
 def purged_ids(report: PurgeReport) -> set[int]:

@@ -109,7 +109,7 @@ class TestAUsersOwnRetention:
         bobs = [create(keyed_client(app, bob.key)) for _ in range(2)]
 
         wall_clock.advance(7 * DAY)
-        assert purged_ids(purge(app, batch=1)) == set(bobs)
+        assert purged_ids(purge(app)) == set(bobs)
 
         cleared = runner.invoke(args=["users", "limits", "bob", "--retention-days", "none"])
         kept_bob = create(keyed_client(app, bob.key))

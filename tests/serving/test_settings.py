@@ -24,6 +24,13 @@ from tests.procfile import BIN, ROOT, _env, free_port
         ("SQLALCHEMY_ECHO", "maybe", "true or false (also 1/0, yes/no, on/off)"),
         ("OPENAI_BASE_URL", "localhost:11434", "an http:// or https:// URL"),
         ("DATABASE_URL", "mysql://db/x", "a postgresql:// or sqlite:/// URL"),
+        ("RETENTION_DAYS", "0", "an integer from 1 to 36500"),
+        ("RETENTION_DAYS", "90d", "an integer from 1 to 36500"),
+        ("TEMPORARY_RETENTION_HOURS", "0", "an integer from 1 to 8760"),
+        ("TEMPORARY_RETENTION_HOURS", "8761", "an integer from 1 to 8760"),
+        ("PURGE_INTERVAL_SECONDS", "0.5", "0 (off) or a number from 1 to 86400"),
+        ("PURGE_INTERVAL_SECONDS", "-1", "0 (off) or a number from 1 to 86400"),
+        ("PURGE_INTERVAL_SECONDS", "nan", "0 (off) or a number from 1 to 86400"),
         (
             "CORS_ORIGINS",
             "https://app.example.com/path",
@@ -58,6 +65,9 @@ def test_good_values_are_parsed():
             "TRUSTED_PROXIES": "1",
             "SQLALCHEMY_ECHO": "off",
             "DATABASE_URL": "postgres://u@db/x",
+            "RETENTION_DAYS": "90",
+            "TEMPORARY_RETENTION_HOURS": "2",
+            "PURGE_INTERVAL_SECONDS": "0",
         },
     )
 
@@ -67,6 +77,9 @@ def test_good_values_are_parsed():
     assert settings["TRUSTED_PROXIES"] == 1
     assert settings["SQLALCHEMY_ECHO"] is False
     assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@db/x"
+    assert settings["RETENTION_DAYS"] == 90
+    assert settings["TEMPORARY_RETENTION_HOURS"] == 2
+    assert settings["PURGE_INTERVAL_SECONDS"] == 0
 
 
 def test_defaults_need_no_environment():
@@ -76,6 +89,10 @@ def test_defaults_need_no_environment():
     assert settings["TRUSTED_PROXIES"] == 0
     assert settings["LOG_FORMAT"] == "text"
     assert settings["SQLALCHEMY_DATABASE_URI"] == "sqlite:////srv/instance/convstore.db"
+    # Retention: everything kept; temporary conversations a day; a purge every 5 minutes.
+    assert settings["RETENTION_DAYS"] is None
+    assert settings["TEMPORARY_RETENTION_HOURS"] == 24
+    assert settings["PURGE_INTERVAL_SECONDS"] == 300
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
