@@ -72,6 +72,16 @@ def exceptions(case: schemathesis.Case) -> list:
         # the service) and features refused by name (background, built-in tools, ...), each
         # a 400 in OpenAI's shape that says why.
         return [schemathesis.checks.positive_data_acceptance]
+    declared = {parameter.name.lower() for parameter in case.operation.headers}
+    sent = {name.lower() for name in case.headers or {}} - {"authorization", "content-type"}
+    if sent - declared:
+        # A header the operation does not declare: an HTTP server ignores the headers it
+        # does not know, so the service never refuses a request for one.
+        return [schemathesis.checks.negative_data_rejection]
+    if isinstance(case.body, dict) and case.body.get("expires_at") is not None:
+        # A conversation's expires_at must be in the future: a bound set by the service's
+        # clock, which no schema states. 422 otherwise.
+        return [schemathesis.checks.positive_data_acceptance]
     if _names_an_exchange(case):
         # An exchange named by id must be one of that conversation's (an earlier one of the
         # document's, in an import): existence, which no schema states. 422 otherwise.
