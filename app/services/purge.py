@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from flask import current_app
 
@@ -68,15 +67,13 @@ class PurgeReport:
         )
 
 
-def retention_policy(config: Any) -> RetentionPolicy:
-    return RetentionPolicy(config["RETENTION_DAYS"], config["TEMPORARY_RETENTION_HOURS"])
-
-
 def purge_expired(*, dry_run: bool = False) -> PurgeReport:
     """Delete every conversation expired when the pass begins (or, ``dry_run``, only list
     them); logs one line of counts and counts them in the metrics (not for a dry run)."""
     started = time.perf_counter()
-    policy, now = retention_policy(current_app.config), utcnow()
+    config = current_app.config
+    policy = RetentionPolicy(config["RETENTION_DAYS"], config["TEMPORARY_RETENTION_HOURS"])
+    now = utcnow()
     report = PurgeReport(dry_run=dry_run)
     if dry_run:
         with read_only() as session:
