@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     Integer,
@@ -290,7 +291,7 @@ def _listed(scoped: bool, paged: bool) -> Select[Any]:
         select(*_listed_columns())
         .where(*scope, Conversation.archived == bindparam("archived"), *after)
         .order_by(Conversation.id)
-        .offset(bindparam("skip", type_=Integer))
+        .offset(bindparam("skip", type_=BigInteger))
         .limit(bindparam("take", type_=Integer))
     )
 
