@@ -98,10 +98,10 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         return error
 
     def first_prompt(self, conversation_id: int) -> str | None:
-        """The prompt of a conversation's first exchange, or None."""
+        """The prompt of a conversation's first exchange that is not a tombstone, or None."""
         query = (
             select(Message.prompt_content)
-            .where(Message.conversation_id == conversation_id)
+            .where(Message.conversation_id == conversation_id, Message.deleted_at.is_(None))
             .order_by(Message.id)
             .limit(1)
         )
