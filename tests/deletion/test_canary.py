@@ -51,6 +51,7 @@ class Kind:
 
 
 def delete_all_items(client: FlaskClient, planted: Planted) -> list[int]:
+    """Every item of the target, one delete each (the last makes it a tombstone)."""
     own = [i for i in planted.item_ids if parse_item_id(i)[1] == planted.target]
     assert len(own) == 5, own  # a tool result, a prompt; reasoning, an answer, a tool call
     return [
