@@ -172,7 +172,7 @@ class Conversation(TimestampMixin, db.Model):
     # The exchange the user sees last: the leaf of the current branch of the conversation's
     # tree (NULL: no exchange yet). Moved by the INSERT of every new exchange, in the same
     # statement; deleting a subtree that holds it hands it to the subtree's parent in the
-    # same transaction (MessageRepository). No foreign key: a second one between the two
+    # same transaction (DeleteRepository). No foreign key: a second one between the two
     # tables would make every join of messages to conversations ambiguous to name.
     current_message_id: Mapped[int | None] = mapped_column(BigInteger)
     # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
@@ -239,7 +239,7 @@ class Message(TimestampMixin, db.Model):
     # The exchange this one follows in its branch (NULL: a first exchange); always an
     # older one of the same conversation, so a branch in id order is root first. No ON
     # DELETE CASCADE: SQLite runs cascades recursively and gives up past 1,000 levels, so
-    # a subtree is deleted by one statement that names all of it (MessageRepository).
+    # a subtree is deleted by one statement that names all of it (DeleteRepository).
     parent_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("messages.id"))
     # /v1: SHA-256 of the history this exchange ended, as an OpenAI client resends it
     # (app/services/gateway.py); set when it completes. NULL for other endpoints.
@@ -297,6 +297,11 @@ class Message(TimestampMixin, db.Model):
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.
     feedback: Mapped[Feedback | None] = relationship(lazy="raise", passive_deletes=True)
+
+    @property
+    def deleted(self) -> bool:
+        """A tombstone: listed in its branch, its content gone."""
+        return self.deleted_at is not None
 
     def __repr__(self) -> str:
         return f"<Message {self.id} of conversation {self.conversation_id}>"

@@ -45,10 +45,11 @@ def _history(exchanges: list[tuple[str, str]], max_chars: int) -> list[ChatMessa
         kept.append((prompt, response))
     messages: list[ChatMessage] = []
     for prompt, response in reversed(kept):
-        messages += [
-            {"role": "user", "content": prompt},
-            {"role": "assistant", "content": response},
-        ]
+        # A deleted item leaves its text empty: nothing of it is sent.
+        if prompt:
+            messages.append({"role": "user", "content": prompt})
+        if response:
+            messages.append({"role": "assistant", "content": response})
     return messages
 
 
@@ -231,9 +232,10 @@ def reply(
 
 def stream_regeneration(actor: Principal, conversation_id: int, message_id: int) -> Exchange:
     """Start another answer to exchange ``message_id``'s prompt: a new exchange with its
-    prompt and its parent (a sibling), which becomes current. NotFound if there is none."""
+    prompt and its parent (a sibling), which becomes current. NotFound if there is none (a
+    deleted one, a tombstone, has no prompt left)."""
     found = MessageRepository(db.session).in_conversation(
-        conversation_id, message_id, actor.user_id
+        conversation_id, message_id, actor.user_id, live_only=True
     )
     if found is None:
         raise NotFound(f"Message {message_id} does not exist in conversation {conversation_id}.")

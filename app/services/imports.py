@@ -11,6 +11,7 @@ from app.errors import NotFound, Unprocessable
 from app.exchange.outcomes import Outcome
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
+from app.repositories.messages import tombstone
 from app.services.auth import Principal
 from app.services.export import EXCHANGE_FIELDS
 from app.services.unit_of_work import unit_of_work
@@ -137,4 +138,10 @@ def _message_row(conversation_id: int, message: Mapping[str, Any]) -> dict[str, 
     row = {"conversation_id": conversation_id, **{f: message[f] for f in MESSAGE_FIELDS}}
     if row["outcome"] is None:
         row["outcome"] = OUTCOMES.get(row["is_success"])
+    row["deleted_at"] = None
+    if message["deleted"]:
+        # A tombstone stays one: its columns as a delete leaves them, whatever was sent.
+        erased = tombstone(row["model"])
+        row |= {name: value for name, value in erased.items() if name in row}
+        row["deleted_at"] = row["updated_at"]
     return row

@@ -43,7 +43,10 @@ class UnknownId(NotFound):
 
 
 def readable(row: Any) -> bool:
-    """Whether an exchange's content is kept (store: false keeps none)."""
+    """Whether an exchange's content is kept (store: false keeps none; a deleted response,
+    a tombstone, none either)."""
+    if row.deleted_at is not None:
+        return False
     params = row.request_params if isinstance(row.request_params, Mapping) else {}
     return not (row.endpoint == RESPONSES_ENDPOINT and params.get("store") is False)
 

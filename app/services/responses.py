@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app
 
+from app.conflicts import ConversationGone, ParentGone
 from app.exchange.lifecycle import Exchange, PendingExchange
 from app.exchange.progress import estimate_tokens
 from app.exchange.responses_ids import conversation_id
@@ -25,6 +26,7 @@ from app.llm.errors import pass_through_error
 from app.llm.events import ChatStream
 from app.models import Conversation, Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
+from app.repositories.deletes import DeleteRepository
 from app.repositories.responses import ResponseRepository
 from app.services.auth import Principal
 from app.services.budgets import check_budget
@@ -41,6 +43,7 @@ from app.services.response_lookup import (
     RESPONSES_ENDPOINT,
     Deleted,
     ItemList,
+    UnknownId,
     find_response,
     page,
     resolve_references,
@@ -145,9 +148,16 @@ def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     created_at = utcnow()  # the day it counts on, and so the day whose budget is checked
     check_budget(db.session, actor, created_at)
     request_id = current_request_id()
-    recorded = _record_in_progress(
-        actor, request, context, upstream, stored, created_at, request_id
-    )
+    try:
+        recorded = _record_in_progress(
+            actor, request, context, upstream, stored, created_at, request_id
+        )
+    except (ParentGone, ConversationGone) as gone:
+        previous = request.get("previous_response_id")
+        if previous is None:
+            raise
+        # Deleted since it was read: as unknown as an id that never was.
+        raise UnknownId(f"No response with id {previous!r}.", "previous_response_id") from gone
     started = Started(
         exchange=None,  # type: ignore[arg-type]  # set once the upstream is open
         items=Items(recorded.message_id, emit=bool(request["stream"])),
@@ -325,10 +335,14 @@ def get_response(actor: Principal, response_id: str) -> dict[str, Any]:
 
 
 def delete_response(actor: Principal, response_id: str) -> Deleted:
-    """Delete a response, and the responses that continue it (its subtree in the tree)."""
+    """Delete one response, as OpenAI does: it becomes a tombstone (its content erased, its
+    place in the tree and its accounting kept), so the responses that continue it stay
+    retrievable and continuable. UnknownId if there is none (a second delete too);
+    ExchangeInProgress while it is being generated."""
     with unit_of_work() as session:
         row = find_response(ResponseRepository(session, actor.scope), response_id)
-        MessageRepository(session).delete_subtree(row.conversation_id, row.id, row.parent_id)
+        if not DeleteRepository(session, actor.scope).delete_response(row.conversation_id, row.id):
+            raise UnknownId(f"No response with id {response_id!r}.")
     return {"id": response_id, "object": "response", "deleted": True}
 
 
