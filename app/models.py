@@ -224,6 +224,9 @@ class Conversation(TimestampMixin, db.Model):
 
 # A parent_id that stands for the conversation's current exchange (the default place of a new one).
 CURRENT_EXCHANGE = -1
+# The request_params of an exchange that keeps no text (store: false on /v1/responses, or
+# any exchange made with a no-store key): it cannot be read back or continued.
+NOT_STORED_PARAMS: dict[str, Any] = {"store": False}
 
 
 class Message(TimestampMixin, db.Model):
@@ -351,6 +354,9 @@ LATENCY_BUCKETS_MS = (
     7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000, 300000, 600000,
 )  # fmt: skip
 USAGE_KINDS = ("exchange", "title")
+# The owner_id of usage rows an erased user left (`flask users erase --keep-usage`): users'
+# ids start at 1, and usage has no foreign key to users.
+ERASED_OWNER_ID = 0
 # Each rollup is split in this many rows (by exchange id): many streams ending at once for
 # one user and model would otherwise queue on one row's lock, each save holding it from its
 # upsert to its commit. Reports sum the shards.
