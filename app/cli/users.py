@@ -138,6 +138,8 @@ def export_user(name: str, file: str) -> None:
             with partial.open("w", encoding="utf-8") as out:
                 counts = _write(chunks, out)
             partial.replace(target)
+        except OSError as error:
+            raise click.ClickException(f"cannot write {file}: {error.strerror}") from error
         finally:
             partial.unlink(missing_ok=True)
     click.echo(

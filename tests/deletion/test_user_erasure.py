@@ -252,6 +252,12 @@ class TestExport:
         assert [json.loads(line)["type"] for line in lines].count("conversation") == 2
         assert result.stderr == "exported alice: 2 conversation(s), 3 message(s) to -\n"
 
+    def test_a_file_it_cannot_write_is_an_error(self, app, alice, tmp_path):
+        result = cli(app, "users", "export", "alice", str(tmp_path / "missing" / "a.ndjson"))
+
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: cannot write ")
+
     def test_unknown_user_writes_no_file(self, app, tmp_path):
         path = tmp_path / "nobody.ndjson"
 
