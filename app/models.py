@@ -111,6 +111,8 @@ class User(TimestampMixin, db.Model):
     # the service-wide setting applies.
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     daily_token_budget: Mapped[int | None] = mapped_column(BigInteger)
+    # Override of RETENTION_DAYS for this user's conversations; NULL: the setting applies.
+    retention_days: Mapped[int | None] = mapped_column(Integer)
 
     api_keys: Mapped[list[ApiKey]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -137,6 +139,8 @@ class ApiKey(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # NULL: the key never expires.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Exchanges made with this key are recorded and accounted, but none of their text.
+    no_store: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     user: Mapped[User] = relationship(back_populates="api_keys")
 
@@ -156,6 +160,21 @@ class Conversation(TimestampMixin, db.Model):
         ),
         # A broad search's title matches, newest first (app/repositories/search.py).
         Index("ix_conversations_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        # The purge's scans (app/repositories/retention.py): own lifetimes, temporary ones,
+        # and the retention policy's, each a range of one index up to its cutoff.
+        Index(
+            "ix_conversations_expires_at",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+            sqlite_where=text("expires_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_conversations_temporary_last_activity_at",
+            "last_activity_at",
+            postgresql_where=text("temporary"),
+            sqlite_where=text("temporary"),
+        ),
+        Index("ix_conversations_last_activity_at", "last_activity_at"),
         _NO_ID_REUSE,
     )
 
@@ -184,6 +203,11 @@ class Conversation(TimestampMixin, db.Model):
     message_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the purge deletes it, whatever the policy says (pinned or not); NULL: the policy
+    # decides (app/repositories/retention.py).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Expires TEMPORARY_RETENTION_HOURS after its last activity; left out of lists and search.
+    temporary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # passive_deletes: the database's ON DELETE CASCADE removes the messages, so deleting
     # a conversation never loads them.
@@ -200,6 +224,9 @@ class Conversation(TimestampMixin, db.Model):
 
 # A parent_id that stands for the conversation's current exchange (the default place of a new one).
 CURRENT_EXCHANGE = -1
+# The request_params of an exchange that keeps no text (store: false on /v1/responses, or
+# any exchange made with a no-store key): it cannot be read back or continued.
+NOT_STORED_PARAMS: dict[str, Any] = {"store": False}
 
 
 class Message(TimestampMixin, db.Model):
@@ -332,6 +359,9 @@ LATENCY_BUCKETS_MS = (
     7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000, 300000, 600000,
 )  # fmt: skip
 USAGE_KINDS = ("exchange", "title")
+# The owner_id of usage rows an erased user left (`flask users erase --keep-usage`): users'
+# ids start at 1, and usage has no foreign key to users.
+ERASED_OWNER_ID = 0
 # Each rollup is split in this many rows (by exchange id): many streams ending at once for
 # one user and model would otherwise queue on one row's lock, each save holding it from its
 # upsert to its commit. Reports sum the shards.

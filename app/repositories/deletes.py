@@ -46,9 +46,10 @@ class DeleteRepository:
         if busy is not None:
             raise ExchangeInProgress(busy)
 
-    def delete_conversation(self, conversation_id: int) -> bool:
+    def delete_conversation(self, conversation_id: int, *, compact: bool = True) -> bool:
         """Delete a conversation (in scope) and all of it, its usage carried; False if there
-        is none. ExchangeInProgress while one of its exchanges is."""
+        is none. ExchangeInProgress while one of its exchanges is. Not ``compact``: the
+        caller compacts the search index once after a run of deletes (erasure.py)."""
         if self.lock_conversation(conversation_id) is None:
             return False
         messages, conversations = Message.__table__, Conversation.__table__
@@ -58,7 +59,8 @@ class DeleteRepository:
         erase_in_place(self.session)
         # Its exchanges, their feedback and their full-text entries go by ON DELETE CASCADE.
         self.session.execute(delete(conversations).where(conversations.c.id == conversation_id))
-        compact_search_index(self.session)
+        if compact:
+            compact_search_index(self.session)
         return True
 
     def delete_subtree(self, conversation_id: int, message_id: int) -> int | None:

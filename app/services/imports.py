@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.errors import NotFound, Unprocessable
+from app.errors import Forbidden, NotFound, Unprocessable
 from app.exchange.outcomes import Outcome
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
@@ -40,7 +40,10 @@ class Imported:
 
 
 def import_document(actor: Principal, conversations: Iterable[Mapping[str, Any]]) -> list[Imported]:
-    """Add the conversations (as ExportDocument loads them) to the actor's, all or none."""
+    """Add the conversations (as ExportDocument loads them) to the actor's, all or none.
+    Forbidden with a no-store key: an import is nothing but text to store."""
+    if actor.no_store:
+        raise Forbidden("This API key keeps no text (a no-store key): import with another key.")
     with unit_of_work() as session:
         return _import(ImportRepository(session), actor.user_id, conversations)
 

@@ -8,6 +8,8 @@ from typing import Any, NamedTuple, TypedDict
 
 from flask import current_app
 
+from app.errors import Unprocessable
+
 # Aliased: this module's parameters named conversation_id hold conv_<id> strings.
 from app.exchange.responses_ids import conversation_id as conv_id
 from app.exchange.responses_ids import parse_conversation_id, parse_item_id
@@ -75,6 +77,13 @@ def _find_conversation(actor: Principal, conversation_id: str, session: Any = No
     return conversation
 
 
+def refuse_no_store(actor: Principal) -> None:
+    """Items are text a client stores: a no-store key may not add any (400, param items)."""
+    if actor.no_store:
+        message = "This API key keeps no text (a no-store key): items cannot be stored."
+        raise Unprocessable(message, {"json": {"items": [message]}})
+
+
 def _add_items(session: Any, conversation: Conversation, items: list[dict[str, Any]]) -> Message:
     """An exchange that only adds items after the conversation's current one (no answer:
     never sent to an upstream, never counted as a call)."""
@@ -104,6 +113,8 @@ def create_conversation(
     actor: Principal, items: list[dict[str, Any]], metadata: Mapping[str, str]
 ) -> ConversationObject:
     """Create a conversation (a REST conversation too), its items added as one exchange."""
+    if items:
+        refuse_no_store(actor)
     with unit_of_work() as session:
         conversation = ConversationRepository(session).create(
             Conversation(
@@ -164,6 +175,7 @@ def list_items(
 
 def add_items(actor: Principal, conversation_id: str, items: list[dict[str, Any]]) -> ItemList:
     """Add items after the conversation's current exchange; returns them, with their ids."""
+    refuse_no_store(actor)
     with unit_of_work() as session:
         conversation = _find_conversation(actor, conversation_id, session)
         items = resolve_references(ResponseRepository(session, actor.scope), items, "items")

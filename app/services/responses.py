@@ -13,7 +13,8 @@ from typing import Any
 from flask import current_app
 
 from app.conflicts import ConversationGone, ParentGone
-from app.exchange.lifecycle import Exchange, PendingExchange
+from app.errors import Unprocessable
+from app.exchange.lifecycle import NO_TEXT, Exchange, PendingExchange
 from app.exchange.progress import estimate_tokens
 from app.exchange.responses_ids import conversation_id
 from app.exchange.responses_items import context_items, default_layout, input_slots, listed_item
@@ -51,15 +52,6 @@ from app.services.response_lookup import (
 from app.services.unit_of_work import one_statement, unit_of_work
 from app.web.request_id import current_request_id, request_received_at
 
-# What an exchange keeps of its text without store: none (its counts and outcome remain).
-_NO_TEXT = {
-    "response_content": "",
-    "reasoning_content": None,
-    "refusal_content": None,
-    "tool_calls": None,
-    "output_items": None,
-}
-
 
 @dataclass
 class Started:
@@ -78,7 +70,7 @@ class Started:
         them; without store, none of its text."""
         values = {**values, "output_items": _settled_layout(self.items.layout, values)}
         self.ended = values
-        return values if self.stored else {**values, **_NO_TEXT}
+        return values if self.stored else {**values, **NO_TEXT}
 
     def final(self, exchange: Exchange) -> dict[str, Any]:
         """The Response once the exchange has ended: from its saved row (what a retrieval
@@ -137,7 +129,16 @@ class Recorded:
 # ------------------------------------------------------------------------ create
 def create_response(actor: Principal, request: dict[str, Any]) -> Started:
     """Record a Responses request as an exchange in its place in the tree and call the
-    upstream with its context; returns it, ready to relay."""
+    upstream with its context; returns it, ready to relay. A no-store key's request is
+    made as with store: false (its Response says so)."""
+    if actor.no_store:
+        if request.get("conversation") is not None:
+            message = (
+                "This API key keeps no text (a no-store key): conversation cannot be used, as "
+                "the conversation keeps the response's input and output."
+            )
+            raise Unprocessable(message, {"json": {"conversation": [message]}})
+        request = {**request, "store": False}
     stored = request["store"] is not False
     # Generation happens in the caller's own conversations only, admins included: the
     # caller is the one charged and checked.

@@ -827,3 +827,114 @@ def test_the_tombstones_revision_keeps_exchanges_undeleted_and_downgrades(
             )  # fmt: skip
         # The rebuilt table keeps its rows, its ids and its full-text index (SQLite's triggers).
         assert found == [1, 2]
+
+
+# The revision before retention and no-store keys (re-chained at merge: change it here).
+BEFORE_RETENTION = "0015_tombstones_usage_removed"
+RETENTION_INDEXES = {
+    "ix_conversations_expires_at": ["expires_at"],
+    "ix_conversations_temporary_last_activity_at": ["last_activity_at"],
+    "ix_conversations_last_activity_at": ["last_activity_at"],
+}
+
+
+def retention_indexes() -> dict[str, list[str]]:
+    return {
+        index["name"]: index["column_names"]
+        for index in sa.inspect(db.engine).get_indexes("conversations")
+        if index["name"] in RETENTION_INDEXES
+    }
+
+
+def test_the_retention_revision_keeps_everything_as_it_was_and_downgrades(
+    backend, database_factory
+):
+    with disposing(make_app(database_factory(backend))) as app, app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_RETENTION)
+        key = generate_key()
+        with db.engine.begin() as connection:
+            run = connection.execute
+            run(
+                sa.text(
+                    "INSERT INTO users (name, role, is_active, rpm_limit, created_at, updated_at)"
+                    " VALUES ('u', 'user', true, 7, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO api_keys (user_id, prefix, secret_hash, created_at)"
+                    " VALUES (1, :prefix, :hash, :t)"
+                ),
+                {"prefix": key.prefix, "hash": key.secret_hash, "t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, pinned,"
+                    " last_activity_at, created_at, updated_at)"
+                    " VALUES (1, 'okapi', 'm', true, :t, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            run(
+                sa.text(
+                    "INSERT INTO messages (conversation_id, prompt_content, response_content,"
+                    " created_at, updated_at) VALUES (1, 'zebra', 'r', :t, :t)"
+                ),
+                {"t": OLD},
+            )
+
+        flask_migrate.upgrade()
+
+        with db.engine.connect() as connection:
+            conversation = connection.execute(
+                sa.text("SELECT title, pinned, expires_at, temporary FROM conversations")
+            ).one()
+            user = connection.execute(sa.text("SELECT rpm_limit, retention_days FROM users")).one()
+            no_store = connection.execute(sa.text("SELECT no_store FROM api_keys")).scalar()
+        assert tuple(conversation) == ("okapi", True, None, False)
+        assert tuple(user) == (7, None)
+        assert not no_store
+        assert retention_indexes() == RETENTION_INDEXES
+        assert drift() == []
+        assert authenticate(key.secret).name == "u"
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE conversations SET temporary = true, expires_at = :t"),
+                {"t": OLD},
+            )
+
+        flask_migrate.downgrade(revision=BEFORE_RETENTION)
+
+        assert retention_indexes() == {}
+        inspector = sa.inspect(db.engine)
+        columns = {
+            table: {c["name"] for c in inspector.get_columns(table)}
+            for table in ("conversations", "users", "api_keys")
+        }
+        assert not {"expires_at", "temporary"} & columns["conversations"]
+        assert "retention_days" not in columns["users"]
+        assert "no_store" not in columns["api_keys"]
+        with db.engine.begin() as connection:
+            kept = connection.execute(sa.text("SELECT title FROM conversations")).scalars()
+            assert list(kept) == ["okapi"]
+            connection.execute(
+                sa.text(
+                    "INSERT INTO conversations (owner_id, title, model_type, last_activity_at,"
+                    " created_at, updated_at) VALUES (1, 'giraffe', 'm', :t, :t, :t)"
+                ),
+                {"t": OLD},
+            )
+            found = (
+                connection.execute(
+                    sa.text("SELECT rowid FROM fts_conversation_titles WHERE"
+                            " fts_conversation_titles MATCH 'okapi OR giraffe' ORDER BY rowid")
+                ).scalars().all()
+                if backend == "sqlite"
+                else connection.execute(
+                    sa.text("SELECT id FROM conversations WHERE title_search @@ "
+                            "to_tsquery('simple', 'okapi | giraffe') ORDER BY id")
+                ).scalars().all()
+            )  # fmt: skip
+        # The rebuilt table keeps its rows and its full-text index (SQLite's triggers).
+        assert found == [1, 2]
