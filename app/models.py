@@ -194,7 +194,7 @@ class Conversation(TimestampMixin, db.Model):
     # The exchange the user sees last: the leaf of the current branch of the conversation's
     # tree (NULL: no exchange yet). Moved by the INSERT of every new exchange, in the same
     # statement; deleting a subtree that holds it hands it to the subtree's parent in the
-    # same transaction (MessageRepository). No foreign key: a second one between the two
+    # same transaction (DeleteRepository). No foreign key: a second one between the two
     # tables would make every join of messages to conversations ambiguous to name.
     current_message_id: Mapped[int | None] = mapped_column(BigInteger)
     # Creation, a new exchange, or an edit of its title, model or metadata: order=recent.
@@ -227,6 +227,9 @@ class Conversation(TimestampMixin, db.Model):
 
 # A parent_id that stands for the conversation's current exchange (the default place of a new one).
 CURRENT_EXCHANGE = -1
+# The request_params of an exchange that keeps no text (store: false on /v1/responses, or
+# any exchange made with a no-store key): it cannot be read back or continued.
+NOT_STORED_PARAMS: dict[str, Any] = {"store": False}
 
 
 class Message(TimestampMixin, db.Model):
@@ -266,7 +269,7 @@ class Message(TimestampMixin, db.Model):
     # The exchange this one follows in its branch (NULL: a first exchange); always an
     # older one of the same conversation, so a branch in id order is root first. No ON
     # DELETE CASCADE: SQLite runs cascades recursively and gives up past 1,000 levels, so
-    # a subtree is deleted by one statement that names all of it (MessageRepository).
+    # a subtree is deleted by one statement that names all of it (DeleteRepository).
     parent_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("messages.id"))
     # /v1: SHA-256 of the history this exchange ended, as an OpenAI client resends it
     # (app/services/gateway.py); set when it completes. NULL for other endpoints.
@@ -325,6 +328,11 @@ class Message(TimestampMixin, db.Model):
     # Loaded only where asked for (joinedload): an exchange being generated never queries it.
     feedback: Mapped[Feedback | None] = relationship(lazy="raise", passive_deletes=True)
 
+    @property
+    def deleted(self) -> bool:
+        """A tombstone: listed in its branch, its content gone."""
+        return self.deleted_at is not None
+
     def __repr__(self) -> str:
         return f"<Message {self.id} of conversation {self.conversation_id}>"
 
@@ -354,6 +362,9 @@ LATENCY_BUCKETS_MS = (
     7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000, 300000, 600000,
 )  # fmt: skip
 USAGE_KINDS = ("exchange", "title")
+# The owner_id of usage rows an erased user left (`flask users erase --keep-usage`): users'
+# ids start at 1, and usage has no foreign key to users.
+ERASED_OWNER_ID = 0
 # Each rollup is split in this many rows (by exchange id): many streams ending at once for
 # one user and model would otherwise queue on one row's lock, each save holding it from its
 # upsert to its commit. Reports sum the shards.

@@ -1,4 +1,4 @@
-"""/conversations: create, list, read, update (whole or partial), delete."""
+"""/conversations: create, list, read, update (whole or partial), delete (one, or all)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ from app.schemas.conversations import (
     ConversationOut,
     ConversationPatch,
     ConversationUpdate,
+    DeleteAllArgs,
+    DeletedAllOut,
     recent_cursor,
 )
 from app.services import conversations as service
+from app.services import erasure
 
 blp = Blueprint("conversations", __name__, url_prefix="/conversations", description="Conversations")
 
@@ -62,6 +65,17 @@ class Conversations(MethodView):
         conversation = service.create_conversation(current_principal(), **body)
         location = url_for("conversations.ConversationById", conversation_id=conversation.id)
         return conversation, {"Location": location}
+
+    @blp.arguments(DeleteAllArgs, location="query")
+    @blp.response(HTTPStatus.OK, DeletedAllOut)
+    @documents(blp, EXCHANGE_IN_PROGRESS)
+    def delete(self, _args: dict[str, Any]) -> dict[str, int]:
+        """Delete all your conversations (admins too: only their own) and their messages;
+        ?all=true confirms it. Take your export (GET /export) first.
+
+        Those that exist when asked go, archived and pinned ones too, each whole or not at
+        all. 409 naming an exchange of yours in progress, and nothing is deleted."""
+        return {"deleted": erasure.delete_all_conversations(current_principal())}
 
 
 def _recent_cursor(conversation: Row[Any]) -> str:

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from app.api import Blueprint
 from app.api.auth import current_principal
 from app.api.conversations import OTHERS_FORBIDDEN
-from app.api.openapi import CONVERSATION_NOT_FOUND, documents
+from app.api.openapi import CONVERSATION_NOT_FOUND, NO_STORE_KEY, documents
 from app.schemas.export import ExportAllArgs, ExportArgs, ExportDocument, ImportOut
 from app.services import export as service
 from app.services import imports
@@ -86,6 +86,7 @@ class ExportAll(MethodView):
 class Import(MethodView):
     @blp.arguments(ExportDocument)
     @blp.response(HTTPStatus.CREATED, ImportOut)
+    @documents(blp, NO_STORE_KEY)
     def post(self, document: dict[str, Any]) -> dict[str, list[Imported]]:
         """Import a JSON export as your own conversations: new ids, the same timestamps."""
         return {

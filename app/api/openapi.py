@@ -81,6 +81,10 @@ CONVERSATION_NOT_FOUND = ErrorDoc(
 EXCHANGE_IN_PROGRESS = ErrorDoc(
     409, "An exchange it would delete is in progress (its id in the message): retry once ended."
 )
+# A no-store key stores no text (app/services/auth.py, Principal.no_store).
+NO_STORE_KEY = ErrorDoc(
+    HTTPStatus.FORBIDDEN, "The API key is a no-store key: it cannot store text this way."
+)
 PARENT_DELETED = ErrorDoc(
     409, "The exchange the prompt would follow was deleted meanwhile (its id in the message)."
 )

@@ -45,6 +45,11 @@ _BODY_ERRORS: tuple[ErrorDoc, ...] = (
     (415, "The body is not JSON.", None),
 )
 _UNKNOWN: ErrorDoc = (404, "No such response, conversation or item of yours.", None)
+_IN_PROGRESS: ErrorDoc = (
+    409,
+    "An exchange it would delete is in progress (its id in the message): retry once ended.",
+    None,
+)
 _QUERY_ERRORS: tuple[ErrorDoc, ...] = ((400, "A query parameter is not valid.", None),)
 
 
@@ -97,9 +102,9 @@ class ResponseById(MethodView):
         return _json(responses.get_response(current_principal(), response_id))
 
     @blp.response(200, DeletedOut)
-    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN, _IN_PROGRESS)
     def delete(self, response_id: str) -> Response:
-        """Delete a response and the responses that continue it."""
+        """Delete one response: its content goes, the responses that continue it stay."""
         return _json(responses.delete_response(current_principal(), response_id))
 
 
@@ -151,7 +156,7 @@ class ConversationById(MethodView):
         )
 
     @blp.response(200, DeletedOut)
-    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN, _IN_PROGRESS)
     def delete(self, conversation_id: str) -> Response:
         """Delete a conversation and all its exchanges."""
         return _json(openai_conversations.delete_conversation(current_principal(), conversation_id))
@@ -190,9 +195,10 @@ class ConversationItem(MethodView):
         return _json(openai_conversations.get_item(current_principal(), conversation_id, item_id))
 
     @blp.response(200, ConversationObjectOut)
-    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN)
+    @openai_errors(blp, *COMMON_ERRORS, _UNKNOWN, _IN_PROGRESS)
     def delete(self, conversation_id: str, item_id: str) -> Response:
-        """Delete one item (the others keep their ids); returns the conversation."""
+        """Delete one item's content (the others keep theirs, and their ids); returns the
+        conversation."""
         return _json(
             openai_conversations.delete_item(current_principal(), conversation_id, item_id)
         )

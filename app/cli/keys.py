@@ -23,24 +23,34 @@ keys = AppGroup("keys", help="Manage API keys.")
     default=None,
     help="Lifetime of the key, e.g. 90d, 12h, 2w (default: it never expires).",
 )
-def create_key(name: str, expires_in: timedelta | None) -> None:
+@click.option(
+    "--no-store",
+    is_flag=True,
+    help="Exchanges made with the key are recorded and accounted, but none of their text.",
+)
+def create_key(name: str, expires_in: timedelta | None, no_store: bool) -> None:
     """Give user NAME another API key (printed last, alone on its line)."""
-    print_key(run_service(lambda: users_service.create_key(name, expires_in)), name)
+    key = run_service(lambda: users_service.create_key(name, expires_in, no_store))
+    if no_store:
+        click.echo("a no-store key: no prompt or answer made with it is stored")
+    print_key(key, name)
 
 
 @keys.command("list")
 @click.argument("name", callback=check_name)
 def list_keys(name: str) -> None:
-    """List the keys of user NAME: prefix, state, created, last used, expires (UTC)."""
+    """List the keys of user NAME: prefix, state, created, last used, expires (UTC), and
+    whether the text of its exchanges is stored (store: yes, or no for a no-store key)."""
     summaries = run_service(lambda: users_service.list_keys(name))
     if not summaries:
         click.echo(f"{name} has no keys")
         return
     now = utcnow()
-    click.echo("prefix\tstate\tcreated\tlast used\texpires")
+    click.echo("prefix\tstate\tcreated\tlast used\texpires\tstore")
     for key in summaries:
         fields = (key.created_at, key.last_used_at, key.expires_at)
-        click.echo("\t".join([key.prefix, key.state(now), *(when(f) for f in fields)]))
+        store = "no" if key.no_store else "yes"
+        click.echo("\t".join([key.prefix, key.state(now), *(when(f) for f in fields), store]))
 
 
 @keys.command("revoke")

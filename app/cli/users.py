@@ -1,8 +1,13 @@
-"""``flask users``: create, list, limit, deactivate and activate users."""
+"""``flask users``: create, list, limit, deactivate, activate, export and erase users."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from time import sleep
+from typing import IO, Any
 
 import click
 from flask import current_app
@@ -10,6 +15,7 @@ from flask.cli import AppGroup
 
 from app.cli.common import check_name, print_key, run_service
 from app.config import RETENTION_DAYS_MAX
+from app.services import erasure
 from app.services import users as users_service
 
 users = AppGroup("users", help="Manage users.")
@@ -144,3 +150,69 @@ def activate_user(name: str) -> None:
     """Accept the unrevoked, unexpired keys of user NAME again."""
     changed = run_service(lambda: users_service.set_active(name, True))
     click.echo(f"activated {name}" if changed else f"{name} is already active")
+
+
+# ---------------------------------------------------------------- erasure of a person
+@users.command("erase")
+@click.argument("name", callback=check_name)
+@click.option(
+    "--keep-usage",
+    is_flag=True,
+    help="Keep their daily token counts, under owner 0 (erased users) instead of theirs.",
+)
+def erase_user(name: str, keep_usage: bool) -> None:
+    """Delete everything of user NAME (conversations, exchanges, feedback, API keys), then
+    NAME; their usage too unless --keep-usage. `flask users export` first keeps a copy."""
+
+    def wait(seconds: float) -> None:
+        click.echo(
+            f"waiting {math.ceil(seconds)}s for running servers to stop accepting {name}'s "
+            "keys (AUTH_CACHE_SECONDS)"
+        )
+        sleep(seconds)
+
+    done = run_service(lambda: erasure.erase_user(name, keep_usage=keep_usage, wait=wait))
+    usage = "usage kept as owner 0 (erased users)" if done.usage_kept else "usage deleted"
+    click.echo(
+        f"erased {name}: {done.conversations} conversation(s) with their exchanges and "
+        f"feedback, {done.keys} API key(s); {usage}"
+    )
+
+
+@users.command("export")
+@click.argument("name", callback=check_name)
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True))
+def export_user(name: str, file: str) -> None:
+    """Write every conversation of user NAME, with its messages and feedback, to FILE (- for
+    standard output) as GET /export does (NDJSON; `flask conversations import` takes it)."""
+    chunks = run_service(lambda: erasure.export_user(name))
+    if file == "-":
+        counts = _write(chunks, sys.stdout)
+    else:
+        # Written aside and renamed once whole: FILE is never a partial export.
+        target = Path(file)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with partial.open("w", encoding="utf-8") as out:
+                counts = _write(chunks, out)
+            partial.replace(target)
+        except OSError as error:
+            raise click.ClickException(f"cannot write {file}: {error.strerror}") from error
+        finally:
+            partial.unlink(missing_ok=True)
+    click.echo(
+        f"exported {name}: {counts[0]} conversation(s), {counts[1]} message(s) to {file}",
+        err=file == "-",
+    )
+
+
+def _write(chunks: Iterator[str], out: IO[str]) -> tuple[int, int]:
+    """Write the NDJSON lines; returns how many conversations and messages they held."""
+    conversations = messages = 0
+    for line in chunks:
+        out.write(line)
+        if line.startswith('{"type": "conversation"'):
+            conversations += 1
+        else:
+            messages += 1
+    return conversations, messages

@@ -86,14 +86,24 @@ class PendingExchange:
     # The columns an ending writes, as this endpoint keeps them (the Responses API's:
     # its items' layout; store: false keeps no text); None: as the lifecycle made them.
     finish_values: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    # False: checkpoints write the heartbeat only (store: false keeps no text, even while
-    # the answer streams).
+    # False: no text of it is written, neither by checkpoints (the heartbeat only) nor by
+    # its ending (NO_TEXT): store: false, or a no-store key.
     keep_text: bool = True
     # False: the ending brings back only the saved row's id (``Exchange.saved`` holds no
     # other column), for wire formats that show nothing of it (text, /v1), which then skip
     # reading the whole row back.
     wants_saved_row: bool = True
 
+
+# What the ending of an exchange that keeps no text writes of its text: none (its counts,
+# outcome and timings remain).
+NO_TEXT: dict[str, Any] = {
+    "response_content": "",
+    "reasoning_content": None,
+    "refusal_content": None,
+    "tool_calls": None,
+    "output_items": None,
+}
 
 # How the lifecycle saves an ending; services/generation.py wires it to the database.
 Save = Callable[["Exchange", dict[str, Any]], Message | None]
@@ -133,9 +143,11 @@ class Exchange:
         self._last_write = time.monotonic()
         # We gave up waiting on an upstream that took the request: it bills the prompt.
         self._timed_out_opening = False
-        # After ``end``: what went wrong, to tell the client (None: nothing), and the row.
+        # After ``end``: what went wrong, to tell the client (None: nothing), the row, and
+        # the ending's values as made (the text relayed, even where none is kept).
         self.problem: DomainError | None = None
         self.saved: Message | None = None
+        self.ending: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ begin
     def open(self, open_upstream: OpenUpstream) -> None:
@@ -273,7 +285,7 @@ class Exchange:
         self._reader.close()
 
     def _record(self, outcome: Outcome, status: int) -> None:
-        values = self.final_values(outcome, status)
+        values = self.ending = self.final_values(outcome, status)
         pending = self.pending
         metrics.exchange_ended(pending.endpoint, outcome, pending.model, values)
         try:
@@ -331,6 +343,22 @@ class Exchange:
         if progress.tool_calls:
             values["tool_calls"] = progress.tool_calls_copy()
         return values
+
+    def answered(self) -> Message | None:
+        """The saved row as its client is answered: for an exchange that keeps no text, a
+        copy (in no session) holding the prompt and the text relayed, which no column does."""
+        saved = self.saved
+        if saved is None or self.pending.keep_text:
+            return saved
+        columns = {c.key: getattr(saved, c.key) for c in Message.__mapper__.column_attrs}
+        shown = Message(**columns)
+        prompt, ending = self.pending.prompt, self.ending
+        shown.prompt_content = prompt
+        shown.input_items = [{"role": "user", "content": prompt}]
+        for name in ("response_content", "reasoning_content", "refusal_content", "tool_calls"):
+            setattr(shown, name, ending.get(name, NO_TEXT[name]))
+        shown.siblings = getattr(saved, "siblings", 0)  # type: ignore[attr-defined]
+        return shown
 
     # ------------------------------------------------------------------ close
     def close(self) -> None:

@@ -66,7 +66,7 @@ def _sse_body(exchange: Exchange, keepalive_seconds: float) -> Iterator[bytes]:
             "error", {"code": exchange.problem.status_code, "message": exchange.problem.message}
         )
     else:
-        yield sse_event("done", {"message": MessageOut().dump(exchange.saved)})
+        yield sse_event("done", {"message": MessageOut().dump(exchange.answered())})
 
 
 def _text_chunk(chunk: Chunk) -> bytes | None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     Integer,
@@ -217,7 +218,7 @@ def _generation_context(scoped: bool) -> Select[Any]:
 
     The history is the path from the new exchange's parent up to the root, walked by a
     recursive CTE that stops once it holds ``history_limit`` successful exchanges (failed
-    ones are passed through, not sent)."""
+    ones and tombstones are passed through, not sent)."""
     conversations, messages = Conversation.__table__, Message.__table__
     uid = bindparam("uid")
     limit = bindparam("history_limit", type_=Integer)
@@ -226,7 +227,8 @@ def _generation_context(scoped: bool) -> Select[Any]:
         (bindparam("follow_current", type_=Boolean), conversations.c.current_message_id),
         else_=bindparam("parent_id", type_=conversations.c.id.type),
     )
-    succeeded = case((messages.c.is_success.is_(True), 1), else_=0)
+    sent = messages.c.is_success.is_(True) & messages.c.deleted_at.is_(None)
+    succeeded = case((sent, 1), else_=0)
     # The anchor: the parent, if it is one of this (owned) conversation's exchanges.
     anchor = (
         select(messages.c.id)
@@ -238,7 +240,7 @@ def _generation_context(scoped: bool) -> Select[Any]:
         messages.c.id,
         messages.c.parent_id,
         literal_column("0", Integer).label("depth"),
-        messages.c.is_success,
+        sent.label("sent"),
         messages.c.prompt_content,
         messages.c.response_content,
         succeeded.label("kept"),
@@ -250,7 +252,7 @@ def _generation_context(scoped: bool) -> Select[Any]:
             messages.c.id,
             messages.c.parent_id,
             (up.c.depth + 1).label("depth"),
-            messages.c.is_success,
+            sent.label("sent"),
             messages.c.prompt_content,
             messages.c.response_content,
             (up.c.kept + succeeded).label("kept"),
@@ -258,7 +260,7 @@ def _generation_context(scoped: bool) -> Select[Any]:
     )
     history = (
         select(path.c.depth, path.c.prompt_content, path.c.response_content)
-        .where(path.c.is_success.is_(True))
+        .where(path.c.sent.is_(True))
         .order_by(path.c.depth)
         .limit(limit)
         .subquery("history")
@@ -308,7 +310,7 @@ def _listed(scoped: bool, paged: bool) -> Select[Any]:
             *after,
         )
         .order_by(Conversation.id)
-        .offset(bindparam("skip", type_=Integer))
+        .offset(bindparam("skip", type_=BigInteger))
         .limit(bindparam("take", type_=Integer))
     )
 

@@ -1,17 +1,18 @@
-"""Deletes of conversations and exchanges: serialised on the conversation's row, refused
-while an exchange they would remove is in progress, their usage carried before they go."""
+"""Deletes of conversations, exchanges, responses and items: serialised on the conversation's
+row, refused while an exchange they would touch is in progress, usage carried or kept."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.conflicts import ExchangeInProgress
-from app.models import Conversation, Message
-from app.repositories.erasure import compact_search_index
-from app.repositories.messages import descendants
+from app.models import Conversation, Feedback, Message, utcnow
+from app.repositories.erasure import compact_search_index, erase_in_place
+from app.repositories.messages import descendants, tombstone
 from app.repositories.usage import UsageRepository
 
 
@@ -45,18 +46,21 @@ class DeleteRepository:
         if busy is not None:
             raise ExchangeInProgress(busy)
 
-    def delete_conversation(self, conversation_id: int) -> bool:
+    def delete_conversation(self, conversation_id: int, *, compact: bool = True) -> bool:
         """Delete a conversation (in scope) and all of it, its usage carried; False if there
-        is none. ExchangeInProgress while one of its exchanges is."""
+        is none. ExchangeInProgress while one of its exchanges is. Not ``compact``: the
+        caller compacts the search index once after a run of deletes (erasure.py)."""
         if self.lock_conversation(conversation_id) is None:
             return False
         messages, conversations = Message.__table__, Conversation.__table__
         of_conversation = messages.c.conversation_id == conversation_id
         self.refuse_in_progress(of_conversation)
         UsageRepository(self.session).carry_removed_conversation(conversation_id)
+        erase_in_place(self.session)
         # Its exchanges, their feedback and their full-text entries go by ON DELETE CASCADE.
         self.session.execute(delete(conversations).where(conversations.c.id == conversation_id))
-        compact_search_index(self.session)
+        if compact:
+            compact_search_index(self.session)
         return True
 
     def delete_subtree(self, conversation_id: int, message_id: int) -> int | None:
@@ -82,6 +86,7 @@ class DeleteRepository:
         in_subtree = messages.c.id.in_(select(below.c.id))
         self.refuse_in_progress(in_subtree)
         UsageRepository(self.session).carry_removed(in_subtree)
+        erase_in_place(self.session)
         deleted = set(
             self.session.scalars(delete(messages).where(in_subtree).returning(messages.c.id))
         )
@@ -98,3 +103,63 @@ class DeleteRepository:
         )
         compact_search_index(self.session)
         return len(deleted)
+
+    def live_exchange(self, conversation_id: int, message_id: int) -> Message | None:
+        """The conversation's exchange ``message_id`` unless it is a tombstone, its row
+        locked and read afresh: call it once the conversation is locked. None if there is
+        no such exchange."""
+        query = (
+            select(Message)
+            .where(
+                Message.id == message_id,
+                Message.conversation_id == conversation_id,
+                Message.deleted_at.is_(None),
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return self.session.scalar(query)
+
+    def delete_response(self, conversation_id: int, message_id: int) -> bool:
+        """Make exchange ``message_id`` a tombstone (``make_tombstone``); False if it is not
+        one of the conversation's (in scope) or is one already. ExchangeInProgress while it
+        is in progress."""
+        if self.lock_conversation(conversation_id) is None:
+            return False
+        message = self.live_exchange(conversation_id, message_id)
+        if message is None:
+            return False
+        self.refuse_in_progress(Message.id == message_id)
+        self.make_tombstone(message)
+        return True
+
+    def make_tombstone(self, message: Message) -> None:
+        """Erase an ended exchange's content and feedback, keeping its place in the tree and
+        its accounting (tokens, outcome, timings: usage_daily is not touched). Its locked
+        conversation and row were read with ``live_exchange``."""
+        now = utcnow()
+        erase_in_place(self.session)
+        self.session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.is_success.is_not(None))
+            .values(**tombstone(message.model), deleted_at=now, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        self.session.execute(
+            delete(Feedback).where(Feedback.message_id == message.id),
+            execution_options={"synchronize_session": False},
+        )
+        compact_search_index(self.session)
+
+    def erase(self, message: Message, values: Mapping[str, Any]) -> None:
+        """Write what deleting one of its items leaves of an ended exchange (``values``:
+        its columns, as app/services/item_erasure.py computes them); the fingerprint of the
+        history it ended goes too (it hashes content that is gone)."""
+        erase_in_place(self.session)
+        self.session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.is_success.is_not(None))
+            .values(**values, history_fingerprint=None, updated_at=utcnow()),
+            execution_options={"synchronize_session": False},
+        )
+        compact_search_index(self.session)

@@ -1,4 +1,5 @@
-"""Physical erasure after a delete on SQLite: the full-text index compacted, the WAL emptied.
+"""Physical erasure of a delete on SQLite: the full-text index erased in place or compacted,
+the WAL emptied.
 
 PostgreSQL needs neither (its tsvector columns go with their rows; VACUUM reclaims dead
 tuples: docs/deletion.md), so both do nothing there.
@@ -26,17 +27,42 @@ _OPTIMIZE = tuple(
     text(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
     for fts in (FTS_TITLES, FTS_PROMPTS, FTS_RESPONSES)
 )
+# FTS5's secure-delete removes a row's tokens from the index as the row is deleted, where a
+# merge ('optimize') otherwise rewrites the whole index; it needs SQLite 3.42, and once on, a
+# table's index format can no longer be read by an older SQLite (docs/deletion.md).
+SECURE_DELETE_SINCE = (3, 42, 0)
+_SECURE_DELETE = tuple(
+    text(f"INSERT INTO {fts}({fts}, rank) VALUES ('secure-delete', 1)")
+    for fts in (FTS_TITLES, FTS_PROMPTS, FTS_RESPONSES)
+)
+
+
+def secure_delete_available(session: OrmSession) -> bool:
+    """Whether the session's database is SQLite with FTS5's secure-delete."""
+    dialect = session.get_bind().dialect
+    version = getattr(dialect.dbapi, "sqlite_version_info", (0,))
+    return dialect.name == "sqlite" and tuple(version) >= SECURE_DELETE_SINCE
+
+
+def erase_in_place(session: OrmSession) -> None:
+    """SQLite 3.42 and later: turn on FTS5's secure-delete for the deleting transaction's
+    statements that follow (the option persists in the database; setting it again is one
+    row). Call it before a delete's statements, and ``compact_search_index`` after."""
+    if secure_delete_available(session):
+        for statement in _SECURE_DELETE:
+            session.execute(statement)
 
 
 def compact_search_index(session: OrmSession) -> None:
-    """SQLite: merge each FTS5 index into one segment, in the deleting transaction. A delete
-    only adds tombstones to FTS5's segments, whose older entries keep the deleted tokens in
-    its shadow tables until a merge rewrites them. The WAL is checkpointed after the commit.
-    """
+    """SQLite: leave no deleted token in FTS5's shadow tables, in the deleting transaction.
+    Without secure-delete (``erase_in_place``) a delete only adds tombstones to FTS5's
+    segments, whose older entries keep the deleted tokens until a merge rewrites them: each
+    index is merged into one segment. The WAL is checkpointed after the commit."""
     if session.get_bind().dialect.name != "sqlite":
         return
-    for statement in _OPTIMIZE:
-        session.execute(statement)
+    if not secure_delete_available(session):
+        for statement in _OPTIMIZE:
+            session.execute(statement)
     session.info[CHECKPOINT_AFTER_COMMIT] = True
 
 

@@ -50,6 +50,7 @@ MESSAGE_COLUMNS = (
     Message.cached_tokens,
     Message.reasoning_tokens,
     Message.output_items,
+    Message.deleted_at,
     Message.created_at,
     Message.updated_at,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,14 +17,21 @@ class FeedbackRepository:
         self.owner_id = owner_id
 
     def message_exists(self, conversation_id: int, message_id: int) -> bool:
-        """Whether the message belongs to the conversation, and the conversation is in scope."""
-        condition = exists().where(
-            Message.id == message_id,
-            Message.conversation_id == conversation_id,
-            Conversation.id == Message.conversation_id,
-            *([] if self.owner_id is None else [Conversation.owner_id == self.owner_id]),
+        """Whether the message belongs to the conversation, the conversation is in scope and
+        the message is not a tombstone. Its row stays share-locked until the transaction
+        ends: a delete that would make it a tombstone waits, then deletes what was written."""
+        query = (
+            select(Message.id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Message.id == message_id,
+                Message.conversation_id == conversation_id,
+                Message.deleted_at.is_(None),
+                *([] if self.owner_id is None else [Conversation.owner_id == self.owner_id]),
+            )
+            .with_for_update(read=True, of=Message)
         )
-        return bool(self.session.scalar(select(condition)))
+        return self.session.scalar(query) is not None
 
     def put(self, message_id: int, rating: int, comment: str | None) -> Feedback:
         """Insert or replace the message's feedback in one statement (an upsert)."""

@@ -18,7 +18,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     case,
-    delete,
     func,
     insert,
     literal,
@@ -99,10 +98,10 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         return error
 
     def first_prompt(self, conversation_id: int) -> str | None:
-        """The prompt of a conversation's first exchange, or None."""
+        """The prompt of a conversation's first exchange that is not a tombstone, or None."""
         query = (
             select(Message.prompt_content)
-            .where(Message.conversation_id == conversation_id)
+            .where(Message.conversation_id == conversation_id, Message.deleted_at.is_(None))
             .order_by(Message.id)
             .limit(1)
         )
@@ -130,13 +129,21 @@ class MessageRepository(SqlAlchemyRepository[Message]):
         return messages
 
     def in_conversation(
-        self, conversation_id: int, message_id: int, owner_id: int | None = None
+        self,
+        conversation_id: int,
+        message_id: int,
+        owner_id: int | None = None,
+        *,
+        live_only: bool = False,
     ) -> tuple[str, int | None] | None:
         """Exchange ``message_id``'s (prompt, parent id) if it is one of the conversation's
-        (and the conversation ``owner_id``'s, if given), else None."""
+        (and the conversation ``owner_id``'s, if given; and not a tombstone if
+        ``live_only``), else None."""
         query = select(Message.prompt_content, Message.parent_id).where(
             Message.id == message_id, Message.conversation_id == conversation_id
         )
+        if live_only:
+            query = query.where(Message.deleted_at.is_(None))
         if owner_id is not None:
             owned = select(Conversation.id).where(
                 Conversation.id == conversation_id, Conversation.owner_id == owner_id
@@ -144,37 +151,6 @@ class MessageRepository(SqlAlchemyRepository[Message]):
             query = query.where(Message.conversation_id.in_(owned))
         row = self.session.execute(query).one_or_none()
         return None if row is None else (row[0], row[1])
-
-    def delete_subtree(self, conversation_id: int, message_id: int, parent_id: int | None) -> int:
-        """Delete exchange ``message_id`` and every exchange below it; if the conversation's
-        current exchange was among them, it becomes ``parent_id`` (or, for a first
-        exchange, the newest one left). Returns how many were deleted."""
-        table, conversations = Message.__table__, Conversation.__table__
-        below = descendants(
-            (table.c.id == message_id) & (table.c.conversation_id == conversation_id)
-        )
-        gone = select(below.c.id)
-        newest_left = (
-            select(func.max(table.c.id))
-            .where(table.c.conversation_id == conversation_id, table.c.id.not_in(gone))
-            .scalar_subquery()
-        )
-        replacement = newest_left if parent_id is None else literal(parent_id, table.c.id.type)
-        deleted = select(func.count()).select_from(below).scalar_subquery()
-        # The conversation first: the subtree must still be there to be found.
-        self.session.execute(
-            update(conversations)
-            .where(conversations.c.id == conversation_id)
-            .values(
-                current_message_id=case(
-                    (conversations.c.current_message_id.in_(gone), replacement),
-                    else_=conversations.c.current_message_id,
-                ),
-                message_count=conversations.c.message_count - deleted,
-            )
-        )
-        result = self.session.execute(delete(table).where(table.c.id.in_(gone)))
-        return result.rowcount
 
     def checkpoint(self, progress: Mapping[int, Checkpoint | None], now: datetime) -> int:
         """One statement for all of a worker's live exchanges: a heartbeat each, and what
@@ -212,6 +188,21 @@ class MessageRepository(SqlAlchemyRepository[Message]):
             execution_options={"synchronize_session": False},
         )
         return result.rowcount
+
+    def rewrite_ending(self, uid: int, values: Mapping[str, Any]) -> Message | None:
+        """Write an ending over an earlier one (the reaper's, while the owner's save waited
+        out an outage); None if the row is gone. The row is locked first, as deletes read
+        it: on an exchange whose content was deleted since (a tombstone, or an item: a null
+        slot), only the accounting is rewritten, so nothing deleted comes back."""
+        query = select(Message.deleted_at, Message.input_items, Message.output_items)
+        row = self.session.execute(query.where(Message.id == uid).with_for_update()).one_or_none()
+        if row is None:
+            return None
+        if row.deleted_at is not None or any(
+            None in (items or ()) for items in (row.input_items, row.output_items)
+        ):
+            values = {k: v for k, v in values.items() if k not in ERASED_COLUMNS}
+        return self.update(uid, values)
 
     def end(self, uid: int, values: Mapping[str, Any]) -> Message | None:
         """Write an exchange's ending if it is still in progress; None if it is not (ended
@@ -310,6 +301,27 @@ def children_count(parent_id: ColumnElement[Any], conversation_id: ColumnElement
         else_=count.where(other.c.parent_id == parent_id).scalar_subquery(),
     )
 
+
+def tombstone(model: str | None) -> dict[str, Any]:
+    """What a deleted response keeps of its content: nothing but its model (its request's
+    parameters, instructions and tool descriptions are the client's text)."""
+    return {
+        "prompt_content": "",
+        "response_content": "",
+        "reasoning_content": None,
+        "refusal_content": None,
+        "tool_calls": None,
+        "system_prompt": None,
+        "input_items": None,
+        "output_items": [],
+        "history_fingerprint": None,
+        "request_params": None if model is None else {"model": model},
+    }
+
+
+# The columns a tombstone erases: what the client sent, the model answered, or is derived
+# from both (the fingerprint of the history it ended).
+ERASED_COLUMNS = frozenset(tombstone(None))
 
 # The foreign keys a delete can break under a new exchange's INSERT (the naming convention's).
 PARENT_FOREIGN_KEY = "fk_messages_parent_id_messages"

@@ -4,7 +4,6 @@ branch that ends at one of them (a ``previous_response_id`` chain), in one state
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,6 @@ from sqlalchemy import (
     literal_column,
     select,
     true,
-    update,
 )
 
 from app.models import Conversation, Message
@@ -77,23 +75,6 @@ class ResponseRepository(SqlAlchemyRepository[Message]):
         head = found[0]
         branch = [row for row in found if row.id is not None]
         return BranchedConversation(head.conversation_id_, head.conversation_title_, branch)
-
-    def set_items(
-        self,
-        uid: int,
-        input_items: Sequence[Any] | None,
-        output_items: Sequence[Any] | None,
-    ) -> None:
-        """Rewrite an exchange's items (a deleted item leaves null at its position)."""
-        self.session.execute(
-            update(Message)
-            .where(Message.id == uid)
-            .values(
-                input_items=None if input_items is None else list(input_items),
-                output_items=None if output_items is None else list(output_items),
-            ),
-            execution_options={"synchronize_session": False},
-        )
 
 
 @functools.cache

@@ -256,6 +256,21 @@ class UsageRepository:
         params = {"conversation_id": conversation_id}
         self.session.execute(_carry_conversation(self.dialect), params)
 
+    def reassign_owner(self, owner_id: int, to: int) -> None:
+        """Move every rollup and ledger row of ``owner_id`` to owner ``to``, summed into the
+        rows ``to`` already has on the same key (erasure keeping usage: ERASED_OWNER_ID)."""
+        for table in (UsageDaily.__table__, UsageRemoved.__table__):
+            moved = select(_sql(to), *(table.c[name] for name in (*KEY[1:], *SUMS))).where(
+                table.c.owner_id == owner_id
+            )
+            self.session.execute(_upsert(self.dialect, moved, 1, table))
+        self.forget_owner(owner_id)
+
+    def forget_owner(self, owner_id: int) -> None:
+        """Delete every rollup and ledger row of ``owner_id``."""
+        for table in (UsageDaily.__table__, UsageRemoved.__table__):
+            self.session.execute(delete(table).where(table.c.owner_id == owner_id))
+
     def add_title(
         self,
         conversation_id: int,

@@ -100,6 +100,23 @@ class ConversationListArgs(PageArgs, MetadataFilterArgs):
     )
 
 
+class DeleteAllArgs(Schema):
+    all = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            ["true"], error="Must be true: it confirms that all your conversations go."
+        ),
+        metadata={
+            "description": "Must be true: the confirmation that every conversation of yours "
+            "is to be deleted (without it, 422 and nothing is deleted)."
+        },
+    )
+
+
+class DeletedAllOut(Schema):
+    deleted = fields.Integer(metadata={"description": "How many conversations were deleted."})
+
+
 class ConversationCreate(Schema):
     title = title_field(
         load_default=None,

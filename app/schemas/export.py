@@ -87,6 +87,24 @@ def _count() -> fields.Integer:
     return JsonInteger(load_default=None, allow_none=True, validate=_COUNT)
 
 
+# What a deleted exchange (a tombstone) is exported without, and imported without: its
+# content is gone, and an import never brings it back.
+CONTENT_FIELDS = frozenset(
+    {
+        "prompt_content",
+        "response_content",
+        "reasoning_content",
+        "refusal_content",
+        "tool_calls",
+        "request_params",
+        "system_prompt",
+        "input_items",
+        "output_items",
+        "feedback",
+    }
+)
+_NO_CONTENT = "A deleted exchange has no content: leave it out."
+
 # An entry of a Responses exchange's layout (app/exchange/responses_items.py).
 _LAYOUT_ENTRY = r"^(reasoning|message|fc:(0|[1-9][0-9]{0,2}))$"
 _ENDED_ONLY = "Must be true or false: only ended exchanges can be imported."
@@ -102,8 +120,16 @@ class ExportedMessage(Schema):
             "first exchange. Omitted (older exports): the message before it."
         },
     )
+    deleted = strict_boolean(
+        load_default=False,
+        metadata={
+            "description": "A deleted exchange (a tombstone): its place in the tree and its "
+            "tokens, without content (no prompt, answer, items or feedback)."
+        },
+    )
     # Unbounded but by the body's size: a /v1 prompt may be longer than the API's prompts.
-    prompt_content = Text(required=True)
+    # Required unless deleted (checked with the others below).
+    prompt_content = Text(load_default=None)
     response_content = Text(load_default="")
     prompt_tokens = _count()
     response_tokens = _count()
@@ -129,7 +155,10 @@ class ExportedMessage(Schema):
     finish_reason = _bounded(FINISH_REASON_MAX)
     ttft_ms = _optional(JsonInteger, validate=_COUNT)
     duration_ms = _optional(JsonInteger, validate=_COUNT)
-    tool_calls = _optional(fields.List, fields.Dict(), validate=reject_unstorable_strings)
+    # null where a function call was deleted through the Conversations API
+    tool_calls = _optional(
+        fields.List, fields.Dict(allow_none=True), validate=reject_unstorable_strings
+    )
     request_params = _optional(fields.Dict, validate=reject_unstorable_strings)
     system_prompt = _optional(Text)
     usage_estimated = strict_boolean(
@@ -154,6 +183,18 @@ class ExportedMessage(Schema):
     feedback = fields.Nested(ExportedFeedback, load_default=None, allow_none=True)
     created_at = UtcDateTime(required=True)
     updated_at = UtcDateTime(required=True)
+
+    @validates_schema(pass_original=True)
+    def _content_unless_deleted(self, data: dict[str, Any], original: Any, **_kwargs: Any) -> None:
+        if not data["deleted"]:
+            if data["prompt_content"] is None:
+                raise ValidationError("Missing data for required field.", "prompt_content")
+            return
+        given = sorted(
+            name for name in CONTENT_FIELDS if original.get(name) not in (None, "", [], {})
+        )
+        if given:
+            raise ValidationError({name: [_NO_CONTENT] for name in given})
 
     @validates_schema
     def _outcome_agrees(self, data: dict[str, Any], **_kwargs: Any) -> None:

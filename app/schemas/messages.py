@@ -128,6 +128,13 @@ class MessageOut(FastDumpSchema):
     )
     prompt_content = fields.String()
     response_content = fields.String()
+    deleted = fields.Boolean(
+        metadata={
+            "description": "Deleted through DELETE /v1/responses/{id} or of all its items: "
+            "its prompt, answer and items are gone (empty); it stays in its branch, with its "
+            "tokens, so the exchanges after it keep their place."
+        }
+    )
     prompt_tokens = fields.Integer(allow_none=True)
     response_tokens = fields.Integer(allow_none=True)
     total_tokens = fields.Integer(allow_none=True)

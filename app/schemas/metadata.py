@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from app.models import METADATA_KEY_MAX, METADATA_MAX_PAIRS, METADATA_VALUE_MAX
-from app.schemas.fields import JSON_SCHEMA, PARAMETER_STYLE, STORABLE_TEXT, Text
+from app.schemas.fields import JSON_SCHEMA, PARAMETER_STYLE, STORABLE, STORABLE_TEXT, Text
 
 
 def metadata_field(
@@ -16,9 +16,11 @@ def metadata_field(
     nullable_values: bool = False,
     description: str = "",
     parameter_style: str | None = None,
+    key_pattern: str = STORABLE_TEXT,
     **kwargs: Any,
 ) -> fields.Dict:
-    """A metadata object: at most 16 pairs of strings (OpenAI's limits)."""
+    """A metadata object: at most 16 pairs of strings (OpenAI's limits); keys match
+    ``key_pattern``."""
     value = Text(validate=validate.Length(max=METADATA_VALUE_MAX), allow_none=nullable_values)
     description += (
         f"At most {METADATA_MAX_PAIRS} pairs; keys 1 to {METADATA_KEY_MAX} characters, "
@@ -27,7 +29,12 @@ def metadata_field(
     if nullable_values:
         description += " Merged into the conversation's; a key set to null is removed."
     return fields.Dict(
-        keys=Text(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
+        keys=Text(
+            validate=[
+                validate.Length(min=1, max=METADATA_KEY_MAX),
+                validate.Regexp(key_pattern, error="Not a valid key here."),
+            ]
+        ),
         values=value,
         validate=_at_most_pairs,
         data_key="metadata",
@@ -39,7 +46,7 @@ def metadata_field(
                 "propertyNames": {
                     "minLength": 1,
                     "maxLength": METADATA_KEY_MAX,
-                    "pattern": STORABLE_TEXT,
+                    "pattern": key_pattern,
                 }
             },
         },
@@ -54,6 +61,9 @@ def _at_most_pairs(value: dict[str, Any]) -> None:
 
 
 METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$", re.DOTALL)
+# A filter's key never holds "][": metadata[a][b]=v is a nested deepObject, which no
+# conversation's metadata (string values only) can match, not the key "a][b".
+FILTER_KEY = rf"^(?:[^{STORABLE}\]]|\]+[^{STORABLE}\[\]])*\]*$"
 
 
 class MetadataFilterArgs(Schema):
@@ -61,8 +71,10 @@ class MetadataFilterArgs(Schema):
 
     meta = metadata_field(
         load_default=dict,
-        description="Only conversations whose metadata has these pairs: metadata[key]=value. ",
+        description="Only conversations whose metadata has these pairs: metadata[key]=value "
+        "(a key holding ][ cannot be filtered on: that is a nested object). ",
         parameter_style="deepObject",
+        key_pattern=FILTER_KEY,
     )
 
     @pre_load

@@ -45,6 +45,8 @@ class Principal:
     # The user's own limits (None: the service's settings apply).
     rpm_limit: int | None = None
     daily_token_budget: int | None = None
+    # The key is a no-store key: its exchanges are recorded and accounted, none of their text.
+    no_store: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -253,7 +255,7 @@ def _lookup(secret: str, digest: str) -> ResolvedKey | None:
             return None
         key, user = found
         principal = Principal(
-            user.id, user.name, user.role, user.rpm_limit, user.daily_token_budget
+            user.id, user.name, user.role, user.rpm_limit, user.daily_token_budget, key.no_store
         )
         return ResolvedKey(principal, key.id, key.expires_at)
 

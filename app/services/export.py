@@ -21,6 +21,7 @@ from app.errors import NotFound
 from app.extensions import db
 from app.repositories import ConversationRepository
 from app.repositories.export import ExportRepository
+from app.schemas.export import CONTENT_FIELDS
 from app.services.auth import Principal
 from app.services.conversations import OWNER_ME, list_scope
 
@@ -142,7 +143,7 @@ def _message(row: dict[str, Any]) -> dict[str, Any]:
             "created_at": _time(row["feedback_created_at"]),
             "updated_at": _time(row["feedback_updated_at"]),
         }
-    return {
+    message = {
         "id": row["id"],
         "parent_id": row["parent_id"],
         "prompt_content": row["prompt_content"],
@@ -157,6 +158,12 @@ def _message(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": _time(row["created_at"]),
         "updated_at": _time(row["updated_at"]),
     }
+    if row["deleted_at"] is None:
+        return message
+    # A tombstone keeps its place in the tree (later exchanges name it as their parent) and
+    # its accounting, never content.
+    kept = {k: v for k, v in message.items() if k not in CONTENT_FIELDS}
+    return {"id": kept.pop("id"), "parent_id": kept.pop("parent_id"), "deleted": True, **kept}
 
 
 def _json(value: Any) -> str:
@@ -208,6 +215,9 @@ def markdown_document(reader: PageReader, conversation_id: int) -> Iterator[str]
                 )
                 yield f"*Another branch: {after}.*\n\n"
             numbers[message["id"]], previous = n, message["id"]
+            if message.get("deleted"):
+                yield "*This exchange was deleted.*\n"
+                continue
             yield f"**User:**\n\n{message['prompt_content']}\n\n"
             yield f"**Assistant:**\n\n{message['response_content']}\n"
             if message["is_success"] is not True:

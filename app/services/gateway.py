@@ -10,6 +10,10 @@ conversation it belongs to, found here:
    caller's conversations only: a client that resends the growing history stays in one;
 3. else a new conversation, titled from its first prompt after the exchange.
 
+A call made with a no-store key keeps none of its text, and so neither leaves a fingerprint
+nor is found by one (2. does not apply): without ``X-Conversation-Id`` each such call is a
+new, untitled conversation of its own.
+
 Conversations are trees (a chat app's edits and regenerations): the new exchange follows
 the exchange whose fingerprint matched, so a client that regenerates or edits an earlier
 turn (it resends a shorter history) makes a new branch from there and it becomes current.
@@ -43,7 +47,7 @@ from app.extensions import db
 from app.llm.client import get_llm
 from app.llm.errors import pass_through_error
 from app.llm.events import ChatStream
-from app.models import Conversation, utcnow
+from app.models import NOT_STORED_PARAMS, Conversation, utcnow
 from app.repositories import MessageRepository, ThreadRepository
 from app.repositories.threads import Thread
 from app.services.auth import Principal
@@ -144,10 +148,13 @@ def _begin(
     check_budget(db.session, actor, asked)
     threads = ThreadRepository(db.session, actor.user_id)
     continued = fingerprint(prefix) if prefix else None
+    kept = not actor.no_store  # a no-store key's call keeps none of its text
     if conversation_id is not None:
         thread = threads.find(conversation_id, continued)
         if thread is None:
             raise NotFound(f"Conversation {conversation_id} does not exist.")
+    elif not kept:
+        thread = None
     elif continued:
         thread = threads.find_by_fingerprint(continued)
     else:
@@ -162,13 +169,10 @@ def _begin(
                 )
             )
             thread = Thread(created.id, untitled=True)
-        message_id = MessageRepository(
-            session
-        ).insert(
+        message_id = MessageRepository(session).insert(
             {
                 "conversation_id": thread.id,
                 "parent_id": thread.parent_id,
-                "prompt_content": prompt,
                 "model": model,
                 "endpoint": ENDPOINT,
                 "request_id": request_id,
@@ -176,13 +180,7 @@ def _begin(
                 "heartbeat_at": asked,
                 "prompt_tokens": estimate,  # until the upstream reports (lifecycle.py)
                 "usage_estimated": True,
-                "request_params": with_storable_strings(
-                    {k: v for k, v in body.items() if k != "messages"}
-                ),
-                "system_prompt": system_text(messages),
-                # What this call adds to the conversation: what follows the history it
-                # continues (all of it on a first turn), as sent.
-                "input_items": with_storable_strings(messages[len(prefix) if prefix else 0 :]),
+                **(_texts(body, prefix, prompt) if kept else _NOT_STORED),
             }
         )
     return PendingExchange(
@@ -191,18 +189,45 @@ def _begin(
         model=model,
         prompt=prompt,
         messages=(),  # the client's own messages go to the upstream in its body
-        needs_title=thread.untitled,
+        needs_title=thread.untitled and kept,
         endpoint=ENDPOINT,
         request_id=request_id,
         received_at=request_received_at(),
         next_fingerprint=functools.partial(
             ended_fingerprint, canonical, conversation_id is None and prefix is None
-        ),
+        )
+        if kept
+        else None,
         response_headers=response_headers,
         prompt_estimate=estimate,
         asked_on=asked.date(),
+        keep_text=kept,
         wants_saved_row=False,  # a completion is built from what was relayed
     )
+
+
+# What a no-store key's call keeps of its request's text: none.
+_NOT_STORED = {
+    "prompt_content": "",
+    "request_params": NOT_STORED_PARAMS,
+    "system_prompt": None,
+    "input_items": [],
+}
+
+
+def _texts(
+    body: Mapping[str, Any], prefix: list[dict[str, Any]] | None, prompt: str
+) -> dict[str, Any]:
+    """The text columns a call's row keeps of its request."""
+    messages = body["messages"]
+    return {
+        "prompt_content": prompt,
+        "request_params": with_storable_strings({k: v for k, v in body.items() if k != "messages"}),
+        "system_prompt": system_text(messages),
+        # What this call adds to the conversation: what follows the history it continues
+        # (all of it on a first turn), as sent.
+        "input_items": with_storable_strings(messages[len(prefix) if prefix else 0 :]),
+    }
 
 
 def sent_characters(body: Mapping[str, Any]) -> int:

@@ -14,15 +14,15 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from app.errors import DomainError, NotFound, Unprocessable
-from app.exchange.lifecycle import Exchange, PendingExchange
+from app.errors import Conflict, DomainError, NotFound, Unprocessable
+from app.exchange.lifecycle import NO_TEXT, Exchange, PendingExchange
 from app.exchange.progress import estimate_tokens
 from app.exchange.wire import after_response
 from app.extensions import db
 from app.llm.client import get_llm
 from app.llm.errors import map_error
 from app.llm.events import ChatMessage, ChatStream
-from app.models import CURRENT_EXCHANGE, Message, utcnow
+from app.models import CURRENT_EXCHANGE, NOT_STORED_PARAMS, Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
 from app.services.auth import Principal
 from app.services.budgets import check_budget
@@ -39,16 +39,19 @@ def _history(exchanges: list[tuple[str, str]], max_chars: int) -> list[ChatMessa
     kept: list[tuple[str, str]] = []
     used = 0
     for prompt, response in exchanges:
+        if not (prompt or response):
+            continue  # an exchange that kept no text (a no-store key's) has none to send
         used += len(prompt) + len(response)
         if used > max_chars:
             break
         kept.append((prompt, response))
     messages: list[ChatMessage] = []
     for prompt, response in reversed(kept):
-        messages += [
-            {"role": "user", "content": prompt},
-            {"role": "assistant", "content": response},
-        ]
+        # A deleted item leaves its text empty: nothing of it is sent.
+        if prompt:
+            messages.append({"role": "user", "content": prompt})
+        if response:
+            messages.append({"role": "assistant", "content": response})
     return messages
 
 
@@ -100,13 +103,15 @@ def begin_exchange(
     history = _history(context.exchanges, config["HISTORY_MAX_CHARS"])
     messages: tuple[ChatMessage, ...] = (*history, {"role": "user", "content": prompt})
     estimate = estimate_tokens(sent_characters(messages))
+    kept = not actor.no_store  # a no-store key's exchange keeps none of its text
     with one_statement() as session:
         message_id = MessageRepository(session).insert(
             {
                 "conversation_id": conversation_id,
                 "parent_id": context.parent_id,
-                "prompt_content": prompt,
-                "input_items": [{"role": "user", "content": prompt}],
+                "prompt_content": prompt if kept else "",
+                "input_items": [{"role": "user", "content": prompt}] if kept else [],
+                "request_params": None if kept else dict(NOT_STORED_PARAMS),
                 "model": context.model_type,
                 "endpoint": endpoint,
                 "request_id": request_id,
@@ -124,13 +129,15 @@ def begin_exchange(
         model=context.model_type,
         prompt=prompt,
         messages=messages,
-        needs_title=context.untitled,
+        # Never titled from a prompt that is not kept.
+        needs_title=context.untitled and kept,
         endpoint=endpoint,
         request_id=request_id,
         received_at=request_received_at(),
         siblings=context.siblings,
         prompt_estimate=estimate,
         asked_on=asked.date(),
+        keep_text=kept,
         wants_saved_row=wants_saved_row,
     )
 
@@ -140,6 +147,8 @@ def _save(exchange: Exchange, values: dict[str, Any]) -> Message | None:
     pending = exchange.pending
     if pending.finish_values is not None:
         values = pending.finish_values(values)
+    if not pending.keep_text:
+        values = {**values, **NO_TEXT}
     # What `flask messages recover` needs if the database stays down through the retries.
     record = {"message_id": pending.message_id, "conversation_id": pending.conversation_id}
     next_fingerprint = pending.next_fingerprint and pending.next_fingerprint(values)
@@ -231,13 +240,19 @@ def reply(
 
 def stream_regeneration(actor: Principal, conversation_id: int, message_id: int) -> Exchange:
     """Start another answer to exchange ``message_id``'s prompt: a new exchange with its
-    prompt and its parent (a sibling), which becomes current. NotFound if there is none."""
+    prompt and its parent (a sibling), which becomes current. NotFound if there is none (a
+    deleted one, a tombstone, has no prompt left)."""
     found = MessageRepository(db.session).in_conversation(
-        conversation_id, message_id, actor.user_id
+        conversation_id, message_id, actor.user_id, live_only=True
     )
     if found is None:
         raise NotFound(f"Message {message_id} does not exist in conversation {conversation_id}.")
     prompt, parent_id = found
+    if not prompt:
+        raise Conflict(
+            f"Exchange {message_id} kept no prompt (it was made with a no-store key, or "
+            "deleted): there is nothing to answer again."
+        )
     return open_exchange(begin_exchange(actor, conversation_id, prompt, "messages", parent_id))
 
 
@@ -247,10 +262,12 @@ def regenerate(actor: Principal, conversation_id: int, message_id: int) -> Messa
 
 
 def finish(exchange: Exchange) -> Message:
-    """Relay a whole exchange to nobody and return its saved message; raises its problem."""
+    """Relay a whole exchange to nobody and return its saved message as its client is
+    answered (``Exchange.answered``); raises its problem."""
     for _ in exchange.relay(lambda _chunk: None):
         pass
     if exchange.problem is not None:
         raise exchange.problem
-    assert exchange.saved is not None  # a missing row is a problem (NotFound)
-    return exchange.saved
+    answered = exchange.answered()
+    assert answered is not None  # a missing row is a problem (NotFound)
+    return answered

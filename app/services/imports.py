@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.errors import NotFound, Unprocessable
+from app.errors import Forbidden, NotFound, Unprocessable
 from app.exchange.outcomes import Outcome
 from app.repositories import UserRepository
 from app.repositories.imports import ImportRepository
+from app.repositories.messages import tombstone
 from app.services.auth import Principal
 from app.services.export import EXCHANGE_FIELDS
 from app.services.unit_of_work import unit_of_work
@@ -39,7 +40,10 @@ class Imported:
 
 
 def import_document(actor: Principal, conversations: Iterable[Mapping[str, Any]]) -> list[Imported]:
-    """Add the conversations (as ExportDocument loads them) to the actor's, all or none."""
+    """Add the conversations (as ExportDocument loads them) to the actor's, all or none.
+    Forbidden with a no-store key: an import is nothing but text to store."""
+    if actor.no_store:
+        raise Forbidden("This API key keeps no text (a no-store key): import with another key.")
     with unit_of_work() as session:
         return _import(ImportRepository(session), actor.user_id, conversations)
 
@@ -137,4 +141,10 @@ def _message_row(conversation_id: int, message: Mapping[str, Any]) -> dict[str, 
     row = {"conversation_id": conversation_id, **{f: message[f] for f in MESSAGE_FIELDS}}
     if row["outcome"] is None:
         row["outcome"] = OUTCOMES.get(row["is_success"])
+    row["deleted_at"] = None
+    if message["deleted"]:
+        # A tombstone stays one: its columns as a delete leaves them, whatever was sent.
+        erased = tombstone(row["model"])
+        row |= {name: value for name, value in erased.items() if name in row}
+        row["deleted_at"] = row["updated_at"]
     return row

@@ -8,18 +8,22 @@ from typing import Any, NamedTuple, TypedDict
 
 from flask import current_app
 
+from app.errors import Unprocessable
+
 # Aliased: this module's parameters named conversation_id hold conv_<id> strings.
 from app.exchange.responses_ids import conversation_id as conv_id
 from app.exchange.responses_ids import parse_conversation_id, parse_item_id
-from app.exchange.responses_items import exchange_items, find_item, stored_inputs, stored_layout
+from app.exchange.responses_items import exchange_items, find_item
 from app.exchange.responses_object import timestamp
 from app.exchange.responses_to_chat import prompt_text
 from app.extensions import db
 from app.models import Conversation, Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
+from app.repositories.deletes import DeleteRepository
 from app.repositories.responses import ResponseRepository
 from app.services.auth import Principal
 from app.services.gateway import with_storable_strings
+from app.services.item_erasure import erased_item
 from app.services.response_lookup import (
     Deleted,
     ItemList,
@@ -73,6 +77,13 @@ def _find_conversation(actor: Principal, conversation_id: str, session: Any = No
     return conversation
 
 
+def refuse_no_store(actor: Principal) -> None:
+    """Items are text a client stores: a no-store key may not add any (400, param items)."""
+    if actor.no_store:
+        message = "This API key keeps no text (a no-store key): items cannot be stored."
+        raise Unprocessable(message, {"json": {"items": [message]}})
+
+
 def _add_items(session: Any, conversation: Conversation, items: list[dict[str, Any]]) -> Message:
     """An exchange that only adds items after the conversation's current one (no answer:
     never sent to an upstream, never counted as a call)."""
@@ -107,6 +118,8 @@ def create_conversation(
 ) -> ConversationObject:
     """Create a conversation (a REST conversation too), its items added as one exchange;
     ``temporary`` if asked."""
+    if items:
+        refuse_no_store(actor)
     with unit_of_work() as session:
         conversation = ConversationRepository(session).create(
             Conversation(
@@ -168,6 +181,7 @@ def list_items(
 
 def add_items(actor: Principal, conversation_id: str, items: list[dict[str, Any]]) -> ItemList:
     """Add items after the conversation's current exchange; returns them, with their ids."""
+    refuse_no_store(actor)
     with unit_of_work() as session:
         conversation = _find_conversation(actor, conversation_id, session)
         items = resolve_references(ResponseRepository(session, actor.scope), items, "items")
@@ -197,15 +211,37 @@ def get_item(actor: Principal, conversation_id: str, item_id: str) -> dict[str, 
     return found
 
 
+def _locked_item(
+    deletes: DeleteRepository, conversation: Conversation, conversation_id: str, item_id: str
+) -> ItemPlace:
+    """Where the item ``item_id`` of the conversation is, its conversation and exchange
+    locked and read afresh (a delete decides on what it read under the lock); UnknownId
+    if there is none (deleted already, or its exchange a tombstone)."""
+    parsed = parse_item_id(item_id)
+    row = None
+    if parsed is not None and deletes.lock_conversation(conversation.id) is not None:
+        row = deletes.live_exchange(conversation.id, parsed[1])
+    if parsed is None or row is None or not readable(row):
+        raise UnknownId(f"No item with id {item_id!r} in conversation {conversation_id!r}.")
+    found = find_item(row, parsed[2], parsed[3])
+    if found is None or found["id"] != item_id:
+        raise UnknownId(f"No item with id {item_id!r} in conversation {conversation_id!r}.")
+    return ItemPlace(row, parsed[2], parsed[3])
+
+
 def delete_item(actor: Principal, conversation_id: str, item_id: str) -> ConversationObject:
-    """Delete one item of a conversation (null at its position: the others keep their
-    ids); returns the conversation."""
+    """Delete one item of a conversation: its content, wherever its exchange keeps it, in
+    the exchange's own format (null at its position: the others keep their content and
+    ids); the last item left makes the exchange a tombstone. Returns the conversation.
+    ExchangeInProgress while the exchange is being generated."""
     with unit_of_work() as session:
-        place = _item_place(actor, conversation_id, item_id, session)
-        inputs, layout = stored_inputs(place.row), stored_layout(place.row)
-        if place.side == "i":
-            inputs[place.position] = None
+        conversation = _find_conversation(actor, conversation_id, session)
+        deletes = DeleteRepository(session, actor.scope)
+        place = _locked_item(deletes, conversation, conversation_id, item_id)
+        deletes.refuse_in_progress(Message.id == place.row.id)
+        values = erased_item(place.row, place.side, place.position)
+        if values is None:
+            deletes.make_tombstone(place.row)
         else:
-            layout[place.position] = None
-        ResponseRepository(session).set_items(place.row.id, inputs, layout)
-        return conversation_object(_find_conversation(actor, conversation_id, session))
+            deletes.erase(place.row, values)
+        return conversation_object(conversation)

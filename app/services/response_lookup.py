@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 from app.errors import NotFound, Unprocessable
 from app.exchange.responses_ids import parse_item_id, parse_response_id
 from app.exchange.responses_items import find_item
-from app.models import Message
+from app.models import NOT_STORED_PARAMS, Message
 from app.repositories.responses import ResponseRepository
 
 RESPONSES_ENDPOINT = "responses"  # the endpoint column of an exchange made by /v1/responses
@@ -43,8 +43,14 @@ class UnknownId(NotFound):
 
 
 def readable(row: Any) -> bool:
-    """Whether an exchange's content is kept (store: false keeps none)."""
+    """Whether an exchange's content is kept (store: false keeps none, nor does any exchange
+    of a no-store key's, on any endpoint: NOT_STORED_PARAMS; a deleted response, a
+    tombstone, none either)."""
+    if row.deleted_at is not None:
+        return False
     params = row.request_params if isinstance(row.request_params, Mapping) else {}
+    if params == NOT_STORED_PARAMS:
+        return False
     return not (row.endpoint == RESPONSES_ENDPOINT and params.get("store") is False)
 
 

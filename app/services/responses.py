@@ -12,7 +12,9 @@ from typing import Any
 
 from flask import current_app
 
-from app.exchange.lifecycle import Exchange, PendingExchange
+from app.conflicts import ConversationGone, ParentGone
+from app.errors import Unprocessable
+from app.exchange.lifecycle import NO_TEXT, Exchange, PendingExchange
 from app.exchange.progress import estimate_tokens
 from app.exchange.responses_ids import conversation_id
 from app.exchange.responses_items import context_items, default_layout, input_slots, listed_item
@@ -25,6 +27,7 @@ from app.llm.errors import pass_through_error
 from app.llm.events import ChatStream
 from app.models import Conversation, Message, utcnow
 from app.repositories import ConversationRepository, MessageRepository
+from app.repositories.deletes import DeleteRepository
 from app.repositories.responses import ResponseRepository
 from app.services.auth import Principal
 from app.services.budgets import check_budget
@@ -41,21 +44,13 @@ from app.services.response_lookup import (
     RESPONSES_ENDPOINT,
     Deleted,
     ItemList,
+    UnknownId,
     find_response,
     page,
     resolve_references,
 )
 from app.services.unit_of_work import one_statement, unit_of_work
 from app.web.request_id import current_request_id, request_received_at
-
-# What an exchange keeps of its text without store: none (its counts and outcome remain).
-_NO_TEXT = {
-    "response_content": "",
-    "reasoning_content": None,
-    "refusal_content": None,
-    "tool_calls": None,
-    "output_items": None,
-}
 
 
 @dataclass
@@ -75,7 +70,7 @@ class Started:
         them; without store, none of its text."""
         values = {**values, "output_items": _settled_layout(self.items.layout, values)}
         self.ended = values
-        return values if self.stored else {**values, **_NO_TEXT}
+        return values if self.stored else {**values, **NO_TEXT}
 
     def final(self, exchange: Exchange) -> dict[str, Any]:
         """The Response once the exchange has ended: from its saved row (what a retrieval
@@ -136,8 +131,17 @@ def create_response(
     actor: Principal, request: dict[str, Any], *, temporary: bool = False
 ) -> Started:
     """Record a Responses request as an exchange in its place in the tree and call the
-    upstream with its context; returns it, ready to relay. A conversation it creates is
+    upstream with its context; returns it, ready to relay. A no-store key's request is
+    made as with store: false (its Response says so). A conversation it creates is
     ``temporary`` if asked."""
+    if actor.no_store:
+        if request.get("conversation") is not None:
+            message = (
+                "This API key keeps no text (a no-store key): conversation cannot be used, as "
+                "the conversation keeps the response's input and output."
+            )
+            raise Unprocessable(message, {"json": {"conversation": [message]}})
+        request = {**request, "store": False}
     stored = request["store"] is not False
     # Generation happens in the caller's own conversations only, admins included: the
     # caller is the one charged and checked.
@@ -148,9 +152,16 @@ def create_response(
     created_at = utcnow()  # the day it counts on, and so the day whose budget is checked
     check_budget(db.session, actor, created_at)
     request_id = current_request_id()
-    recorded = _record_in_progress(
-        actor, request, context, upstream, stored, created_at, request_id, temporary
-    )
+    try:
+        recorded = _record_in_progress(
+            actor, request, context, upstream, stored, created_at, request_id, temporary
+        )
+    except (ParentGone, ConversationGone) as gone:
+        previous = request.get("previous_response_id")
+        if previous is None:
+            raise
+        # Deleted since it was read: as unknown as an id that never was.
+        raise UnknownId(f"No response with id {previous!r}.", "previous_response_id") from gone
     started = Started(
         exchange=None,  # type: ignore[arg-type]  # set once the upstream is open
         items=Items(recorded.message_id, emit=bool(request["stream"])),
@@ -334,10 +345,14 @@ def get_response(actor: Principal, response_id: str) -> dict[str, Any]:
 
 
 def delete_response(actor: Principal, response_id: str) -> Deleted:
-    """Delete a response, and the responses that continue it (its subtree in the tree)."""
+    """Delete one response, as OpenAI does: it becomes a tombstone (its content erased, its
+    place in the tree and its accounting kept), so the responses that continue it stay
+    retrievable and continuable. UnknownId if there is none (a second delete too);
+    ExchangeInProgress while it is being generated."""
     with unit_of_work() as session:
         row = find_response(ResponseRepository(session, actor.scope), response_id)
-        MessageRepository(session).delete_subtree(row.conversation_id, row.id, row.parent_id)
+        if not DeleteRepository(session, actor.scope).delete_response(row.conversation_id, row.id):
+            raise UnknownId(f"No response with id {response_id!r}.")
     return {"id": response_id, "object": "response", "deleted": True}
 
 

@@ -33,13 +33,14 @@ def record_ending(session: Session, message_id: int, values: Mapping[str, Any]) 
 
     The rollup upsert comes last, so its row lock is held only until the commit that
     follows. An ending rewritten over an earlier one (the reaper guessed interrupted during
-    a long outage; then the owner's save arrived) first takes the earlier one back out.
+    a long outage; then the owner's save arrived) first takes the earlier one back out; it
+    brings no deleted content back (``MessageRepository.rewrite_ending``).
     """
     messages, usage = MessageRepository(session), UsageRepository(session)
     message = messages.end(message_id, values)
     if message is None:
         usage.remove_exchanges([message_id])  # nothing if the row is gone
-        message = messages.update(message_id, values)
+        message = messages.rewrite_ending(message_id, values)
         if message is None:
             return None
     usage.add_exchanges([message_id])

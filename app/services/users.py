@@ -42,6 +42,7 @@ class KeySummary:
     last_used_at: datetime | None
     expires_at: datetime | None
     revoked_at: datetime | None
+    no_store: bool = False
 
     def state(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -51,7 +52,12 @@ class KeySummary:
         return "active"
 
 
-def _add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = None) -> NewKey:
+def _add_key(
+    user: User,
+    keys: ApiKeyRepository,
+    expires_in: timedelta | None = None,
+    no_store: bool = False,
+) -> NewKey:
     now = utcnow()
     new = generate_key(None if expires_in is None else now + expires_in)
     keys.create(
@@ -61,6 +67,7 @@ def _add_key(user: User, keys: ApiKeyRepository, expires_in: timedelta | None = 
             secret_hash=new.secret_hash,
             created_at=now,
             expires_at=new.expires_at,
+            no_store=no_store,
         )
     )
     return new
@@ -89,11 +96,12 @@ def _user(users: UserRepository, name: str) -> User:
     return user
 
 
-def create_key(name: str, expires_in: timedelta | None = None) -> NewKey:
-    """Give an existing user one more key, valid for ``expires_in`` (None: no expiry)."""
+def create_key(name: str, expires_in: timedelta | None = None, no_store: bool = False) -> NewKey:
+    """Give an existing user one more key, valid for ``expires_in`` (None: no expiry);
+    ``no_store``: the exchanges made with it keep none of their text."""
     with unit_of_work() as session:
         user = _user(UserRepository(session), name)
-        return _add_key(user, ApiKeyRepository(session), expires_in)
+        return _add_key(user, ApiKeyRepository(session), expires_in, no_store)
 
 
 def list_keys(name: str) -> list[KeySummary]:
@@ -101,7 +109,9 @@ def list_keys(name: str) -> list[KeySummary]:
     with read_only() as session:
         user = _user(UserRepository(session), name)
         return [
-            KeySummary(k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at)
+            KeySummary(
+                k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at, k.no_store
+            )
             for k in ApiKeyRepository(session).for_users([user.id])
         ]
 

@@ -239,6 +239,15 @@ class TestList:
         assert response.status_code == 200
         assert response.json == []
 
+    @pytest.mark.parametrize("skip", [2**31, 2**63 - 1])
+    def test_skip_past_a_32_bit_integer_is_an_empty_list(self, client, skip):
+        create(client, title="only")
+
+        response = client.get(f"/conversations?skip={skip}")
+
+        assert response.status_code == 200
+        assert response.json == []
+
     def test_take_defaults_to_100(self, client, database, owner_id):
         database.add(
             *[Conversation(title=f"c{i}", model_type="m", owner_id=owner_id) for i in range(101)]

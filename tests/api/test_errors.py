@@ -138,4 +138,4 @@ def test_openapi_lists_the_errors_of_search_metadata_feedback_and_export(anonymo
         "200 401 404 414 422 429 503"
     )
     assert documented[("GET", "/export")] == "200 401 403 414 422 429 503"
-    assert documented[("POST", "/import")] == "201 400 401 413 414 415 422 429 503"
+    assert documented[("POST", "/import")] == "201 400 401 403 413 414 415 422 429 503"

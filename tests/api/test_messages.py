@@ -40,6 +40,7 @@ def test_lists_messages_in_creation_order_with_every_field(client, database, con
         "siblings",
         "prompt_content",
         "response_content",
+        "deleted",
         "prompt_tokens",
         "response_tokens",
         "total_tokens",

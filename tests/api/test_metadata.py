@@ -202,6 +202,14 @@ class TestListFilter:
 
         assert [row["id"] for row in response.json] == [match]
 
+    def test_a_nested_filter_is_422(self, client):
+        response = client.get("/conversations", query_string={"metadata[a][b]": "v"})
+
+        assert response.status_code == 422
+        assert response.json["errors"] == {
+            "query": {"metadata": {"a][b": {"key": ["Not a valid key here."]}}}
+        }
+
     def test_a_value_is_compared_as_a_string(self, client, database, owner_id):
         database.add(Conversation(title="a", model_type="m", owner_id=owner_id, meta={"n": "1"}))
 

@@ -105,7 +105,7 @@ class TestKeysList:
 
         lines = [line.split("\t") for line in result.output.strip().splitlines()]
         assert result.exit_code == 0
-        assert lines[0] == ["prefix", "state", "created", "last used", "expires"]
+        assert lines[0] == ["prefix", "state", "created", "last used", "expires", "store"]
         assert [(line[0], line[1]) for line in lines[1:]] == [
             (alice.key[:12], "active"),
             (expiring[:12], "active"),

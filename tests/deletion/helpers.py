@@ -1,12 +1,16 @@
-"""What the deletion tests share: a branch made through the API, and the counters' truth."""
+"""What the deletion tests share: exchanges and responses made through the API, what the LLM
+was sent, and the counters' truth."""
 
 from __future__ import annotations
+
+import json
 
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from app.extensions import db
+from tests.fake_llm import FakeLLMServer
 
 
 def branch(client: FlaskClient, conversation_id: int, *prompts: str) -> list[int]:
@@ -43,3 +47,23 @@ def assert_counters_agree(app: Flask, conversation_id: int) -> dict[str, object]
     if found["ids"]:
         assert found["current"] is not None, found
     return found
+
+
+MODEL = "fake-model"
+
+
+def respond(client: FlaskClient, **body: object) -> dict:
+    """A response made through POST /v1/responses (not streamed): its JSON."""
+    response = client.post("/v1/responses", json={"model": MODEL, "input": "hi", **body})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def message_id(response_id: str) -> int:
+    return int(response_id.removeprefix("resp_"))
+
+
+def last_sent(fake_llm: FakeLLMServer) -> str:
+    """What the last chat request the fake LLM received sent as messages, as JSON text."""
+    chats = [r for r in fake_llm.requests if r.path.endswith("/chat/completions")]
+    return json.dumps(chats[-1].body["messages"], ensure_ascii=False)

@@ -241,3 +241,67 @@ def test_a_delete_waiting_behind_a_new_exchange_sees_it_and_refuses(
     assert answered[0].status_code == 409
     assert answered[0].json["message"].startswith(f"Exchange {new} is in progress")
     assert assert_counters_agree(pooled_app, conversation_id)["ids"] == [a, b, new]
+
+
+def test_deletes_of_one_response_its_item_and_its_exchange_at_once_never_500(
+    pooled_app, engine, client, fake_llm
+):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    a, b = branch(client, conversation_id, "a", "b")
+
+    responses = together(
+        pooled_app,
+        engine,
+        conversation_id,
+        [
+            lambda own: own.delete(f"/v1/responses/resp_{b}"),
+            lambda own: own.delete(f"/v1/responses/resp_{b}"),
+            lambda own: own.delete(f"/v1/conversations/conv_{conversation_id}/items/msg_{b}i0"),
+        ],
+    )
+
+    statuses = [response.status_code for response in responses]
+    # One of the two response deletes makes b a tombstone; after it, b and its items are
+    # unknown (404); the item's delete, first, leaves b a response to delete.
+    assert sorted(statuses[:2]) == [200, 404]
+    assert statuses[2] in (200, 404)
+    found = assert_counters_agree(pooled_app, conversation_id)
+    assert found["ids"] == [a, b]
+    with pooled_app.app_context():
+        prompt = db.session.scalar(
+            sa.text("SELECT prompt_content FROM messages WHERE id = :b"), {"b": b}
+        )
+    assert prompt == ""
+
+
+def test_feedback_waiting_behind_a_response_delete_is_404_and_not_written(
+    pooled_app, engine, client, fake_llm
+):
+    conversation_id = client.post("/conversations", json={"title": "t"}).json["id"]
+    (a,) = branch(client, conversation_id, "a")
+    answered: list[Any] = []
+    rater = threading.Thread(
+        target=lambda: answered.append(
+            client.put(
+                f"/conversations/{conversation_id}/messages/{a}/feedback",
+                json={"rating": 1, "comment": "late"},
+            )
+        )
+    )
+
+    with conversation_locked(engine, conversation_id) as deleting:
+        # A response delete under way: a's row locked and made a tombstone, not committed.
+        deleting.execute(
+            sa.text(
+                "UPDATE messages SET deleted_at = now(), prompt_content = '',"
+                " response_content = '' WHERE id = :a"
+            ),
+            {"a": a},
+        )
+        rater.start()
+        wait_for_lock_waiters(engine, 1)  # the feedback's read, at a's row
+    rater.join(30)
+
+    assert answered[0].status_code == 404
+    with pooled_app.app_context():
+        assert db.session.scalar(sa.text("SELECT count(*) FROM feedback")) == 0

@@ -4,6 +4,7 @@ secure_delete zeroes freed cells, FTS5's segments are compacted, the WAL is trun
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +12,12 @@ from flask import Flask
 
 from app.extensions import db
 from app.models import FTS_PROMPTS, FTS_RESPONSES, FTS_TITLES
-from app.repositories.erasure import checkpoint_wal
+from app.repositories.erasure import (
+    CHECKPOINT_AFTER_COMMIT,
+    checkpoint_wal,
+    compact_search_index,
+    erase_in_place,
+)
 from tests.conftest import keyed_client
 from tests.deletion.helpers import branch
 from tests.fake_llm import Behavior
@@ -107,3 +113,38 @@ def test_a_checkpoint_held_up_by_a_reader_gives_up_without_failing_the_delete(po
 
     assert checkpoint_wal(engine) is True
     assert files(pooled_app)[1].stat().st_size == 0
+
+
+class RecordingSession:
+    """Records the statements run on it, as SQLite of ``version`` would be sent them."""
+
+    def __init__(self, version: tuple[int, int, int]) -> None:
+        self.statements: list[str] = []
+        self.info: dict[str, object] = {}
+        dbapi = SimpleNamespace(sqlite_version_info=version)
+        self.bind = SimpleNamespace(dialect=SimpleNamespace(name="sqlite", dbapi=dbapi))
+
+    def get_bind(self) -> SimpleNamespace:
+        return self.bind
+
+    def execute(self, statement: object) -> None:
+        self.statements.append(str(statement))
+
+
+@pytest.mark.parametrize(
+    ("version", "before", "after"),
+    [
+        ((3, 40, 1), [], ["optimize"] * 3),
+        ((3, 42, 0), ["secure-delete"] * 3, []),
+    ],
+)
+def test_from_sqlite_3_42_fts5_erases_in_place_instead_of_merging(version, before, after):
+    session = RecordingSession(version)
+
+    erase_in_place(session)  # type: ignore[arg-type]
+    begun = [s.split("'")[1] for s in session.statements]
+    compact_search_index(session)  # type: ignore[arg-type]
+    ended = [s.split("'")[1] for s in session.statements[len(begun) :]]
+
+    assert (begun, ended) == (before, after)
+    assert session.info[CHECKPOINT_AFTER_COMMIT] is True

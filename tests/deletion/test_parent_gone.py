@@ -1,6 +1,7 @@
 """A new exchange whose parent (or conversation) is deleted between the read of its context
 and its INSERT: a 409 naming the parent (404 for the conversation) in the endpoint's error
-shape, nothing saved, the LLM never called. Two threads, two connections, on both engines."""
+shape (a previous_response_id: 404, as unknown), nothing saved, the LLM never called. Two
+threads, two connections, on both engines."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.repositories import ConversationRepository, ThreadRepository
+from app.repositories.responses import ResponseRepository
 from tests.conftest import keyed_client
 from tests.deletion.helpers import assert_counters_agree, branch
 
@@ -157,3 +159,28 @@ def test_a_chat_completion_whose_parent_was_deleted_meanwhile_is_409_in_openai_s
     assert response.status_code == 409
     assert response.json["error"]["message"] == parent_gone(parent)
     assert assert_counters_agree(pooled_app, conversation_id)["ids"] == []
+
+
+def test_a_response_whose_previous_response_was_deleted_meanwhile_is_404_naming_the_field(
+    pooled_app, fake_llm, client, other, monkeypatch
+):
+    first = client.post("/v1/responses", json={"model": "m", "input": "hi"})
+    conversation_id, parent = first.headers["X-Conversation-Id"], first.headers["X-Message-Id"]
+    pause = Paused()
+    monkeypatch.setattr(ResponseRepository, "branch", pause.wrap(ResponseRepository.branch))
+    asked = len(fake_llm.requests)
+
+    response = pause.run(
+        lambda: client.post(
+            "/v1/responses",
+            json={"model": "m", "input": "more", "previous_response_id": first.json["id"]},
+        ),
+        lambda: other.delete(f"/conversations/{conversation_id}/messages/{parent}").status_code,
+    )
+
+    assert response.status_code == 404
+    assert response.json["error"]["param"] == "previous_response_id"
+    assert response.json["error"]["message"] == (
+        f"previous_response_id: No response with id {first.json['id']!r}."
+    )
+    assert len(fake_llm.requests) == asked
