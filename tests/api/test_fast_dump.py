@@ -33,6 +33,7 @@ def test_a_conversation_dumps_as_marshmallow_dumps_it():
         message_count=2,
         archived=False,
         pinned=True,
+        temporary=False,
         current_message_id=11,
     )
     untitled = Conversation(
@@ -54,6 +55,8 @@ def test_a_conversation_dumps_as_marshmallow_dumps_it():
         "message_count": 2,
         "archived": False,
         "pinned": True,
+        "expires_at": None,
+        "temporary": False,
         "current_message_id": 11,
     }
 
