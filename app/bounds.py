@@ -1,6 +1,6 @@
 """Bounds of the columns that values from the upstream are clamped to before they are saved.
 
-A leaf: app/models.py declares its columns with them, and app/llm clamps to them.
+A leaf: app/models/ declares its columns with them, and app/llm clamps to them.
 """
 
 from __future__ import annotations

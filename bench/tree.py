@@ -29,7 +29,11 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.models import PROMPT_SEARCH_INDEX, RESPONSE_SEARCH_INDEX, TITLE_SEARCH_INDEX  # noqa: E402
+from app.models.unmanaged import (  # noqa: E402
+    PROMPT_SEARCH_INDEX,
+    RESPONSE_SEARCH_INDEX,
+    TITLE_SEARCH_INDEX,
+)
 from bench.common import create_database, drop_database, run_wrk, wrk_script  # noqa: E402
 from tests.procfile import WebProcess, create_user, release  # noqa: E402
 

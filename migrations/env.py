@@ -6,7 +6,7 @@ from alembic import context
 from flask import current_app
 from sqlalchemy.types import TypeDecorator
 
-from app.models import include_object
+from app.models.unmanaged import include_object
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -98,7 +98,7 @@ def run_migrations_online():
 
     conf_args = current_app.extensions["migrate"].configure_args
     conf_args.setdefault("render_item", render_item)
-    # Full-text and GIN indexes live in the migrations only (app/models.py).
+    # Full-text and GIN indexes live in the migrations only (app/models/unmanaged.py).
     conf_args.setdefault("include_object", include_object)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives

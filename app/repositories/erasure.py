@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session as OrmSession
 
 from app.extensions import Session
-from app.models import FTS_PROMPTS, FTS_RESPONSES, FTS_TITLES
+from app.models.unmanaged import FTS_PROMPTS, FTS_RESPONSES, FTS_TITLES
 
 log = logging.getLogger(__name__)
 

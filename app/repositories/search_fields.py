@@ -3,7 +3,7 @@ both engines, and the marks around matches in snippets."""
 
 from __future__ import annotations
 
-from app.models import (
+from app.models.unmanaged import (
     FTS_PROMPTS,
     FTS_RESPONSES,
     FTS_TITLES,

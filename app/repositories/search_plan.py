@@ -11,7 +11,7 @@ from sqlalchemy import Text, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from app.models import PROMPT_VECTOR, RESPONSE_VECTOR, TITLE_VECTOR
+from app.models.unmanaged import PROMPT_VECTOR, RESPONSE_VECTOR, TITLE_VECTOR
 from app.repositories.search_fields import KINDS, SOURCES
 from app.repositories.search_query import SearchQuery
 

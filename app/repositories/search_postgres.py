@@ -24,7 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from app.models import PROMPT_VECTOR, RESPONSE_VECTOR, TITLE_VECTOR, Conversation
+from app.models import Conversation
+from app.models.unmanaged import PROMPT_VECTOR, RESPONSE_VECTOR, TITLE_VECTOR
 from app.repositories.search_fields import MARK_END, MARK_START, PROMPT, TITLE
 
 HEADLINE = (

@@ -29,15 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.models import (
+from app.models import Conversation, Message, utcnow
+from app.models.usage import (
     LATENCY_BUCKETS_MS,
     USAGE_SHARDS,
-    Conversation,
-    Message,
     UsageDaily,
     UsageRemoved,
     latency_columns,
-    utcnow,
 )
 from app.repositories.functions import utc_day
 

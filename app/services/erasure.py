@@ -16,7 +16,8 @@ from flask import current_app
 
 from app.conflicts import ExchangeInProgress, WriteConflict
 from app.errors import Conflict, NotFound
-from app.models import ERASED_OWNER_ID, utcnow
+from app.models import utcnow
+from app.models.usage import ERASED_OWNER_ID
 from app.repositories import UserRepository
 from app.repositories.deletes import DeleteRepository
 from app.repositories.erasure import compact_search_index

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.models import LATENCY_BUCKETS_MS, Message
+from app.models import Message
+from app.models.usage import LATENCY_BUCKETS_MS
 from app.repositories import ConversationRepository, MessageRepository
 from app.repositories.usage import REPORT_SUMS, UsageRepository
 from app.schemas.usage import USAGE_DEFAULT_DAYS

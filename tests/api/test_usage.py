@@ -10,15 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import (
-    LATENCY_BUCKETS_MS,
-    USAGE_SHARDS,
-    Conversation,
-    Message,
-    UsageDaily,
-    User,
-    latency_columns,
-)
+from app.models import Conversation, Message, User
+from app.models.usage import LATENCY_BUCKETS_MS, USAGE_SHARDS, UsageDaily, latency_columns
 from app.services import users as users_service
 from app.services.usage import percentile
 from tests.conftest import keyed_client

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.extensions import db
-from app.models import UsageDaily
+from app.models.usage import UsageDaily
 from tests.conftest import keyed_client
 from tests.fake_llm import Behavior
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from app.extensions import db
-from app.models import include_object
+from app.models.unmanaged import include_object
 
 
 def drift() -> list:

@@ -6,7 +6,7 @@ import flask_migrate
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import FTS_TABLE_PREFIX
+from app.models.unmanaged import FTS_TABLE_PREFIX
 from app.services.auth import authenticate, generate_key
 from tests.conftest import disposing, make_app
 from tests.db.drift import drift

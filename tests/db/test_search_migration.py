@@ -6,7 +6,7 @@ import flask_migrate
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import (
+from app.models.unmanaged import (
     FTS_PROMPTS,
     FTS_RESPONSES,
     FTS_TITLES,

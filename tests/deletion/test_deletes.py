@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from app.models import Message, UsageRemoved
+from app.models import Message
+from app.models.usage import UsageRemoved
 from tests.api.test_generation import parse_sse, post_stream
 from tests.conftest import keyed_client
 from tests.deletion.helpers import assert_counters_agree, branch

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app.extensions import db
-from app.models import FTS_PROMPTS, FTS_RESPONSES, FTS_TITLES
+from app.models.unmanaged import FTS_PROMPTS, FTS_RESPONSES, FTS_TITLES
 from app.repositories.erasure import (
     CHECKPOINT_AFTER_COMMIT,
     checkpoint_wal,

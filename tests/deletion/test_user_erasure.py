@@ -10,7 +10,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from app.models import ERASED_OWNER_ID, ApiKey, Conversation, Feedback, Message, User
+from app.models import ApiKey, Conversation, Feedback, Message, User
+from app.models.usage import ERASED_OWNER_ID
 from tests.api.test_usage import TITLE_USAGE
 from tests.conftest import bearer, keyed_client
 from tests.deletion.helpers import branch

@@ -1,8 +1,10 @@
-"""Database models. ``migrations/`` holds the schema's history; never ``create_all``."""
+"""Database models: users and keys, conversations, exchanges, feedback; the usage rollups
+in app/models/usage.py, what only the migrations create in app/models/unmanaged.py.
+``migrations/`` holds the schema's history; never ``create_all``."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,14 +12,12 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     SmallInteger,
     String,
-    Table,
     Text,
     false,
     func,
@@ -353,117 +353,5 @@ class Feedback(TimestampMixin, db.Model):
         return f"<Feedback {self.rating:+d} on message {self.message_id}>"
 
 
-# Upper bounds (ms) of the fixed latency histogram buckets of the usage rollups; one more
-# bucket holds everything above the last. Neighbouring bounds differ by at most 1.5x from
-# 100 ms to 60 s, which bounds the error of the percentiles reported. Changing them takes a
-# migration and `flask usage rebuild`.
-LATENCY_BUCKETS_MS = (
-    10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000,
-    7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 180000, 300000, 600000,
-)  # fmt: skip
-USAGE_KINDS = ("exchange", "title")
-# The owner_id of usage rows an erased user left (`flask users erase --keep-usage`): users'
-# ids start at 1, and usage has no foreign key to users.
-ERASED_OWNER_ID = 0
-# Each rollup is split in this many rows (by exchange id): many streams ending at once for
-# one user and model would otherwise queue on one row's lock, each save holding it from its
-# upsert to its commit. Reports sum the shards.
-USAGE_SHARDS = 16
-
-
-def latency_columns(measure: str) -> list[str]:
-    """The bucket column names of one measure (``ttft`` or ``duration``), in bound order."""
-    return [f"{measure}_le_{bound}" for bound in LATENCY_BUCKETS_MS] + [f"{measure}_le_inf"]
-
-
-class UsageDaily(db.Model):
-    """Usage per owner, UTC day, model, kind and outcome, kept current as exchanges end.
-
-    ``kind`` exchange: ended exchanges (by outcome), their tokens and latency histograms;
-    kind title: title calls (outcome ''), their tokens only. Bucket columns count values
-    in (previous bound, bound], not cumulatively.
-    """
-
-    __tablename__ = "usage_daily"
-    # The key leads with owner_id for one user's report; ix_usage_daily_day serves admins'.
-    __table_args__ = (
-        CheckConstraint(f"kind IN {USAGE_KINDS!r}", name="kind"),
-        Index("ix_usage_daily_day", "day"),
-    )
-
-    owner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    # '' where unknown (rows older than messages.model): key columns cannot be NULL.
-    model: Mapped[str] = mapped_column(String(MODEL_MAX), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    outcome: Mapped[str] = mapped_column(String(OUTCOME_MAX), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    calls: Mapped[int] = mapped_column(Integer, server_default="0")
-    # Failed exchanges the upstream refused with 429 (a subset of outcome failed).
-    rate_limited: Mapped[int] = mapped_column(Integer, server_default="0")
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    response_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    total_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    # Exchanges whose usage is an estimate (the upstream's was not received), and their
-    # total tokens (counted in total_tokens too).
-    estimated: Mapped[int] = mapped_column(Integer, server_default="0")
-    estimated_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    # One counter column per latency bucket and measure (declared in a loop: 60 of them).
-    for _name in latency_columns("ttft") + latency_columns("duration"):
-        locals()[_name] = mapped_column(Integer, nullable=False, server_default="0")
-    del _name
-
-    def __repr__(self) -> str:
-        return f"<UsageDaily {self.owner_id} {self.day} {self.model!r} {self.kind} {self.outcome}>"
-
-
-class UsageRemoved(db.Model):
-    """What deleted exchanges had added to ``usage_daily``, by the same key and sums: tokens
-    spent stay spent. ``flask usage rebuild`` adds it to what the exchanges left give."""
-
-    __table__ = Table(
-        "usage_removed",
-        db.metadata,
-        *(column._copy() for column in UsageDaily.__table__.columns),
-        CheckConstraint(f"kind IN {USAGE_KINDS!r}", name="kind"),
-    )
-
-    def __repr__(self) -> str:
-        return f"<UsageRemoved {self.owner_id} {self.day} {self.model!r} {self.outcome}>"
-
-
-# ------------------------------------------------- what the migrations create, the models cannot
-# Full-text indexes (PostgreSQL generated tsvector columns and their GIN indexes, SQLite FTS5
-# tables and their shadow tables) and the JSONB GIN index on metadata: autogenerate must not
-# report them as drift.
-
-# SQLite: FTS5 virtual tables kept in sync by triggers (FTS5 adds _data, _idx, ... tables).
-FTS_TABLE_PREFIX = "fts_"
-FTS_TITLES = "fts_conversation_titles"
-FTS_PROMPTS = "fts_message_prompts"
-FTS_RESPONSES = "fts_message_responses"
-
-# PostgreSQL: generated tsvector columns (never mapped: the ORM neither reads nor writes
-# them), their GIN indexes, and the GIN index over the JSONB metadata.
-TITLE_VECTOR = "title_search"
-PROMPT_VECTOR = "prompt_search"
-RESPONSE_VECTOR = "response_search"
-SEARCH_COLUMNS = frozenset({TITLE_VECTOR, PROMPT_VECTOR, RESPONSE_VECTOR})
-TITLE_SEARCH_INDEX = "ix_conversations_title_search"
-PROMPT_SEARCH_INDEX = "ix_messages_prompt_search"
-RESPONSE_SEARCH_INDEX = "ix_messages_response_search"
-METADATA_INDEX = "ix_conversations_metadata"
-UNMANAGED_INDEXES = frozenset(
-    {TITLE_SEARCH_INDEX, PROMPT_SEARCH_INDEX, RESPONSE_SEARCH_INDEX, METADATA_INDEX}
-)
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """Alembic's ``include_object``: leave the objects above out of autogenerate."""
-    if type_ == "table" and name and name.startswith(FTS_TABLE_PREFIX):
-        return False
-    if type_ == "column" and name in SEARCH_COLUMNS:
-        return False
-    return not (type_ == "index" and name in UNMANAGED_INDEXES)
+# Registered on the same metadata, so that autogenerate and the app see every table.
+from app.models import unmanaged, usage  # noqa: E402, F401
